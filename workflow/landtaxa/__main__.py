@@ -1,0 +1,7 @@
+"""``python -m landtaxa <step> ...``: run one workflow step."""
+
+import sys
+
+from landtaxa.cli import main
+
+sys.exit(main())

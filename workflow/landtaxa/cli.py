@@ -1,0 +1,327 @@
+"""Command-line entry points, one per workflow step: ``python -m landtaxa <step> ...``.
+
+Each step reads and writes explicit files, so the Snakemake rules stay thin and every
+step can also be run by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+from landtaxa.storage import get_logger
+
+log = get_logger()
+
+
+def _floats(text: str | None) -> list[float] | None:
+    if text in (None, "", "None", "null"):
+        return None
+    return [float(v) for v in str(text).split(",")]
+
+
+def _setup_torch(args: argparse.Namespace):
+    import torch
+
+    from landtaxa.encoder import pick_device
+
+    torch.set_num_threads(max(1, int(args.threads)))
+    device = pick_device(args.device)
+    log.info("device: %s (torch %s, %d CPU threads)", device, torch.__version__, torch.get_num_threads())
+    return device
+
+
+def cmd_grid(args: argparse.Namespace) -> None:
+    from landtaxa.grid import build_grid
+
+    grid = build_grid(
+        args.images,
+        tile_size=args.tile_size,
+        bands=[int(b) for b in args.bands.split(",")] if args.bands else None,
+        crs=args.crs or None,
+        resolution=args.resolution or None,
+        scale_min=_floats(args.scale_min),
+        scale_max=_floats(args.scale_max),
+        percentiles=tuple(_floats(args.percentiles)),
+    )
+    grid.save(args.out)
+    log.info(
+        "grid: %d x %d px at %.2f, %d x %d tiles of %d px (%.0f units); scaling %s..%s",
+        grid.width, grid.height, grid.resolution, grid.n_rows, grid.n_cols, grid.tile_size,
+        grid.tile_metres, grid.scale_min, grid.scale_max,
+    )
+
+
+def cmd_align(args: argparse.Namespace) -> None:
+    from landtaxa.align import align_date
+    from landtaxa.grid import Grid
+
+    grid = Grid.load(args.grid)
+    fr = align_date(grid, args.images, args.out, args.valid, block_rows=args.block_rows,
+                    resampling=args.resampling)
+    log.info("aligned %d granule(s); %d of %d tiles hold data", len(args.images),
+             int((fr > 0).sum()), fr.size)
+
+
+def _fractions(paths: list[str]) -> list[np.ndarray]:
+    from landtaxa.storage import load_npz
+
+    return [load_npz(p)["fraction"] for p in paths]
+
+
+def _train_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--grid", required=True)
+    p.add_argument("--aligned", nargs="+", required=True)
+    p.add_argument("--valid", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--triplets", type=int, required=True)
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--betas", default="0.5,0.999")
+    p.add_argument("--margin", type=float, required=True)
+    p.add_argument("--l2", type=float, required=True)
+    p.add_argument("--min-valid", type=float, default=0.5)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--cache-mb", type=float, default=2048)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="auto")
+
+
+def _fit_and_save(args, model, triplets, grid, meta, device) -> None:
+    from landtaxa.encoder import save_checkpoint
+    from landtaxa.train import extract_triplet_tiles, scratch_dir_for, train_triplets
+
+    tiles = extract_triplet_tiles(grid, args.aligned, triplets, scratch_dir_for(args.out), args.cache_mb)
+    t0 = time.perf_counter()
+    history = train_triplets(
+        model, tiles, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        betas=tuple(_floats(args.betas)), margin=args.margin, l2=args.l2, seed=args.seed,
+        device=device, augmentation=not args.no_augment,
+    )
+    meta.update({"loss_history": history, "train_seconds": time.perf_counter() - t0,
+                 "n_triplets": int(len(triplets))})
+    save_checkpoint(args.out, model, meta)
+    log.info("saved %s", args.out)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from landtaxa.encoder import build_encoder
+    from landtaxa.grid import Grid
+    from landtaxa.triplets import geographic_triplets
+
+    device = _setup_torch(args)
+    grid = Grid.load(args.grid)
+    rng = np.random.default_rng(args.seed)
+    radius = args.radius if args.radius else grid.tile_size
+    triplets = geographic_triplets(grid, _fractions(args.valid), args.triplets, radius, args.min_valid, rng)
+    import torch
+
+    torch.manual_seed(args.seed)
+    model = build_encoder(args.encoder, grid.n_bands, args.z_dim)
+    meta = {"encoder": args.encoder, "in_channels": grid.n_bands, "z_dim": args.z_dim,
+            "tile_size": grid.tile_size, "kind": "geographic", "seed": args.seed}
+    _fit_and_save(args, model, triplets, grid, meta, device)
+
+
+def cmd_refine(args: argparse.Namespace) -> None:
+    from landtaxa.encoder import load_checkpoint
+    from landtaxa.grid import Grid
+    from landtaxa.storage import load_npz
+    from landtaxa.triplets import cluster_triplets
+
+    device = _setup_torch(args)
+    grid = Grid.load(args.grid)
+    model, meta = load_checkpoint(args.parent, device)
+    clusters = load_npz(args.clusters)
+    rng = np.random.default_rng(args.seed)
+    triplets = cluster_triplets(grid, clusters["tile_ids"], clusters["labels"], _fractions(args.valid),
+                                args.triplets, args.min_valid, rng)
+    log.info("sampled %d cluster-guided triplets over %d dates", len(triplets), len(args.valid))
+    meta = {**{k: meta[k] for k in ("encoder", "in_channels", "z_dim", "tile_size")},
+            "kind": "refined", "parent": os.path.basename(args.parent), "seed": args.seed}
+    _fit_and_save(args, model, triplets, grid, meta, device)
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    from landtaxa.embed import embed_date
+    from landtaxa.encoder import load_checkpoint
+    from landtaxa.grid import Grid
+    from landtaxa.storage import load_npz
+
+    device = _setup_torch(args)
+    grid = Grid.load(args.grid)
+    model, _ = load_checkpoint(args.model, device)
+    embed_date(model, grid, args.aligned, load_npz(args.valid)["fraction"], args.out,
+               min_valid=args.min_valid, batch_size=args.batch_size, device=device,
+               block_rows=args.block_rows)
+
+
+def cmd_series(args: argparse.Namespace) -> None:
+    from landtaxa.series import assemble_series
+
+    assemble_series(args.embeddings, args.dates, args.out, max_missing=args.max_missing)
+
+
+def cmd_truth(args: argparse.Namespace) -> None:
+    from landtaxa.grid import Grid
+    from landtaxa.metrics import truth_tiles
+    from landtaxa.storage import save_npz
+
+    classes = truth_tiles(Grid.load(args.grid), args.truth)
+    save_npz(args.out, classes=classes)
+    log.info("truth: %d tiles with a reference class, %d classes",
+             int((classes >= 0).sum()), len(np.unique(classes[classes >= 0])))
+
+
+def cmd_clusters(args: argparse.Namespace) -> None:
+    from landtaxa.clusters import kmeans_series
+    from landtaxa.grid import Grid
+    from landtaxa.metrics import taxonomy_metrics
+    from landtaxa.storage import load_npz, save_npz, write_json
+
+    grid = Grid.load(args.grid)
+    s = load_npz(args.series)
+    t0 = time.perf_counter()
+    result = kmeans_series(s["series"], args.k, seed=args.seed, n_init=args.n_init, max_iter=args.max_iter)
+    log.info("K-means, K=%d: inertia %.4g after %d iterations, %.1f s", args.k, result.inertia,
+             result.n_iter, time.perf_counter() - t0)
+    truth = load_npz(args.truth)["classes"] if args.truth else None
+    metrics = taxonomy_metrics(grid, s["series"], s["tile_ids"], result.labels, result.inertia,
+                               truth=truth, seed=args.seed)
+    metrics["model"] = args.model
+    metrics["dates"] = s["dates"].tolist()
+    save_npz(args.out, labels=result.labels, centroids=result.centroids, tile_ids=s["tile_ids"],
+             dates=s["dates"])
+    write_json(args.metrics, metrics)
+    log.info("metrics: %s", {k: v for k, v in metrics.items() if k not in ("dates", "cluster_sizes")})
+
+
+def cmd_map(args: argparse.Namespace) -> None:
+    from landtaxa.grid import Grid
+    from landtaxa.maps import pca_colours, plot_cluster_map, write_cluster_map
+    from landtaxa.storage import load_npz
+
+    grid = Grid.load(args.grid)
+    c = load_npz(args.clusters)
+    colours = pca_colours(c["centroids"])
+    img = write_cluster_map(grid, c["tile_ids"], c["labels"], colours, args.out_tif)
+    plot_cluster_map(img, colours, args.title, args.out_png)
+
+
+def cmd_metrics(args: argparse.Namespace) -> None:
+    from landtaxa.storage import read_json, write_json
+
+    out = {}
+    for model, path in zip(args.models, args.inputs, strict=True):
+        m = read_json(path)
+        m.pop("model", None)
+        out[model] = m
+    write_json(args.out, out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="landtaxa", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("demo", help="generate the synthetic demo region (see `landtaxa demo --help`)",
+                   add_help=False)
+
+    p = sub.add_parser("grid", help="build the common grid over all granules")
+    p.add_argument("--images", nargs="+", required=True)
+    p.add_argument("--tile-size", type=int, required=True)
+    p.add_argument("--bands", default="")
+    p.add_argument("--crs", default="")
+    p.add_argument("--resolution", type=float, default=0.0)
+    p.add_argument("--scale-min", default=None)
+    p.add_argument("--scale-max", default=None)
+    p.add_argument("--percentiles", default="1,99")
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("align", help="mosaic one date's granules onto the grid")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--images", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--valid", required=True)
+    p.add_argument("--block-rows", type=int, default=8)
+    p.add_argument("--resampling", default="nearest")
+
+    p = sub.add_parser("train", help="train the geographic encoder f^g (Tile2Vec)")
+    _train_common(p)
+    p.add_argument("--encoder", default="tilenet")
+    p.add_argument("--z-dim", type=int, default=512)
+    p.add_argument("--radius", type=float, default=0.0)
+
+    p = sub.add_parser("refine", help="fine-tune an encoder on cluster-guided triplets")
+    _train_common(p)
+    p.add_argument("--parent", required=True)
+    p.add_argument("--clusters", required=True)
+
+    p = sub.add_parser("embed", help="embed every tile of one date")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--aligned", required=True)
+    p.add_argument("--valid", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--min-valid", type=float, default=0.5)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--block-rows", type=int, default=8)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("series", help="assemble the N x T x D series")
+    p.add_argument("--embeddings", nargs="+", required=True)
+    p.add_argument("--dates", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--max-missing", type=float, default=0.5)
+
+    p = sub.add_parser("truth", help="reference classes per tile by majority vote")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--truth", required=True)
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("clusters", help="time-series K-means and its metrics")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--series", required=True)
+    p.add_argument("--k", type=int, required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-init", type=int, default=5)
+    p.add_argument("--max-iter", type=int, default=300)
+    p.add_argument("--truth", default="")
+    p.add_argument("--out", required=True)
+    p.add_argument("--metrics", required=True)
+
+    p = sub.add_parser("map", help="cluster map as a GeoTIFF (COG) and a PNG")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--clusters", required=True)
+    p.add_argument("--title", default="taxonomy")
+    p.add_argument("--out-tif", required=True)
+    p.add_argument("--out-png", required=True)
+
+    p = sub.add_parser("metrics", help="gather per-model metrics into one JSON")
+    p.add_argument("--inputs", nargs="+", required=True)
+    p.add_argument("--models", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "demo":
+        from landtaxa import demo
+
+        return demo.main(argv[1:])
+    args = build_parser().parse_args(argv)
+    handler = globals()[f"cmd_{args.command}"]
+    try:
+        handler(args)
+    except (ValueError, FileNotFoundError) as err:
+        log.error("%s", err)
+        return 1
+    return 0

@@ -1,0 +1,93 @@
+"""Embedding every tile of one date with an encoder, in batches.
+
+The aligned raster is read in strips of tile rows (bounded memory), cut into tiles,
+scaled to [0, 1] and encoded in batches; tiles whose valid fraction is below
+``min_valid`` are not encoded. Missing pixels inside a valid tile are set to the tile's
+per-band mean of valid pixels, so nodata does not read as black ground.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import rasterio
+import torch
+from torch import nn
+
+from landtaxa.align import read_block, strip_windows
+from landtaxa.grid import Grid
+from landtaxa.storage import get_logger, save_npz
+
+log = get_logger()
+
+
+def to_tiles(block: np.ndarray, tile_size: int) -> np.ndarray:
+    """(C, r*ts, c*ts) -> (r*c, C, ts, ts), tiles in row-major order."""
+    c, h, w = block.shape
+    r, k = h // tile_size, w // tile_size
+    t = block.reshape(c, r, tile_size, k, tile_size).transpose(1, 3, 0, 2, 4)
+    return t.reshape(r * k, c, tile_size, tile_size)
+
+
+def fill_invalid(tiles: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Replace invalid pixels of each tile by its per-band mean over valid pixels."""
+    m = masks[:, None].astype(np.float32)
+    count = m.sum(axis=(2, 3), keepdims=True)
+    mean = (tiles * m).sum(axis=(2, 3), keepdims=True) / np.maximum(count, 1)
+    return np.where(m > 0, tiles, mean).astype(np.float32)
+
+
+@torch.inference_mode()
+def encode(model: nn.Module, tiles: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
+    """Encode an (n, C, ts, ts) float32 array in batches; returns (n, D) float32."""
+    out = []
+    use_amp = device.type == "cuda"
+    for s in range(0, len(tiles), batch_size):
+        x = torch.from_numpy(tiles[s : s + batch_size])
+        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            z = model(x)
+        out.append(z.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def embed_date(
+    model: nn.Module,
+    grid: Grid,
+    aligned: str | os.PathLike,
+    fractions: np.ndarray,
+    out_path: str | os.PathLike,
+    min_valid: float,
+    batch_size: int,
+    device: torch.device,
+    block_rows: int = 8,
+) -> None:
+    """Embed all valid tiles of one aligned date and write ``embeddings``/``valid`` to npz."""
+    model.to(device).eval()
+    if device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    z_dim = model.z_dim
+    emb = np.full((grid.n_tiles, z_dim), np.nan, np.float32)
+    valid = fractions.reshape(-1) >= min_valid
+    todo = int(valid.sum())
+    done, t0 = 0, time.perf_counter()
+    with rasterio.open(aligned) as src:
+        if (src.width, src.height) != (grid.width, grid.height):
+            raise ValueError(f"{aligned}: size {src.width}x{src.height} does not match the grid")
+        for r0, win in strip_windows(grid, block_rows):
+            first = r0 * grid.n_cols
+            n_strip = (win.height // grid.tile_size) * grid.n_cols
+            keep = valid[first : first + n_strip]
+            if not keep.any():
+                continue
+            data, mask = read_block(src, win)
+            tiles = to_tiles(grid.scale(data), grid.tile_size)[keep]
+            masks = to_tiles(mask[None], grid.tile_size)[keep, 0]
+            tiles = fill_invalid(tiles, masks)
+            emb[first + np.flatnonzero(keep)] = encode(model, tiles, batch_size, device)
+            done += len(tiles)
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            log.info("embedded %d/%d tiles (%.0f tiles/s)", done, todo, rate)
+    save_npz(out_path, embeddings=emb, valid=valid, fraction=fractions.reshape(-1))

@@ -1,0 +1,117 @@
+"""The image inventory: which raster holds which granule on which date.
+
+Images come from a sheet (TSV or CSV with columns ``date``, ``path`` and optional
+``granule``) or from a folder/glob of rasters whose dates are parsed from the file names
+with a regular expression. Several files on one date are that date's granules, mosaicked
+in inventory order (sheet order, or file-name order for a folder). The inventory is
+checked before any work starts; every problem names the file.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from datetime import date as Date
+from pathlib import Path
+
+import pandas as pd
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
+
+
+class InventoryError(ValueError):
+    """A problem with the images the config points at."""
+
+
+def parse_date(text: str, where: str) -> str:
+    text = str(text).strip()
+    for fmt in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return pd.to_datetime(text, format=fmt).date().isoformat()
+        except (ValueError, TypeError):
+            continue
+    raise InventoryError(f"{where}: cannot read {text!r} as a date (expected YYYY-MM-DD or YYYYMMDD)")
+
+
+def read_sheet(sheet: str | os.PathLike) -> pd.DataFrame:
+    sheet = Path(sheet)
+    sep = "," if sheet.suffix.lower() == ".csv" else "\t"
+    try:
+        df = pd.read_csv(sheet, sep=sep, dtype=str, comment="#")
+    except Exception as err:  # noqa: BLE001
+        raise InventoryError(f"{sheet}: cannot read the image sheet ({err})") from err
+    missing = {"date", "path"} - set(df.columns)
+    if missing:
+        raise InventoryError(
+            f"{sheet}: the image sheet lacks column(s) {', '.join(sorted(missing))} "
+            f"(it has {', '.join(df.columns)})"
+        )
+    rows = []
+    for i, row in df.iterrows():
+        where = f"{sheet}, row {i + 2}"
+        path = Path(str(row["path"]).strip())
+        if not path.is_absolute():
+            path = sheet.parent / path
+        granule = row.get("granule")
+        granule = str(granule).strip() if isinstance(granule, str) and granule.strip() else path.stem
+        rows.append({"date": parse_date(row["date"], where), "granule": granule, "path": str(path)})
+    return pd.DataFrame(rows, columns=["date", "granule", "path"])
+
+
+def read_folder(pattern: str, date_pattern: str) -> pd.DataFrame:
+    if os.path.isdir(pattern):
+        files = sorted(
+            str(p) for p in Path(pattern).iterdir() if p.suffix.lower() in RASTER_SUFFIXES
+        )
+    else:
+        files = sorted(glob.glob(pattern))
+    if not files:
+        raise InventoryError(f"{pattern}: no raster files found")
+    regex = re.compile(date_pattern)
+    rows = []
+    for f in files:
+        m = regex.search(os.path.basename(f))
+        if not m:
+            raise InventoryError(f"{f}: no date found in the file name with date_pattern {date_pattern!r}")
+        groups = m.groupdict()
+        text = groups.get("date") or (m.group(1) if m.groups() else m.group(0))
+        granule = groups.get("granule") or Path(f).stem
+        rows.append({"date": parse_date(text, f), "granule": granule, "path": f})
+    return pd.DataFrame(rows, columns=["date", "granule", "path"])
+
+
+def read_inventory(images: str, date_pattern: str) -> pd.DataFrame:
+    """Inventory from a sheet or a folder/glob, validated; sorted by date, order kept within a date."""
+    if str(images).lower().endswith((".tsv", ".csv", ".txt")):
+        if not os.path.isfile(images):
+            raise InventoryError(f"{images}: image sheet not found")
+        df = read_sheet(images)
+    else:
+        df = read_folder(str(images), date_pattern)
+    return validate_inventory(df, str(images))
+
+
+def validate_inventory(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    if df.empty:
+        raise InventoryError(f"{source}: no images listed")
+    dup = df[df.duplicated(["date", "granule"], keep=False)]
+    if not dup.empty:
+        first = dup.iloc[0]
+        raise InventoryError(
+            f"{source}: date {first['date']} lists granule {first['granule']!r} more than once "
+            f"({', '.join(dup[(dup.date == first.date) & (dup.granule == first.granule)].path)})"
+        )
+    for path in df["path"]:
+        if not os.path.isfile(path):
+            raise InventoryError(f"{path}: image file not found (listed in {source})")
+    df = df.assign(_order=range(len(df))).sort_values(["date", "_order"], kind="stable")
+    return df.drop(columns="_order").reset_index(drop=True)
+
+
+def is_iso_date(text: str) -> bool:
+    try:
+        Date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True

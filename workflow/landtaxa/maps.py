@@ -1,0 +1,92 @@
+"""The taxonomy as maps: a GeoTIFF with one pixel per tile, and a PNG to look at.
+
+Cluster colours come from a 3-component PCA of the centroids (each component scaled to
+[0, 1] as one RGB channel), so clusters that behave alike get alike colours.
+"""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import rasterio  # noqa: E402
+import rasterio.shutil  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from rasterio.io import MemoryFile  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+
+from landtaxa.grid import Grid  # noqa: E402
+from landtaxa.storage import atomic_path  # noqa: E402
+
+NODATA = 255
+
+
+def pca_colours(centroids: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(K, ...) centroids -> (K, 3) RGB in [0, 1] from their first three principal components."""
+    k = centroids.shape[0]
+    flat = centroids.reshape(k, -1).astype(np.float64)
+    n_comp = min(3, k, flat.shape[1])
+    comps = PCA(n_components=n_comp, random_state=seed).fit_transform(flat)
+    rgb = np.full((k, 3), 0.5)
+    lo, hi = comps.min(axis=0), comps.max(axis=0)
+    rgb[:, :n_comp] = (comps - lo) / np.where(hi > lo, hi - lo, 1.0)
+    return 0.15 + 0.8 * rgb  # keep away from pure black/white for readability
+
+
+def label_image(grid: Grid, tile_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    img = np.full(grid.n_tiles, NODATA, np.uint8)
+    img[tile_ids] = labels.astype(np.uint8)
+    return img.reshape(grid.n_rows, grid.n_cols)
+
+
+def write_cluster_map(
+    grid: Grid,
+    tile_ids: np.ndarray,
+    labels: np.ndarray,
+    colours: np.ndarray,
+    out_tif: str | os.PathLike,
+) -> np.ndarray:
+    """Write the cluster map as a Cloud-Optimized GeoTIFF with a colour table; return it."""
+    if labels.max() >= NODATA:
+        raise ValueError(f"at most {NODATA} clusters fit a byte map, got {labels.max() + 1}")
+    img = label_image(grid, tile_ids, labels)
+    profile = {
+        "driver": "GTiff", "width": grid.n_cols, "height": grid.n_rows, "count": 1,
+        "dtype": "uint8", "crs": grid.crs, "transform": grid.tile_transform, "nodata": NODATA,
+    }
+    cmap = {i: tuple(int(round(255 * v)) for v in c) + (255,) for i, c in enumerate(colours)}
+    cmap[NODATA] = (0, 0, 0, 0)
+    with MemoryFile() as mem:
+        with mem.open(**profile) as ds:
+            ds.write(img, 1)
+            ds.write_colormap(1, cmap)
+        with mem.open() as ds, atomic_path(out_tif) as tmp:
+            rasterio.shutil.copy(ds, tmp, driver="COG", compress="deflate", overview_resampling="mode")
+    return img
+
+
+def plot_cluster_map(
+    img: np.ndarray, colours: np.ndarray, title: str, out_png: str | os.PathLike
+) -> None:
+    """A PNG of the map with a legend of cluster numbers and sizes."""
+    k = len(colours)
+    rgba = np.zeros((*img.shape, 4))
+    has = img != NODATA
+    rgba[has, :3] = colours[img[has]]
+    rgba[has, 3] = 1.0
+    sizes = np.bincount(img[has], minlength=k)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(rgba, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xlabel("tile column")
+    ax.set_ylabel("tile row")
+    handles = [Patch(color=colours[i], label=f"{i}: {sizes[i]} tiles") for i in range(k)]
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,90 @@
+"""Quality of a taxonomy: in embedding space, in geographic space, against a truth.
+
+- ``inertia``: K-means objective (sum of squared distances to the centroids);
+- ``silhouette``: silhouette of the clusters with Euclidean distance between series;
+- ``geo_silhouette`` and ``calinski_harabasz``: the same clusters in geographic space
+  (tile row/column), high when clusters form compact, connected regions;
+- ``ari`` and ``nmi``: agreement with a reference class raster taken to tiles by
+  majority vote, over the tiles that have a reference class.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from sklearn.metrics import (
+    adjusted_rand_score,
+    calinski_harabasz_score,
+    normalized_mutual_info_score,
+    silhouette_score,
+)
+
+from landtaxa.align import strip_windows
+from landtaxa.grid import Grid
+
+
+def truth_tiles(grid: Grid, truth_path: str | os.PathLike, block_rows: int = 8) -> np.ndarray:
+    """Majority reference class of every grid tile; -1 where a tile has no reference pixel."""
+    out = np.full(grid.n_tiles, -1, np.int64)
+    with rasterio.open(truth_path) as src:
+        if src.crs is None:
+            raise ValueError(f"{truth_path}: truth raster has no CRS")
+        nodata = src.nodata
+        with WarpedVRT(
+            src, crs=grid.crs, transform=grid.affine, width=grid.width, height=grid.height,
+            resampling=Resampling.nearest, add_alpha=True,
+        ) as vrt:
+            for r0, win in strip_windows(grid, block_rows):
+                cls = vrt.read(1, window=win).astype(np.int64)
+                ok = vrt.read(vrt.count, window=win) > 0
+                if nodata is not None:
+                    ok &= cls != nodata
+                ts = grid.tile_size
+                nr = win.height // ts
+                blocks = cls.reshape(nr, ts, grid.n_cols, ts).transpose(0, 2, 1, 3).reshape(-1, ts * ts)
+                okb = ok.reshape(nr, ts, grid.n_cols, ts).transpose(0, 2, 1, 3).reshape(-1, ts * ts)
+                for i in np.flatnonzero(okb.any(axis=1)):
+                    out[r0 * grid.n_cols + i] = np.bincount(blocks[i][okb[i]]).argmax()
+    if (out >= 0).sum() == 0:
+        raise ValueError(f"{truth_path}: the truth raster does not overlap the region")
+    return out
+
+
+def taxonomy_metrics(
+    grid: Grid,
+    series: np.ndarray,
+    tile_ids: np.ndarray,
+    labels: np.ndarray,
+    inertia: float,
+    truth: np.ndarray | None = None,
+    seed: int = 0,
+    sample_size: int = 10000,
+) -> dict:
+    """All metrics of one clustering as a JSON-ready dict."""
+    n, t, d = series.shape
+    k = int(labels.max()) + 1
+    flat = series.reshape(n, t * d)
+    sample = min(sample_size, n)
+    out: dict = {
+        "k": k,
+        "n_tiles": int(n),
+        "n_dates": int(t),
+        "inertia": float(inertia),
+        "silhouette": float(silhouette_score(flat, labels, sample_size=sample, random_state=seed)),
+    }
+    rows, cols = grid.tile_rowcol(tile_ids)
+    coords = np.stack([rows, cols], axis=1).astype(np.float64)
+    out["geo_silhouette"] = float(silhouette_score(coords, labels, sample_size=sample, random_state=seed))
+    out["calinski_harabasz"] = float(calinski_harabasz_score(coords, labels))
+    if truth is not None:
+        ref = truth[tile_ids]
+        has = ref >= 0
+        out["ari"] = float(adjusted_rand_score(ref[has], labels[has]))
+        out["nmi"] = float(normalized_mutual_info_score(ref[has], labels[has]))
+        out["n_truth_tiles"] = int(has.sum())
+    out["cluster_sizes"] = np.bincount(labels, minlength=k).tolist()
+    return out

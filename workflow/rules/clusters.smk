@@ -1,0 +1,48 @@
+# Time-series K-means per model and K, with its metrics (and the truth per tile if given).
+
+
+rule truth:
+    input:
+        grid=rules.grid.output.grid,
+        truth=TRUTH or [],
+    output:
+        classes=f"{RESULTS}/truth_tiles.npz",
+    log:
+        "logs/truth/truth.log",
+    conda:
+        "../../envs/io.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "{LANDTAXA} truth --grid {input.grid:q} --truth {input.truth:q} --out {output.classes:q} 2> {log:q}"
+
+
+rule clusters:
+    input:
+        grid=rules.grid.output.grid,
+        series=f"{RESULTS}/series/{{model}}.npz",
+        truth=rules.truth.output.classes if TRUTH else [],
+    output:
+        clusters=f"{RESULTS}/clusters/{{model}}/k{{k}}.npz",
+        metrics=f"{RESULTS}/clusters/{{model}}/k{{k}}.json",
+    params:
+        seed=config["seed"],
+        n_init=config["cluster"]["n_init"],
+        max_iter=config["cluster"]["max_iter"],
+        truth=lambda wc, input: f"--truth {shlex.quote(input.truth)}" if TRUTH else "",
+    threads: 2
+    log:
+        "logs/clusters/{model}/k{k}.log",
+    benchmark:
+        "benchmarks/clusters/{model}/k{k}.tsv"
+    conda:
+        "../../envs/cluster.yaml"
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=60,
+    shell:
+        "OMP_NUM_THREADS={threads} {LANDTAXA} clusters --grid {input.grid:q} --series {input.series:q}"
+        " --k {wildcards.k} --model {wildcards.model} --seed {params.seed} --n-init {params.n_init}"
+        " --max-iter {params.max_iter} {params.truth} --out {output.clusters:q}"
+        " --metrics {output.metrics:q} 2> {log:q}"

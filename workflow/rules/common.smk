@@ -1,0 +1,116 @@
+# Glue: config validation, the image inventory, model names and input functions.
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+
+from landtaxa.demo import DemoSpec, demo_inventory, truth_path  # noqa: E402
+from landtaxa.inventory import InventoryError, read_inventory  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+RESULTS = "results"
+DEMO_DIR = f"{RESULTS}/demo"
+PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
+# Every rule runs the package through this prefix, so it is found inside conda envs too.
+LANDTAXA = f"PYTHONPATH={shlex.quote(PACKAGE_DIR)}${{PYTHONPATH:+:$PYTHONPATH}} python -m landtaxa"
+
+
+def demo_spec():
+    d = config["demo"]
+    return DemoSpec(
+        size=d["size"],
+        n_dates=d["n_dates"],
+        year=d["year"],
+        granules=d["granules"],
+        overlap=d["overlap"],
+        pixel_size=d["pixel_size"],
+        bands=d["bands"],
+        change_date=d["change_date"],
+        seed=config["seed"],
+    )
+
+
+IS_DEMO = config["images"] == "demo"
+if IS_DEMO:
+    INVENTORY = pd.DataFrame(
+        [
+            {"date": d, "granule": g, "path": str(p)}
+            for d, g, p in demo_inventory(demo_spec(), DEMO_DIR)
+        ]
+    )
+else:
+    try:
+        INVENTORY = read_inventory(config["images"], config["date_pattern"])
+    except InventoryError as err:
+        raise WorkflowError(f"landtaxa: {err}")
+
+DATES = sorted(INVENTORY["date"].unique())
+if config["train"]["dates"]:
+    TRAIN_DATES = [str(d) for d in config["train"]["dates"]]
+    unknown = sorted(set(TRAIN_DATES) - set(DATES))
+    if unknown:
+        raise WorkflowError(f"landtaxa: train.dates lists {', '.join(unknown)}, not in the inventory")
+else:
+    TRAIN_DATES = DATES
+
+TRUTH = (
+    str(truth_path(DEMO_DIR)) if IS_DEMO and config["truth"] == "demo" else config["truth"]
+)
+K_LIST = config["n_clusters"] if isinstance(config["n_clusters"], list) else [config["n_clusters"]]
+K_MAIN = K_LIST[0]
+if min(K_LIST) < 2:
+    raise WorkflowError(f"landtaxa: n_clusters must be at least 2, got {config['n_clusters']}")
+
+# The encoders: geo (f^g), then one refined model per iteration; the last is "refined".
+N_REFINE = config["refine"]["iterations"]
+REFINED = [f"refined{i}" for i in range(1, N_REFINE)] + (["refined"] if N_REFINE > 0 else [])
+MODELS = ["geo"] + REFINED
+PARENT = dict(zip(REFINED, MODELS[:-1]))
+
+
+wildcard_constraints:
+    date=r"\d{4}-\d{2}-\d{2}",
+    model="|".join(MODELS),
+    refined="|".join(REFINED) if REFINED else "__none__",
+    k=r"\d+",
+
+
+def images_of(date):
+    return INVENTORY.loc[INVENTORY["date"] == date, "path"].tolist()
+
+
+def grid_images():
+    """One file per granule (its earliest date): the grid does not change when dates are added."""
+    first = INVENTORY.drop_duplicates("granule", keep="first")
+    return first["path"].tolist()
+
+
+def aligned(dates):
+    return [f"{RESULTS}/aligned/{d}.tif" for d in dates]
+
+
+def valid_fractions(dates):
+    return [f"{RESULTS}/aligned/{d}_valid.npz" for d in dates]
+
+
+def opt(value):
+    """A config value as one shell word ('' for null)."""
+    if value is None:
+        return "''"
+    if isinstance(value, (list, tuple)):
+        return shlex.quote(",".join(str(v) for v in value))
+    return shlex.quote(str(value))
+
+
+def final_outputs():
+    out = [f"{RESULTS}/metrics.json"]
+    for model in MODELS:
+        out += [f"{RESULTS}/maps/{model}_clusters.tif", f"{RESULTS}/maps/{model}_clusters.png"]
+    return out

@@ -1,0 +1,53 @@
+# The common grid over all granules, and every date mosaicked onto it.
+
+
+rule grid:
+    input:
+        images=grid_images(),
+    output:
+        grid=f"{RESULTS}/grid.json",
+    params:
+        tile_size=config["tile_size"],
+        bands=opt(config["bands"]),
+        crs=opt(config["crs"]),
+        resolution=config["resolution"] or 0,
+        scale_min=opt(config["scale"]["min"]),
+        scale_max=opt(config["scale"]["max"]),
+        percentiles=opt(config["scale"]["percentiles"]),
+    log:
+        "logs/grid/grid.log",
+    conda:
+        "../../envs/io.yaml"
+    resources:
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=30,
+    shell:
+        "{LANDTAXA} grid --images {input.images:q} --tile-size {params.tile_size}"
+        " --bands {params.bands} --crs {params.crs} --resolution {params.resolution}"
+        " --scale-min {params.scale_min} --scale-max {params.scale_max}"
+        " --percentiles {params.percentiles} --out {output.grid:q} 2> {log:q}"
+
+
+rule aligned:
+    input:
+        grid=rules.grid.output.grid,
+        images=lambda wc: images_of(wc.date),
+    output:
+        tif=f"{RESULTS}/aligned/{{date}}.tif",
+        valid=f"{RESULTS}/aligned/{{date}}_valid.npz",
+    params:
+        block_rows=config["block_rows"],
+        resampling=config["resampling"],
+    log:
+        "logs/aligned/{date}.log",
+    benchmark:
+        "benchmarks/aligned/{date}.tsv"
+    conda:
+        "../../envs/io.yaml"
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=60,
+    shell:
+        "{LANDTAXA} align --grid {input.grid:q} --images {input.images:q}"
+        " --out {output.tif:q} --valid {output.valid:q} --block-rows {params.block_rows}"
+        " --resampling {params.resampling} 2> {log:q}"
