@@ -1,11 +1,13 @@
 # landtaxa: unsupervised spatio-temporal land taxonomy from satellite image sequences.
 # With no arguments, `snakemake --cores N` runs the built-in synthetic demo region.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 report: "workflow/report/workflow.rst"

@@ -15,7 +15,7 @@ rule truth:
         mem_mb=2000,
         runtime=30,
     shell:
-        "{LANDTAXA} truth --grid {input.grid:q} --truth {input.truth:q} --out {output.classes:q} 2> {log:q}"
+        "python -m landtaxa truth --grid {input.grid:q} --truth {input.truth:q} --out {output.classes:q} 2> {log:q}"
 
 
 rule clusters:
@@ -42,7 +42,7 @@ rule clusters:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=60,
     shell:
-        "OMP_NUM_THREADS={threads} {LANDTAXA} clusters --grid {input.grid:q} --series {input.series:q}"
+        "OMP_NUM_THREADS={threads} python -m landtaxa clusters --grid {input.grid:q} --series {input.series:q}"
         " --k {wildcards.k} --model {wildcards.model} --seed {params.seed} --n-init {params.n_init}"
         " --max-iter {params.max_iter} {params.truth} --out {output.clusters:q}"
         " --metrics {output.metrics:q} 2> {log:q}"

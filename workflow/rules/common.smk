@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from landtaxa.demo import DemoSpec, demo_inventory, truth_path  # noqa: E402
 from landtaxa.inventory import InventoryError, read_inventory  # noqa: E402
+from landtaxa.runtime import expose_package  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
@@ -17,9 +18,9 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 RESULTS = "results"
 DEMO_DIR = f"{RESULTS}/demo"
-PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
-# Every rule runs the package through this prefix, so it is found inside conda envs too.
-LANDTAXA = f"PYTHONPATH={shlex.quote(PACKAGE_DIR)}${{PYTHONPATH:+:$PYTHONPATH}} python -m landtaxa"
+# Jobs inherit the environment, so `python -m landtaxa` finds this checkout's package in
+# every job, inside a rule's conda env too.
+expose_package()
 
 
 def demo_spec():
@@ -114,3 +115,14 @@ def final_outputs():
     for model in MODELS:
         out += [f"{RESULTS}/maps/{model}_clusters.tif", f"{RESULTS}/maps/{model}_clusters.png"]
     return out
+
+
+def train_args(section):
+    c = config[section]
+    return (
+        f"--triplets {c['triplets']} --epochs {c['epochs']} --batch-size {c['batch_size']}"
+        f" --lr {c['lr']} --betas {c['betas'][0]},{c['betas'][1]} --margin {c['margin']}"
+        f" --l2 {c['l2']} --min-valid {config['min_valid']} --seed {config['seed']}"
+        f" --cache-mb {c['cache_mb']} --device {config['device']}"
+        + ("" if c["augment"] else " --no-augment")
+    )

@@ -26,7 +26,7 @@ rule embeddings:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
     shell:
-        "{LANDTAXA} embed --grid {input.grid:q} --model {input.model:q} --aligned {input.aligned:q}"
+        "python -m landtaxa embed --grid {input.grid:q} --model {input.model:q} --aligned {input.aligned:q}"
         " --valid {input.valid:q} --out {output.embeddings:q} --min-valid {params.min_valid}"
         " --batch-size {params.batch_size} --block-rows {params.block_rows}"
         " --device {params.device} --threads {threads} 2> {log:q}"
@@ -48,5 +48,5 @@ rule series:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=30,
     shell:
-        "{LANDTAXA} series --embeddings {input.embeddings:q} --dates {params.dates}"
+        "python -m landtaxa series --embeddings {input.embeddings:q} --dates {params.dates}"
         " --max-missing {params.max_missing} --out {output.series:q} 2> {log:q}"

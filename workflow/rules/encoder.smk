@@ -2,17 +2,6 @@
 # fine-tuned from its parent on triplets guided by the parent's clusters.
 
 
-def train_args(section):
-    c = config[section]
-    return (
-        f"--triplets {c['triplets']} --epochs {c['epochs']} --batch-size {c['batch_size']}"
-        f" --lr {c['lr']} --betas {c['betas'][0]},{c['betas'][1]} --margin {c['margin']}"
-        f" --l2 {c['l2']} --min-valid {config['min_valid']} --seed {config['seed']}"
-        f" --cache-mb {c['cache_mb']} --device {config['device']}"
-        + ("" if c["augment"] else " --no-augment")
-    )
-
-
 rule train_geo:
     input:
         grid=rules.grid.output.grid,
@@ -37,7 +26,7 @@ rule train_geo:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 240 * attempt,
     shell:
-        "{LANDTAXA} train --grid {input.grid:q} --aligned {input.aligned:q} --valid {input.valid:q}"
+        "python -m landtaxa train --grid {input.grid:q} --aligned {input.aligned:q} --valid {input.valid:q}"
         " --out {output.model:q} --encoder {params.encoder} --z-dim {params.z_dim}"
         " --radius {params.radius} {params.args} --threads {threads} 2> {log:q}"
 
@@ -65,6 +54,6 @@ rule refine:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 120 * attempt,
     shell:
-        "{LANDTAXA} refine --grid {input.grid:q} --parent {input.parent:q}"
+        "python -m landtaxa refine --grid {input.grid:q} --parent {input.parent:q}"
         " --clusters {input.clusters:q} --aligned {input.aligned:q} --valid {input.valid:q}"
         " --out {output.model:q} {params.args} --threads {threads} 2> {log:q}"

@@ -23,7 +23,7 @@ rule map:
         mem_mb=2000,
         runtime=15,
     shell:
-        "{LANDTAXA} map --grid {input.grid:q} --clusters {input.clusters:q} --title {params.title:q}"
+        "python -m landtaxa map --grid {input.grid:q} --clusters {input.clusters:q} --title {params.title:q}"
         " --out-tif {output.tif:q} --out-png {output.png:q} 2> {log:q}"
 
 
@@ -42,5 +42,5 @@ rule metrics:
         mem_mb=500,
         runtime=5,
     shell:
-        "{LANDTAXA} metrics --inputs {input.metrics:q} --models {params.models}"
+        "python -m landtaxa metrics --inputs {input.metrics:q} --models {params.models}"
         " --out {output.metrics:q} 2> {log:q}"

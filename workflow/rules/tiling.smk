@@ -22,7 +22,7 @@ rule grid:
         mem_mb=lambda wc, attempt: 2000 * attempt,
         runtime=30,
     shell:
-        "{LANDTAXA} grid --images {input.images:q} --tile-size {params.tile_size}"
+        "python -m landtaxa grid --images {input.images:q} --tile-size {params.tile_size}"
         " --bands {params.bands} --crs {params.crs} --resolution {params.resolution}"
         " --scale-min {params.scale_min} --scale-max {params.scale_max}"
         " --percentiles {params.percentiles} --out {output.grid:q} 2> {log:q}"
@@ -48,6 +48,6 @@ rule aligned:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=60,
     shell:
-        "{LANDTAXA} align --grid {input.grid:q} --images {input.images:q}"
+        "python -m landtaxa align --grid {input.grid:q} --images {input.images:q}"
         " --out {output.tif:q} --valid {output.valid:q} --block-rows {params.block_rows}"
         " --resampling {params.resampling} 2> {log:q}"
