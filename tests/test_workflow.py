@@ -157,3 +157,10 @@ def test_default_demo_recovers_truth(tmp_path: Path) -> None:
     assert metrics["refined"]["ari"] >= 0.6, metrics
     for model in ("geo", "refined"):
         assert (tmp_path / f"results/maps/{model}_clusters.tif").exists()
+
+
+def test_missing_truth_is_reported(tmp_path: Path) -> None:
+    proc = snakemake(tmp_path, "--cores", "1", "-n", "--config", f"truth={tmp_path / 'labels.tif'}", timeout=120)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "labels.tif" in out and "truth raster not found" in out

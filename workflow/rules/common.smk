@@ -61,9 +61,13 @@ if config["train"]["dates"]:
 else:
     TRAIN_DATES = DATES
 
-TRUTH = (
-    str(truth_path(DEMO_DIR)) if IS_DEMO and config["truth"] == "demo" else config["truth"]
-)
+# truth: "demo" is the demo's own ground truth, and means no truth for other images.
+if config["truth"] == "demo":
+    TRUTH = str(truth_path(DEMO_DIR)) if IS_DEMO else None
+else:
+    TRUTH = config["truth"]
+    if TRUTH and not os.path.isfile(TRUTH):
+        raise WorkflowError(f"landtaxa: {TRUTH}: truth raster not found (config key truth)")
 K_LIST = config["n_clusters"] if isinstance(config["n_clusters"], list) else [config["n_clusters"]]
 K_MAIN = K_LIST[0]
 if min(K_LIST) < 2:
