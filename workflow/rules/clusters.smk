@@ -10,7 +10,7 @@ rule truth:
     log:
         "logs/truth/truth.log",
     conda:
-        "../../envs/io.yaml"
+        "../../envs/cluster.yaml"
     resources:
         mem_mb=2000,
         runtime=30,

@@ -1,0 +1,133 @@
+"""Every rule has a conda env, and each env lists every third-party package its rule imports.
+
+The imports are followed from the CLI step a rule runs (``python -m landtaxa <step>``)
+through the package's own modules, so adding an import to a module without adding its
+package to the env of every rule that reaches it fails this test.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "workflow" / "landtaxa"
+# import name -> conda package name, where they differ
+CONDA_NAME = {"torch": "pytorch", "sklearn": "scikit-learn", "yaml": "pyyaml", "matplotlib": "matplotlib-base"}
+# packages that come with another one listed in the env (a hard dependency of it)
+COMES_WITH = {"affine": "rasterio"}
+
+
+def rule_blocks() -> dict[str, str]:
+    blocks = {}
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        parts = re.split(r"^rule (\w+):\n", smk.read_text(), flags=re.M)
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            blocks[name] = body
+    return blocks
+
+
+def env_packages(path: Path) -> set[str]:
+    deps = yaml.safe_load(path.read_text())["dependencies"]
+    return {re.split(r"[\s=<>]", d.strip())[0] for d in deps if isinstance(d, str)}
+
+
+def imports_of(tree: ast.AST) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def step_imports(step: str, package: Path = PACKAGE) -> set[str]:
+    """Top-level third-party modules reached from ``cmd_<step>`` in cli.py (or demo.main)."""
+    cli = ast.parse((package / "cli.py").read_text())
+    funcs = {f.name: f for f in cli.body if isinstance(f, ast.FunctionDef)}
+    start: set[str] = imports_of(ast.Module(body=[s for s in cli.body if not isinstance(s, ast.FunctionDef)],
+                                            type_ignores=[]))
+    if step == "demo":
+        start.add("landtaxa.demo")
+    else:
+        todo, seen = [f"cmd_{step}"], set()
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in funcs:
+                continue
+            seen.add(name)
+            start |= imports_of(funcs[name])
+            todo += [n.func.id for n in ast.walk(funcs[name]) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+    third, modules, todo = set(), set(), sorted(start)
+    while todo:
+        mod = todo.pop()
+        top = mod.split(".")[0]
+        if top == "landtaxa":
+            if mod in modules or mod == "landtaxa":
+                continue
+            modules.add(mod)
+            todo += sorted(imports_of(ast.parse((package / f"{mod.split('.')[1]}.py").read_text())))
+        elif top not in sys.stdlib_module_names and top != "__future__":
+            third.add(top)
+    return third
+
+
+def missing_in_env(step: str, env: set[str], package: Path = PACKAGE) -> set[str]:
+    missing = set()
+    for name in step_imports(step, package):
+        conda = CONDA_NAME.get(name, name)
+        if conda not in env and COMES_WITH.get(name) not in env:
+            missing.add(conda)
+    return missing
+
+
+RULES = rule_blocks()
+
+
+def test_rules_found() -> None:
+    assert {"grid", "aligned", "train_geo", "refine", "embeddings", "series", "clusters", "map"} <= set(RULES)
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_rule_env_lists_its_imports(rule: str) -> None:
+    body = RULES[rule]
+    conda = re.search(r'conda:\s*\n\s*"([^"]+)"', body)
+    assert conda, f"rule {rule} has no conda: environment"
+    env_file = (REPO / "workflow" / "rules" / conda.group(1)).resolve()
+    assert env_file.parent == REPO / "envs", f"rule {rule}: env {env_file} is not in envs/"
+    env = env_packages(env_file)
+    assert "python" in env
+    steps = re.findall(r"python -m landtaxa (\w+)", body)
+    assert steps, f"rule {rule} does not run a landtaxa step"
+    for step in steps:
+        missing = missing_in_env(step, env)
+        assert not missing, f"rule {rule} (landtaxa {step}) imports {sorted(missing)} missing from {env_file.name}"
+
+
+def test_env_files_are_pinned() -> None:
+    for env_file in sorted((REPO / "envs").glob("*.yaml")):
+        spec = yaml.safe_load(env_file.read_text())
+        assert "conda-forge" in spec["channels"], env_file
+        for dep in spec["dependencies"]:
+            assert re.match(r"^[\w.-]+ =\d", dep), f"{env_file.name}: {dep!r} is not pinned"
+
+
+def test_check_fails_when_an_import_lacks_its_env_entry(tmp_path: Path) -> None:
+    """The check is not vacuous: a new import in a module shows up as missing."""
+    copy = tmp_path / "landtaxa"
+    copy.mkdir()
+    for f in PACKAGE.glob("*.py"):
+        (copy / f.name).write_text(f.read_text())
+    series = copy / "series.py"
+    series.write_text(series.read_text().replace("import numpy as np\n", "import numpy as np\nimport pandas\n", 1))
+    env = env_packages(REPO / "envs" / "io.yaml") - {"pandas"}
+    assert missing_in_env("series", env, package=PACKAGE) == set()
+    assert missing_in_env("series", env, package=copy) == {"pandas"}
+    torch_env = env_packages(REPO / "envs" / "torch.yaml")
+    assert missing_in_env("embed", torch_env - {"pytorch"}) == {"pytorch"}
