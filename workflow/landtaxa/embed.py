@@ -35,7 +35,7 @@ def fill_invalid(tiles: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Replace invalid pixels of each tile by its per-band mean over valid pixels."""
     m = masks[:, None].astype(np.float32)
     count = m.sum(axis=(2, 3), keepdims=True)
-    mean = (tiles * m).sum(axis=(2, 3), keepdims=True) / np.maximum(count, 1)
+    mean = np.where(m > 0, tiles, 0).sum(axis=(2, 3), keepdims=True) / np.maximum(count, 1)  # NaN-safe
     return np.where(m > 0, tiles, mean).astype(np.float32)
 
 

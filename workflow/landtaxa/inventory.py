@@ -24,14 +24,36 @@ class InventoryError(ValueError):
     """A problem with the images the config points at."""
 
 
+# Digits only: pandas would otherwise read "", "nan", "NaT" as NaT and "today"/"now" as dates.
+_DATE_TEXT = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{8}")
+
+
 def parse_date(text: str, where: str) -> str:
     text = str(text).strip()
-    for fmt in ("%Y-%m-%d", "%Y%m%d"):
+    for fmt in ("%Y-%m-%d", "%Y%m%d") if _DATE_TEXT.fullmatch(text) else ():
         try:
             return pd.to_datetime(text, format=fmt).date().isoformat()
         except (ValueError, TypeError):
             continue
     raise InventoryError(f"{where}: cannot read {text!r} as a date (expected YYYY-MM-DD or YYYYMMDD)")
+
+
+_DATE_IN_NAME = re.compile(r"\d{4}-\d{2}-\d{2}|\d{8}")
+
+
+def default_granule(path: Path, date_text: str | None = None) -> str:
+    """A granule name for a file that does not state one: its name without the date.
+
+    Files of one granule on different dates (``T30TWN_20230402.tif``,
+    ``T30TWN_20230512.tif``) then share a granule name (``T30TWN``).
+    """
+    stem = path.stem
+    if date_text and date_text in stem:
+        rest = stem.replace(date_text, "", 1)
+    else:
+        rest = _DATE_IN_NAME.sub("", stem, count=1)
+    rest = re.sub(r"[_.\-\s]{2,}", "_", rest).strip("_.- ")
+    return rest or "granule"
 
 
 def read_sheet(sheet: str | os.PathLike) -> pd.DataFrame:
@@ -54,7 +76,7 @@ def read_sheet(sheet: str | os.PathLike) -> pd.DataFrame:
         if not path.is_absolute():
             path = sheet.parent / path
         granule = row.get("granule")
-        granule = str(granule).strip() if isinstance(granule, str) and granule.strip() else path.stem
+        granule = str(granule).strip() if isinstance(granule, str) and granule.strip() else default_granule(path)
         rows.append({"date": parse_date(row["date"], where), "granule": granule, "path": str(path)})
     return pd.DataFrame(rows, columns=["date", "granule", "path"])
 
@@ -76,7 +98,7 @@ def read_folder(pattern: str, date_pattern: str) -> pd.DataFrame:
             raise InventoryError(f"{f}: no date found in the file name with date_pattern {date_pattern!r}")
         groups = m.groupdict()
         text = groups.get("date") or (m.group(1) if m.groups() else m.group(0))
-        granule = groups.get("granule") or Path(f).stem
+        granule = groups.get("granule") or default_granule(Path(f), text)
         rows.append({"date": parse_date(text, f), "granule": granule, "path": f})
     return pd.DataFrame(rows, columns=["date", "granule", "path"])
 

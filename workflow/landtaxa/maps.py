@@ -1,7 +1,8 @@
 """The taxonomy as maps: a GeoTIFF with one pixel per tile, and a PNG to look at.
 
-Cluster colours come from a 3-component PCA of the centroids (each component scaled to
-[0, 1] as one RGB channel), so clusters that behave alike get alike colours.
+Cluster colours come from a 3-component PCA of the centroids (each component is one RGB
+channel; all share one scale, the widest spanning [0, 1], so a component with negligible
+variance is not blown up to the full range), so clusters that behave alike get alike colours.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def pca_colours(centroids: np.ndarray, seed: int = 0) -> np.ndarray:
     comps = PCA(n_components=n_comp, random_state=seed).fit_transform(flat)
     rgb = np.full((k, 3), 0.5)
     lo, hi = comps.min(axis=0), comps.max(axis=0)
-    rgb[:, :n_comp] = (comps - lo) / np.where(hi > lo, hi - lo, 1.0)
+    span = float((hi - lo).max())
+    rgb[:, :n_comp] = 0.5 + (comps - (lo + hi) / 2) / (span if span > 0 else 1.0)
     return 0.15 + 0.8 * rgb  # keep away from pure black/white for readability
 
 

@@ -76,7 +76,8 @@ def geographic_triplets(
         td = rng.choice(dates, size=m)
         rd, cd = random_positions(td)
         far = (td != ta) | (np.hypot(rd - ra, cd - ca) > radius)
-        ok = is_valid(ta, rn, cn) & far
+        near = np.hypot(rn - ra, cn - ca) <= radius  # rounding to pixels can step past the radius
+        ok = is_valid(ta, rn, cn) & near & far
         batch = np.stack(
             [np.stack([ta, ra, ca], 1), np.stack([ta, rn, cn], 1), np.stack([td, rd, cd], 1)], 1
         )[ok]

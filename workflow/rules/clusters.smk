@@ -46,3 +46,28 @@ rule clusters:
         " --k {wildcards.k} --model {wildcards.model} --seed {params.seed} --n-init {params.n_init}"
         " --max-iter {params.max_iter} {params.truth} --out {output.clusters:q}"
         " --metrics {output.metrics:q} 2> {log:q}"
+
+
+rule clusters_train:
+    input:
+        grid=rules.grid.output.grid,
+        series=f"{RESULTS}/series/train/{{model}}.npz",
+    output:
+        clusters=f"{RESULTS}/clusters/train/{{model}}/k{{k}}.npz",
+        metrics=f"{RESULTS}/clusters/train/{{model}}/k{{k}}.json",
+    params:
+        seed=config["seed"],
+        n_init=config["cluster"]["n_init"],
+        max_iter=config["cluster"]["max_iter"],
+    threads: 2
+    log:
+        "logs/clusters_train/{model}/k{k}.log",
+    conda:
+        "../../envs/cluster.yaml"
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=60,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m landtaxa clusters --grid {input.grid:q} --series {input.series:q}"
+        " --k {wildcards.k} --model {wildcards.model} --seed {params.seed} --n-init {params.n_init}"
+        " --max-iter {params.max_iter} --out {output.clusters:q} --metrics {output.metrics:q} 2> {log:q}"

@@ -87,6 +87,17 @@ wildcard_constraints:
     k=r"\d+",
 
 
+def refine_clusters(parent):
+    """The clustering that guides a refinement: of the training dates when they are fixed.
+
+    With train.dates set, adding new dates changes neither the training images nor the
+    clusters the refinement learns from, so no model is retrained.
+    """
+    if config["train"]["dates"]:
+        return f"{RESULTS}/clusters/train/{parent}/k{K_MAIN}.npz"
+    return f"{RESULTS}/clusters/{parent}/k{K_MAIN}.npz"
+
+
 def images_of(date):
     return INVENTORY.loc[INVENTORY["date"] == date, "path"].tolist()
 

@@ -50,3 +50,23 @@ rule series:
     shell:
         "python -m landtaxa series --embeddings {input.embeddings:q} --dates {params.dates}"
         " --max-missing {params.max_missing} --out {output.series:q} 2> {log:q}"
+
+
+rule series_train:
+    input:
+        embeddings=expand(f"{RESULTS}/embeddings/{{{{model}}}}/{{date}}.npz", date=TRAIN_DATES),
+    output:
+        series=f"{RESULTS}/series/train/{{model}}.npz",
+    params:
+        dates=TRAIN_DATES,
+        max_missing=config["max_missing"],
+    log:
+        "logs/series_train/{model}.log",
+    conda:
+        "../../envs/io.yaml"
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=30,
+    shell:
+        "python -m landtaxa series --embeddings {input.embeddings:q} --dates {params.dates}"
+        " --max-missing {params.max_missing} --out {output.series:q} 2> {log:q}"

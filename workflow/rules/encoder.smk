@@ -35,7 +35,7 @@ rule refine:
     input:
         grid=rules.grid.output.grid,
         parent=lambda wc: f"{RESULTS}/models/{PARENT[wc.refined]}.pt",
-        clusters=lambda wc: f"{RESULTS}/clusters/{PARENT[wc.refined]}/k{K_MAIN}.npz",
+        clusters=lambda wc: refine_clusters(PARENT[wc.refined]),
         aligned=aligned(TRAIN_DATES),
         valid=valid_fractions(TRAIN_DATES),
     output:

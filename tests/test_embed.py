@@ -1,0 +1,188 @@
+"""Tests of tiling, gap filling and per-date embedding (landtaxa.embed)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from landtaxa.embed import embed_date, encode, fill_invalid, to_tiles
+from landtaxa.encoder import TileNet
+from landtaxa.grid import Grid
+from landtaxa.storage import load_npz
+
+CPU = torch.device("cpu")
+TS = 8
+MIN_VALID = 0.5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _quiet_one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    logger = logging.getLogger("landtaxa")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield
+    logger.setLevel(level)
+    torch.set_num_threads(before)
+
+
+def test_to_tiles_row_major() -> None:
+    block = np.arange(2 * 12 * 16, dtype=np.float32).reshape(2, 12, 16)
+    tiles = to_tiles(block, 4)
+    assert tiles.shape == (12, 2, 4, 4)
+    for r in range(3):
+        for c in range(4):
+            np.testing.assert_array_equal(tiles[r * 4 + c], block[:, r * 4 : r * 4 + 4, c * 4 : c * 4 + 4])
+
+
+def test_to_tiles_single_band_mask() -> None:
+    mask = np.zeros((1, 8, 12), bool)
+    mask[0, 4:, 8:] = True  # exactly tile (1, 2)
+    tiles = to_tiles(mask, 4)
+    assert tiles.shape == (6, 1, 4, 4)
+    assert tiles.reshape(6, -1).all(axis=1).tolist() == [False] * 5 + [True]
+
+
+def test_fill_invalid() -> None:
+    rng = np.random.default_rng(0)
+    tiles = rng.uniform(0, 1, (4, 3, 5, 5)).astype(np.float32)
+    masks = rng.uniform(0, 1, (4, 5, 5)) > 0.4
+    masks[1] = True  # fully valid tile
+    out = fill_invalid(tiles, masks)
+    assert out.shape == tiles.shape and out.dtype == np.float32
+    for i in range(4):
+        m = masks[i]
+        for b in range(3):
+            np.testing.assert_array_equal(out[i, b][m], tiles[i, b][m])
+            if (~m).any():
+                mean = tiles[i, b][m].astype(np.float64).mean()
+                np.testing.assert_allclose(out[i, b][~m], mean, rtol=1e-6)
+    np.testing.assert_array_equal(out[1], tiles[1])
+    # an invalid pixel holding garbage (NaN) does not leak into the mean
+    tiles[0, :, ~masks[0]] = np.nan
+    out = fill_invalid(tiles, masks)
+    assert np.isfinite(out[0]).all()
+
+
+def _grid() -> Grid:
+    return Grid(
+        crs="EPSG:32630", transform=(10, 0, 500000, 0, -10, 4700000), width=4 * TS, height=5 * TS,
+        tile_size=TS, bands=[1, 2, 3], dtype="uint16",
+        scale_min=[0, 50, 100], scale_max=[1000, 800, 1500],
+    )
+
+
+@pytest.fixture(scope="module")
+def raster(tmp_path_factory):
+    grid = _grid()
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 1500, (3, grid.height, grid.width)).astype(np.uint16)
+    mask = np.ones((grid.height, grid.width), bool)
+    mask[0:TS, 0:TS] = False  # tile 0: empty
+    mask[TS : 2 * TS, TS : TS + 6] = False  # tile 5: 25 % valid
+    mask[2 * TS : 2 * TS + 3, 2 * TS : 3 * TS] = False  # tile 10: 62.5 % valid
+    mask[4 * TS :, 3 * TS + 4 :] = False  # tile 19: 50 % valid (kept: >= min_valid)
+    mask[3 * TS + 2, 5] = False  # tile 12: one pixel missing
+    data[:, ~mask] = 65535  # garbage under the mask
+    path = tmp_path_factory.mktemp("embed") / "aligned.tif"
+    profile = {
+        "driver": "GTiff", "width": grid.width, "height": grid.height, "count": 3, "dtype": "uint16",
+        "crs": grid.crs, "transform": grid.affine, "tiled": True, "blockxsize": 16, "blockysize": 16,
+    }
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+            dst.write_mask((mask * 255).astype(np.uint8))
+    fractions = mask.reshape(grid.n_rows, TS, grid.n_cols, TS).mean(axis=(1, 3)).astype(np.float32)
+    return grid, path, data, mask, fractions
+
+
+@pytest.fixture(scope="module")
+def model() -> TileNet:
+    torch.manual_seed(0)
+    net = TileNet(3, z_dim=16, widths=(8, 16, 16, 16))
+    net.train()
+    with torch.no_grad():  # non-default BatchNorm statistics
+        net(torch.rand(8, 3, TS, TS))
+    return net.eval()
+
+
+def _reference(model: TileNet, grid: Grid, data: np.ndarray, mask: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """Encode every valid tile alone, filling its gaps by hand."""
+    lo = np.array(grid.scale_min, np.float32)[:, None, None]
+    hi = np.array(grid.scale_max, np.float32)[:, None, None]
+    out = np.full((grid.n_tiles, 16), np.nan, np.float32)
+    for i in range(grid.n_tiles):
+        if fractions.reshape(-1)[i] < MIN_VALID:
+            continue
+        r, c = divmod(i, grid.n_cols)
+        win = (slice(r * TS, (r + 1) * TS), slice(c * TS, (c + 1) * TS))
+        tile = np.clip((data[(slice(None), *win)].astype(np.float32) - lo) / (hi - lo), 0, 1)
+        m = mask[win]
+        for b in range(3):
+            tile[b][~m] = tile[b][m].mean()
+        with torch.no_grad():
+            out[i] = model(torch.from_numpy(tile[None])).numpy()[0]
+    return out
+
+
+def _run(model, grid, path, fractions, out, block_rows, batch_size) -> dict:
+    embed_date(model, grid, path, fractions, out, MIN_VALID, batch_size, CPU, block_rows=block_rows)
+    return load_npz(out)
+
+
+def test_embed_date_matches_tile_by_tile(raster, model, tmp_path) -> None:
+    grid, path, data, mask, fractions = raster
+    ref = _reference(model, grid, data, mask, fractions)
+    res = _run(model, grid, path, fractions, tmp_path / "e.npz", block_rows=2, batch_size=3)
+    assert set(res) == {"embeddings", "valid", "fraction"}
+    emb, valid = res["embeddings"], res["valid"]
+    assert emb.shape == (grid.n_tiles, 16) and emb.dtype == np.float32
+    expected_valid = fractions.reshape(-1) >= MIN_VALID
+    np.testing.assert_array_equal(valid, expected_valid)
+    assert not valid[0] and not valid[5] and valid[10] and valid[19] and valid[12]
+    np.testing.assert_array_equal(res["fraction"], fractions.reshape(-1))
+    assert np.isnan(emb[~valid]).all()
+    assert np.isfinite(emb[valid]).all()
+    np.testing.assert_allclose(emb[valid], ref[valid], rtol=1e-5, atol=1e-5)
+    # embeddings differ between tiles (not a constant output)
+    assert np.ptp(emb[valid], axis=0).max() > 1e-3
+
+
+def test_embed_date_independent_of_blocks_and_batches(raster, model, tmp_path) -> None:
+    grid, path, _, _, fractions = raster
+    runs = [
+        _run(model, grid, path, fractions, tmp_path / f"e{i}.npz", block_rows=br, batch_size=bs)["embeddings"]
+        for i, (br, bs) in enumerate([(1, 1), (2, 5), (3, 64), (8, 2)])
+    ]
+    for other in runs[1:]:
+        np.testing.assert_array_equal(np.isnan(other), np.isnan(runs[0]))
+        np.testing.assert_allclose(other, runs[0], rtol=1e-5, atol=1e-5)
+
+
+def test_embed_date_all_invalid_date(raster, model, tmp_path) -> None:
+    grid, path, _, _, fractions = raster
+    res = _run(model, grid, path, np.zeros_like(fractions), tmp_path / "none.npz", 2, 4)
+    assert not res["valid"].any() and np.isnan(res["embeddings"]).all()
+
+
+def test_embed_date_rejects_wrong_size(raster, model, tmp_path) -> None:
+    grid, path, _, _, fractions = raster
+    bigger = Grid(**{**grid.__dict__, "width": grid.width + TS})
+    with pytest.raises(ValueError, match="does not match the grid"):
+        embed_date(model, bigger, path, np.ones((5, 5), np.float32), tmp_path / "x.npz", MIN_VALID, 4, CPU)
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_encode_batches() -> None:
+    torch.manual_seed(0)
+    net = TileNet(2, z_dim=16, widths=(8, 8, 8, 8)).eval()
+    tiles = np.random.default_rng(0).uniform(0, 1, (7, 2, TS, TS)).astype(np.float32)
+    a = encode(net, tiles, 3, CPU)
+    b = encode(net, tiles, 7, CPU)
+    assert a.shape == (7, 16)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

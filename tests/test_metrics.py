@@ -1,0 +1,202 @@
+"""Tests of the taxonomy metrics and the truth-to-tiles majority vote (landtaxa.metrics)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from landtaxa.grid import Grid
+from landtaxa.metrics import taxonomy_metrics, truth_tiles
+from rasterio.warp import transform_bounds
+from sklearn.metrics import (
+    adjusted_rand_score,
+    calinski_harabasz_score,
+    normalized_mutual_info_score,
+    silhouette_score,
+)
+
+
+def _grid(n_rows: int, n_cols: int, tile_size: int, res: float = 10.0) -> Grid:
+    return Grid(
+        crs="EPSG:32630", transform=(res, 0, 500000, 0, -res, 4700000), width=n_cols * tile_size,
+        height=n_rows * tile_size, tile_size=tile_size, bands=[1, 2, 3], dtype="uint16",
+        scale_min=[0, 0, 0], scale_max=[1000, 1000, 1000],
+    )
+
+
+# --- taxonomy_metrics ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def clustering():
+    grid = _grid(12, 12, 4)
+    rng = np.random.default_rng(0)
+    tile_ids = np.sort(rng.choice(grid.n_tiles, 120, replace=False))
+    rows, cols = grid.tile_rowcol(tile_ids)
+    # three spatially coherent clusters (left / top right / bottom right) with a few strays
+    labels = np.where(cols < 5, 0, np.where(rows < 6, 1, 2))
+    stray = rng.choice(len(labels), 10, replace=False)
+    labels[stray] = rng.integers(0, 3, 10)
+    means = rng.normal(0, 1, (3, 4, 2))
+    series = (means[labels] + 0.5 * rng.normal(0, 1, (len(labels), 4, 2))).astype(np.float32)
+    # truth: the cluster except for some tiles, and no reference for others
+    truth = np.full(grid.n_tiles, -1, np.int64)
+    truth[tile_ids] = labels + 5
+    truth[tile_ids[rng.choice(len(tile_ids), 15, replace=False)]] = 9
+    truth[tile_ids[rng.choice(len(tile_ids), 30, replace=False)]] = -1
+    return grid, series, tile_ids, labels, truth
+
+
+def test_taxonomy_metrics_against_sklearn(clustering) -> None:
+    grid, series, tile_ids, labels, truth = clustering
+    m = taxonomy_metrics(grid, series, tile_ids, labels, inertia=123.5, truth=truth, seed=0)
+    flat = series.reshape(len(series), -1)
+    rows, cols = divmod(tile_ids, grid.n_cols)
+    coords = np.stack([rows, cols], 1).astype(float)
+    assert m["k"] == 3 and m["n_tiles"] == 120 and m["n_dates"] == 4
+    assert m["inertia"] == 123.5
+    assert m["silhouette"] == pytest.approx(silhouette_score(flat, labels), rel=1e-5)
+    assert m["geo_silhouette"] == pytest.approx(silhouette_score(coords, labels), rel=1e-9)
+    assert m["calinski_harabasz"] == pytest.approx(calinski_harabasz_score(coords, labels), rel=1e-9)
+    # geographic metrics see the spatial layout: coherent clusters score well
+    assert m["geo_silhouette"] > 0.2
+    ref = truth[tile_ids]
+    has = ref >= 0
+    assert m["n_truth_tiles"] == int(has.sum()) == 120 - int((ref < 0).sum())
+    assert m["ari"] == pytest.approx(adjusted_rand_score(ref[has], labels[has]), rel=1e-9)
+    assert m["nmi"] == pytest.approx(normalized_mutual_info_score(ref[has], labels[has]), rel=1e-9)
+    # tiles without reference are left out: counting -1 as a class would give another score
+    assert m["ari"] != pytest.approx(adjusted_rand_score(ref, labels), rel=1e-3)
+    assert m["cluster_sizes"] == np.bincount(labels, minlength=3).tolist()
+    assert sum(m["cluster_sizes"]) == 120
+
+
+def test_taxonomy_metrics_json_ready_and_without_truth(clustering) -> None:
+    import json
+
+    grid, series, tile_ids, labels, _ = clustering
+    m = taxonomy_metrics(grid, series, tile_ids, labels, inertia=1.0)
+    assert "ari" not in m and "nmi" not in m and "n_truth_tiles" not in m
+    json.dumps(m)  # plain Python types only
+    assert all(isinstance(m[key], float) for key in ("silhouette", "geo_silhouette", "calinski_harabasz"))
+
+
+def test_taxonomy_metrics_perfect_truth(clustering) -> None:
+    grid, series, tile_ids, labels, _ = clustering
+    truth = np.full(grid.n_tiles, -1, np.int64)
+    truth[tile_ids] = (labels + 1) % 3  # same partition, other class numbers
+    m = taxonomy_metrics(grid, series, tile_ids, labels, inertia=1.0, truth=truth)
+    assert m["ari"] == pytest.approx(1.0) and m["nmi"] == pytest.approx(1.0)
+
+
+# --- truth_tiles --------------------------------------------------------------------------
+
+def _write(path, data: np.ndarray, crs: str, transform: Affine, nodata=None, dtype="uint8") -> None:
+    profile = {
+        "driver": "GTiff", "width": data.shape[1], "height": data.shape[0], "count": 1, "dtype": dtype,
+        "crs": crs, "transform": transform, "nodata": nodata,
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data.astype(dtype), 1)
+
+
+def test_truth_tiles_same_grid_majority(tmp_path) -> None:
+    grid = _grid(2, 3, 4)  # 8 x 12 px, 6 tiles of 4 x 4
+    truth = np.zeros((8, 12), np.uint8)  # 0 = nodata
+    truth[0:4, 0:4] = 2
+    truth[0:4, 0:4].flat[:6] = 5  # tile 0: 10 px of 2, 6 of 5 -> 2
+    truth[0:4, 4:8] = 7
+    truth[0:4, 4:8].flat[:9] = 3  # tile 1: 9 px of 3, 7 of 7 -> 3
+    # tile 2: all nodata -> -1
+    truth[4, 0:3] = 7  # tile 3: only 3 valid px, all 7 -> 7 (nodata is not a vote)
+    truth[4:8, 4:8] = 4  # tile 4: uniform 4
+    truth[4:8, 8:12] = 1
+    truth[4:6, 8:12] = 6  # tile 5: 8 vs 8 -> tie goes to the smaller class, 1
+    path = tmp_path / "truth.tif"
+    _write(path, truth, grid.crs, grid.affine, nodata=0)
+    out = truth_tiles(grid, path)
+    assert out.dtype == np.int64 and out.shape == (6,)
+    assert out.tolist() == [2, 3, -1, 7, 4, 1]
+    # independent of the strip size
+    np.testing.assert_array_equal(truth_tiles(grid, path, block_rows=1), out)
+
+
+def test_truth_tiles_finer_resolution_partial_cover(tmp_path) -> None:
+    grid = _grid(4, 4, 4)  # 10 m pixels, 40 m tiles, 160 m square
+    # a 5 m truth covering the 3 left tile columns and the 3 top tile rows, class = 10*row + col
+    tr = Affine(5.0, 0, 500000, 0, -5.0, 4700000)
+    truth = np.zeros((24, 24), np.uint8)
+    for r in range(3):
+        for c in range(3):
+            truth[r * 8 : (r + 1) * 8, c * 8 : (c + 1) * 8] = 10 * r + c + 1
+    truth[0, 0:3] = 99  # a few odd pixels do not win the vote
+    path = tmp_path / "fine.tif"
+    _write(path, truth, grid.crs, tr)  # no nodata: every pixel is a reference
+    out = truth_tiles(grid, path).reshape(4, 4)
+    expected = np.full((4, 4), -1)
+    for r in range(3):
+        for c in range(3):
+            expected[r, c] = 10 * r + c + 1
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_truth_tiles_coarser_resolution_offset(tmp_path) -> None:
+    grid = _grid(4, 4, 4)
+    # 20 m truth shifted by half a tile (20 m) to the east: tile columns straddle two classes,
+    # tile column c covers truth columns c-1 and c equally on x in [500000 + 40c, 500040 + 40c)
+    tr = Affine(20.0, 0, 500020, 0, -20.0, 4700000)
+    truth = np.repeat(np.repeat(np.array([[1, 2, 3, 4]]), 8, axis=0), 2, axis=1)  # (8, 8) px, 40 m columns
+    path = tmp_path / "coarse.tif"
+    _write(path, truth, grid.crs, tr)
+    out = truth_tiles(grid, path).reshape(4, 4)
+    # column 0: half outside (no reference) and half class 1 -> 1; then ties -> smaller class
+    np.testing.assert_array_equal(out, np.tile([1, 1, 2, 3], (4, 1)))
+
+
+def test_truth_tiles_other_crs(tmp_path) -> None:
+    grid = _grid(8, 8, 16)  # 10 m, 160 m tiles, 1280 m square in UTM 30N
+    left, bottom, right, top = grid.bounds
+    x_mid, y_mid = (left + right) / 2, (bottom + top) / 2
+    # the truth in lon/lat: four quadrant classes split at the region's centre, with a margin around
+    west, south, east, north = transform_bounds(grid.crs, "EPSG:4326", left - 300, bottom - 300, right + 300, top + 300)
+    lon_mid = transform_bounds(grid.crs, "EPSG:4326", x_mid, y_mid, x_mid, y_mid)[0]
+    lat_mid = transform_bounds(grid.crs, "EPSG:4326", x_mid, y_mid, x_mid, y_mid)[1]
+    step = 2e-5  # about 2 m
+    width, height = int((east - west) / step) + 1, int((north - south) / step) + 1
+    lon = west + (np.arange(width) + 0.5) * step
+    lat = north - (np.arange(height) + 0.5) * step
+    cls = 1 + (lon[None, :] >= lon_mid) + 2 * (lat[:, None] < lat_mid)
+    path = tmp_path / "lonlat.tif"
+    _write(path, cls, "EPSG:4326", Affine(step, 0, west, 0, -step, north))
+    out = truth_tiles(grid, path).reshape(8, 8)
+    rows, cols = np.mgrid[0:8, 0:8]
+    expected = 1 + (cols >= 4) + 2 * (rows >= 4)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_truth_tiles_no_overlap(tmp_path) -> None:
+    grid = _grid(4, 4, 4)
+    path = tmp_path / "far away.tif"
+    _write(path, np.ones((10, 10)), grid.crs, Affine(10.0, 0, 600000, 0, -10.0, 4800000))
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*does not overlap"):
+        truth_tiles(grid, path)
+
+
+def test_truth_tiles_all_nodata_over_region(tmp_path) -> None:
+    grid = _grid(4, 4, 4)
+    path = tmp_path / "empty.tif"
+    _write(path, np.zeros((16, 16)), grid.crs, grid.affine, nodata=0)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*does not overlap"):
+        truth_tiles(grid, path)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_truth_tiles_no_crs(tmp_path) -> None:
+    grid = _grid(4, 4, 4)
+    path = tmp_path / "nocrs.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=16, height=16, count=1, dtype="uint8") as dst:
+        dst.write(np.ones((16, 16), np.uint8), 1)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*no CRS"):
+        truth_tiles(grid, path)
