@@ -6,14 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from landtaxa import align
-from landtaxa.align import align_date, strip_windows, tile_fractions
-from landtaxa.grid import Grid
-from landtaxa.storage import load_npz
 from rasterio.crs import CRS
 from rasterio.warp import transform as warp_points
 from rasterio.windows import Window
 from rasters import read_raster, write_raster
+
+from landtaxa import align
+from landtaxa.align import align_date, strip_windows, tile_fractions
+from landtaxa.grid import Grid
+from landtaxa.storage import load_npz
 
 UTM31 = "EPSG:32631"
 X0, Y0, RES = 500000.0, 4000000.0, 10.0

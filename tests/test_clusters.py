@@ -6,8 +6,9 @@ import warnings
 
 import numpy as np
 import pytest
-from landtaxa.clusters import kmeans_series
 from sklearn.metrics import adjusted_rand_score
+
+from landtaxa.clusters import kmeans_series
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # tslearn warns about optional h5py

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from scipy import ndimage
+
 from landtaxa import demo
 from landtaxa.demo import (
     CLASS_NAMES,
@@ -21,7 +23,6 @@ from landtaxa.demo import (
     make_demo,
     truth_path,
 )
-from scipy import ndimage
 
 SMALL = DemoSpec(size=96, n_dates=4, seed=3)
 WATER, EVERGREEN, DECIDUOUS, CROPLAND, URBAN, MOUNTAIN, CLEARCUT = range(1, 8)

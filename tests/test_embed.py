@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+
 from landtaxa.embed import embed_date, encode, fill_invalid, to_tiles
 from landtaxa.encoder import TileNet
 from landtaxa.grid import Grid

@@ -9,6 +9,8 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from landtaxa.encoder import (
     PAPER_STRIDES,
     PAPER_WIDTHS,
@@ -19,7 +21,6 @@ from landtaxa.encoder import (
     save_checkpoint,
     triplet_loss,
 )
-from torch import nn
 
 
 @pytest.fixture(autouse=True, scope="module")

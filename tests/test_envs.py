@@ -63,7 +63,8 @@ def step_imports(step: str, package: Path = PACKAGE) -> set[str]:
                 continue
             seen.add(name)
             start |= imports_of(funcs[name])
-            todo += [n.func.id for n in ast.walk(funcs[name]) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+            calls = [n for n in ast.walk(funcs[name]) if isinstance(n, ast.Call)]
+            todo += [c.func.id for c in calls if isinstance(c.func, ast.Name)]
     third, modules, todo = set(), set(), sorted(start)
     while todo:
         mod = todo.pop()

@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 from affine import Affine
-from landtaxa.grid import Grid, build_grid
 from rasterio.crs import CRS
 from rasterio.warp import transform as warp_points
 from rasterio.windows import Window
 from rasters import write_raster
+
+from landtaxa.grid import Grid, build_grid
 
 UTM31 = "EPSG:32631"
 UTM30 = "EPSG:32630"

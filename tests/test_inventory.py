@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from landtaxa.inventory import (
     InventoryError,
     default_granule,
@@ -43,7 +44,7 @@ def test_folder_dates_in_both_formats_sorted_order_kept_within_a_date(tmp_path):
     touch(img, "S2_2020-03-01_b.tif", "S2_2020-03-01_a.tif", "S2_20200301_c.TIF", "S2_20191231_x.tif",
           "S2_2020-01-15_y.tiff", "notes.txt", "S2_2020-01-15_y.tif.aux.xml")
     df = read_inventory(str(img), EITHER)
-    assert list(df.columns) == ["date", "granule", "path"]
+    assert list(df.columns) == ["date", "granule", "path", "mask"]
     assert [(d, g) for d, g, _ in records(df)][:2] == [
         ("2019-12-31", "S2_x"),
         ("2020-01-15", "S2_y"),

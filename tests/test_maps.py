@@ -6,9 +6,10 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import rasterio
+from rasterio.crs import CRS
+
 from landtaxa.grid import Grid
 from landtaxa.maps import NODATA, pca_colours, plot_cluster_map, write_cluster_map
-from rasterio.crs import CRS
 
 
 def _grid() -> Grid:

@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from landtaxa.grid import Grid
-from landtaxa.metrics import taxonomy_metrics, truth_tiles
 from rasterio.warp import transform_bounds
 from sklearn.metrics import (
     adjusted_rand_score,
@@ -17,6 +15,9 @@ from sklearn.metrics import (
     normalized_mutual_info_score,
     silhouette_score,
 )
+
+from landtaxa.grid import Grid
+from landtaxa.metrics import taxonomy_metrics, truth_tiles
 
 
 def _grid(n_rows: int, n_cols: int, tile_size: int, res: float = 10.0) -> Grid:

@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 import pytest
+
 from landtaxa.series import assemble_series, nearest_valid_index
 from landtaxa.storage import load_npz, save_npz
 

@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
-from landtaxa.storage import load_npz
 from slurm_cluster import SlurmCluster
+
+from landtaxa.storage import load_npz
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

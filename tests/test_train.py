@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+
 from landtaxa.encoder import TileNet
 from landtaxa.grid import Grid
 from landtaxa.train import augment, extract_triplet_tiles, train_triplets

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from landtaxa.grid import Grid
 from landtaxa.triplets import cluster_triplets, geographic_triplets
 

@@ -4,10 +4,15 @@ Granules are read through a WarpedVRT that targets the grid, so a granule in ano
 or on another pixel lattice is reprojected on the fly and one already on the grid's
 lattice is copied. Overlaps are resolved by the first-valid rule: granules are taken in
 inventory order and a pixel is filled by the first granule that holds valid data there.
-The work streams over strips of tile rows, so memory is bounded by the strip, not the
-region. Besides the aligned GeoTIFF (source data type, with an internal valid-data
-mask), the step writes each tile's valid fraction, which later steps use to skip or fill
-tiles with too little data.
+A pixel is valid when it is inside the granule, is not nodata (the raster's own value,
+or the one given in the config) in any band, and is not flagged by the image's mask: a
+separate mask raster (e.g. a cloud mask) or a classification band of the image (e.g.
+Sentinel-2's scene classification), whose values listed as invalid mark clouds, shadows
+and the like. Mask rasters are taken onto the grid with nearest-neighbour resampling, and
+pixels outside a mask's footprint count as invalid. The work streams over strips of tile
+rows, so memory is bounded by the strip, not the region. Besides the aligned GeoTIFF
+(source data type, with an internal valid-data mask), the step writes each tile's valid
+fraction, which later steps use to skip or fill tiles with too little data.
 """
 
 from __future__ import annotations
@@ -50,8 +55,21 @@ def align_date(
     out_valid: str | os.PathLike,
     block_rows: int = 8,
     resampling: str = "nearest",
+    masks: Sequence[str | os.PathLike | None] | None = None,
+    mask_band: int | None = None,
+    invalid_values: Sequence[float] = (),
+    nodata: float | None = None,
 ) -> np.ndarray:
-    """Mosaic ``paths`` (one date, inventory order) onto ``grid``; return tile valid fractions."""
+    """Mosaic ``paths`` (one date, inventory order) onto ``grid``; return tile valid fractions.
+
+    ``masks`` gives an optional mask raster per path; ``mask_band`` a band of each image
+    holding classes; pixels whose mask value is in ``invalid_values`` are invalid.
+    ``nodata`` overrides the images' own nodata value.
+    """
+    masks = list(masks) if masks is not None else [None] * len(paths)
+    if len(masks) != len(paths):
+        raise ValueError(f"{len(masks)} masks for {len(paths)} images")
+    invalid = np.asarray(list(invalid_values), dtype=np.float64)
     resampling_enum = Resampling[resampling]
     profile = {
         "driver": "GTiff",
@@ -69,31 +87,33 @@ def align_date(
         "BIGTIFF": "IF_SAFER",
     }
     sources = [rasterio.open(p) for p in paths]
+    mask_sources = [rasterio.open(m) if m else None for m in masks]
     vrts = []
+    mask_vrts: list[WarpedVRT | None] = []
+    warp = {"crs": grid.crs, "transform": grid.affine, "width": grid.width, "height": grid.height}
     try:
+        for m, msrc in zip(masks, mask_sources, strict=True):
+            if msrc is not None and msrc.crs is None:
+                raise ValueError(f"{m}: mask raster has no CRS")
+            mask_vrts.append(
+                None if msrc is None else WarpedVRT(msrc, resampling=Resampling.nearest, add_alpha=True, **warp)
+            )
         for path, src in zip(paths, sources, strict=True):
             if src.crs is None:
                 raise ValueError(f"{path}: raster has no CRS")
             if max(grid.bands) > src.count:
                 raise ValueError(f"{path}: has {src.count} bands, the grid uses band {max(grid.bands)}")
-            vrts.append(
-                WarpedVRT(
-                    src,
-                    crs=grid.crs,
-                    transform=grid.affine,
-                    width=grid.width,
-                    height=grid.height,
-                    resampling=resampling_enum,
-                    add_alpha=True,
-                )
-            )
+            if mask_band is not None and mask_band > src.count:
+                raise ValueError(f"{path}: has {src.count} bands, the mask band is {mask_band}")
+            src_nodata = nodata if nodata is not None else src.nodata
+            vrts.append(WarpedVRT(src, resampling=resampling_enum, add_alpha=True, src_nodata=src_nodata, **warp))
         fractions = np.zeros((grid.n_rows, grid.n_cols), np.float32)
         with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), atomic_path(out_tif) as tmp:
             with rasterio.open(tmp, "w", **profile) as dst:
                 for r0, win in strip_windows(grid, block_rows):
                     data = np.zeros((grid.n_bands, win.height, win.width), grid.dtype)
                     filled = np.zeros((win.height, win.width), bool)
-                    for vrt in vrts:
+                    for vrt, mvrt in zip(vrts, mask_vrts, strict=True):
                         if filled.all():
                             break
                         alpha = vrt.read(vrt.count, window=win) > 0
@@ -101,9 +121,16 @@ def align_date(
                         if not take.any():
                             continue
                         block = vrt.read(grid.bands, window=win)
-                        if vrt.src_dataset.nodata is not None:
-                            nod = vrt.src_dataset.nodata
-                            take &= ~np.any(block == nod, axis=0) if not np.isnan(nod) else ~np.any(np.isnan(block), axis=0)
+                        nod = nodata if nodata is not None else vrt.src_dataset.nodata
+                        if nod is not None:
+                            is_nod = np.isnan(block) if np.isnan(nod) else block == nod
+                            take &= ~np.any(is_nod, axis=0)
+                        if mask_band is not None and len(invalid):
+                            take &= ~np.isin(vrt.read(mask_band, window=win), invalid)
+                        if mvrt is not None:
+                            inside = mvrt.read(mvrt.count, window=win) > 0
+                            flagged = np.isin(mvrt.read(1, window=win), invalid) if len(invalid) else False
+                            take &= inside & ~flagged
                         if np.issubdtype(block.dtype, np.floating):
                             take &= np.isfinite(block).all(axis=0)
                         data[:, take] = block[:, take]
@@ -113,10 +140,12 @@ def align_date(
                     fractions[r0 : r0 + win.height // grid.tile_size] = tile_fractions(filled, grid.tile_size)
                     log.info("aligned tile rows %d-%d of %d", r0, r0 + win.height // grid.tile_size - 1, grid.n_rows)
     finally:
-        for v in vrts:
-            v.close()
-        for s in sources:
-            s.close()
+        for v in [*vrts, *mask_vrts]:
+            if v is not None:
+                v.close()
+        for s in [*sources, *mask_sources]:
+            if s is not None:
+                s.close()
     save_npz(out_valid, fraction=fractions)
     return fractions
 

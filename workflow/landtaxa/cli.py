@@ -24,6 +24,11 @@ def _floats(text: str | None) -> list[float] | None:
     return [float(v) for v in str(text).split(",")]
 
 
+def _float_or_none(text: str | None) -> float | None:
+    values = _floats(text)
+    return None if values is None else values[0]
+
+
 def _setup_torch(args: argparse.Namespace):
     import torch
 
@@ -47,6 +52,8 @@ def cmd_grid(args: argparse.Namespace) -> None:
         scale_min=_floats(args.scale_min),
         scale_max=_floats(args.scale_max),
         percentiles=tuple(_floats(args.percentiles)),
+        nodata=_float_or_none(args.nodata),
+        scale_paths=args.scale_images or None,
     )
     grid.save(args.out)
     log.info(
@@ -61,8 +68,12 @@ def cmd_align(args: argparse.Namespace) -> None:
     from landtaxa.grid import Grid
 
     grid = Grid.load(args.grid)
-    fr = align_date(grid, args.images, args.out, args.valid, block_rows=args.block_rows,
-                    resampling=args.resampling)
+    masks = [None if m in ("-", "") else m for m in args.masks] if args.masks else None
+    fr = align_date(
+        grid, args.images, args.out, args.valid, block_rows=args.block_rows, resampling=args.resampling,
+        masks=masks, mask_band=args.mask_band or None, invalid_values=_floats(args.invalid) or (),
+        nodata=_float_or_none(args.nodata),
+    )
     log.info("aligned %d granule(s); %d of %d tiles hold data", len(args.images),
              int((fr > 0).sum()), fr.size)
 
@@ -241,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-min", default=None)
     p.add_argument("--scale-max", default=None)
     p.add_argument("--percentiles", default="1,99")
+    p.add_argument("--nodata", default=None, help="nodata value overriding the rasters' own")
+    p.add_argument("--scale-images", nargs="*", default=None, help="images sampled for the scaling percentiles")
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("align", help="mosaic one date's granules onto the grid")
@@ -250,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid", required=True)
     p.add_argument("--block-rows", type=int, default=8)
     p.add_argument("--resampling", default="nearest")
+    p.add_argument("--masks", nargs="*", default=None, help="a mask raster per image ('-' for none)")
+    p.add_argument("--mask-band", type=int, default=0, help="band of each image holding pixel classes")
+    p.add_argument("--invalid", default="", help="comma-separated mask values marking invalid pixels")
+    p.add_argument("--nodata", default=None, help="nodata value overriding the rasters' own")
 
     p = sub.add_parser("train", help="train the geographic encoder f^g (Tile2Vec)")
     _train_common(p)

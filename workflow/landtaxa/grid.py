@@ -121,6 +121,8 @@ def build_grid(
     scale_min: Sequence[float] | float | None = None,
     scale_max: Sequence[float] | float | None = None,
     percentiles: tuple[float, float] = (1.0, 99.0),
+    nodata: float | None = None,
+    scale_paths: Sequence[str | os.PathLike] | None = None,
 ) -> Grid:
     """Build the grid covering the union of the footprints of ``paths``.
 
@@ -128,7 +130,8 @@ def build_grid(
     origin is snapped to the first raster's pixel lattice, so rasters on that lattice are
     copied without resampling. The region is padded to a whole number of tiles.
     Scaling not given in the config is taken from robust percentiles of a decimated
-    sample of valid pixels of ``paths``.
+    sample of valid pixels of ``scale_paths`` (default: ``paths``), so that it reflects the
+    whole sequence, not one season.
     """
     if not paths:
         raise ValueError("no images to build the grid from")
@@ -177,7 +180,7 @@ def build_grid(
         bands=band_list,
         dtype=dtype,
     )
-    lo, hi = _scaling(paths, band_list, percentiles)
+    lo, hi = _scaling(scale_paths or paths, band_list, percentiles, nodata)
     grid.scale_min = _per_band(scale_min, lo, len(band_list))
     grid.scale_max = _per_band(scale_max, hi, len(band_list))
     for b, (a, z) in enumerate(zip(grid.scale_min, grid.scale_max, strict=True)):
@@ -198,7 +201,7 @@ def _per_band(value: Sequence[float] | float | None, fallback: list[float], n: i
 
 def _scaling(
     paths: Sequence[str | os.PathLike], bands: list[int], percentiles: tuple[float, float],
-    max_side: int = 512,
+    nodata: float | None = None, max_side: int = 512,
 ) -> tuple[list[float], list[float]]:
     """Per-band percentiles of valid pixels from a decimated read of every raster."""
     samples: list[np.ndarray] = []
@@ -208,6 +211,8 @@ def _scaling(
             shape = (len(bands), max(1, src.height // f), max(1, src.width // f))
             data = src.read(bands, out_shape=shape, resampling=Resampling.nearest, masked=True)
             valid = ~np.ma.getmaskarray(data).any(axis=0)
+            if nodata is not None:
+                valid &= ~(np.isnan(data.data) if np.isnan(nodata) else data.data == nodata).any(axis=0)
             samples.append(np.asarray(data.data)[:, valid].astype(np.float64))
     pixels = np.concatenate(samples, axis=1)
     pixels = pixels[:, np.isfinite(pixels).all(axis=0)]

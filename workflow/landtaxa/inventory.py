@@ -1,7 +1,7 @@
 """The image inventory: which raster holds which granule on which date.
 
 Images come from a sheet (TSV or CSV with columns ``date``, ``path`` and optional
-``granule``) or from a folder/glob of rasters whose dates are parsed from the file names
+``granule`` and ``mask``) or from a folder/glob of rasters whose dates are parsed from the file names
 with a regular expression. Several files on one date are that date's granules, mosaicked
 in inventory order (sheet order, or file-name order for a folder). The inventory is
 checked before any work starts; every problem names the file.
@@ -77,8 +77,16 @@ def read_sheet(sheet: str | os.PathLike) -> pd.DataFrame:
             path = sheet.parent / path
         granule = row.get("granule")
         granule = str(granule).strip() if isinstance(granule, str) and granule.strip() else default_granule(path)
-        rows.append({"date": parse_date(row["date"], where), "granule": granule, "path": str(path)})
-    return pd.DataFrame(rows, columns=["date", "granule", "path"])
+        mask = row.get("mask")
+        if isinstance(mask, str) and mask.strip():
+            mask_path = Path(mask.strip())
+            mask = str(mask_path if mask_path.is_absolute() else sheet.parent / mask_path)
+        else:
+            mask = ""
+        rows.append(
+            {"date": parse_date(row["date"], where), "granule": granule, "path": str(path), "mask": mask}
+        )
+    return pd.DataFrame(rows, columns=["date", "granule", "path", "mask"])
 
 
 def read_folder(pattern: str, date_pattern: str) -> pd.DataFrame:
@@ -99,8 +107,8 @@ def read_folder(pattern: str, date_pattern: str) -> pd.DataFrame:
         groups = m.groupdict()
         text = groups.get("date") or (m.group(1) if m.groups() else m.group(0))
         granule = groups.get("granule") or default_granule(Path(f), text)
-        rows.append({"date": parse_date(text, f), "granule": granule, "path": f})
-    return pd.DataFrame(rows, columns=["date", "granule", "path"])
+        rows.append({"date": parse_date(text, f), "granule": granule, "path": f, "mask": ""})
+    return pd.DataFrame(rows, columns=["date", "granule", "path", "mask"])
 
 
 def read_inventory(images: str, date_pattern: str) -> pd.DataFrame:
@@ -127,8 +135,54 @@ def validate_inventory(df: pd.DataFrame, source: str) -> pd.DataFrame:
     for path in df["path"]:
         if not os.path.isfile(path):
             raise InventoryError(f"{path}: image file not found (listed in {source})")
+    if "mask" not in df.columns:
+        df = df.assign(mask="")
+    for path in df["mask"]:
+        if path and not os.path.isfile(path):
+            raise InventoryError(f"{path}: mask file not found (listed in {source})")
     df = df.assign(_order=range(len(df))).sort_values(["date", "_order"], kind="stable")
     return df.drop(columns="_order").reset_index(drop=True)
+
+
+def check_images(df: pd.DataFrame, bands: list[int] | None = None, mask_band: int | None = None) -> None:
+    """Open every image (and mask) header before any work starts; raise on the first problem.
+
+    Checks that each file is a raster GDAL can read, has a CRS, and that all images have the
+    same number of bands and data type (the encoder's input must mean the same on every
+    date), that the configured bands exist, and that masks are single rasters with a CRS.
+    """
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    first: tuple[str, int, str] | None = None
+    for path, mask in zip(df["path"], df.get("mask", [""] * len(df)), strict=True):
+        try:
+            with rasterio.open(path) as src:
+                count, dtype, crs = src.count, src.dtypes[0], src.crs
+                if src.width < 1 or src.height < 1:
+                    raise InventoryError(f"{path}: raster is empty")
+        except RasterioIOError as err:
+            raise InventoryError(f"{path}: not a readable raster ({err})") from err
+        if crs is None:
+            raise InventoryError(f"{path}: raster has no CRS (georeference it, e.g. with gdal_edit -a_srs)")
+        if first is None:
+            first = (path, count, dtype)
+        elif count != first[1]:
+            raise InventoryError(
+                f"{path}: has {count} bands but {first[0]} has {first[1]}; all images need the same bands"
+            )
+        elif dtype != first[2]:
+            raise InventoryError(f"{path}: data type {dtype} differs from {first[0]} ({first[2]})")
+        wanted = max([*(bands or [1]), mask_band or 1])
+        if wanted > count:
+            raise InventoryError(f"{path}: has {count} bands, the config asks for band {wanted}")
+        if mask:
+            try:
+                with rasterio.open(mask) as msk:
+                    if msk.crs is None:
+                        raise InventoryError(f"{mask}: mask raster has no CRS")
+            except RasterioIOError as err:
+                raise InventoryError(f"{mask}: not a readable mask raster ({err})") from err
 
 
 def is_iso_date(text: str) -> bool:

@@ -9,9 +9,10 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from landtaxa.demo import DemoSpec, demo_inventory, truth_path  # noqa: E402
-from landtaxa.inventory import InventoryError, read_inventory  # noqa: E402
+from landtaxa.inventory import InventoryError, check_images, read_inventory  # noqa: E402
 from landtaxa.runtime import expose_package  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -42,13 +43,14 @@ IS_DEMO = config["images"] == "demo"
 if IS_DEMO:
     INVENTORY = pd.DataFrame(
         [
-            {"date": d, "granule": g, "path": str(p)}
+            {"date": d, "granule": g, "path": str(p), "mask": ""}
             for d, g, p in demo_inventory(demo_spec(), DEMO_DIR)
         ]
     )
 else:
     try:
         INVENTORY = read_inventory(config["images"], config["date_pattern"])
+        check_images(INVENTORY, config["bands"], config["masks"]["band"])
     except InventoryError as err:
         raise WorkflowError(f"landtaxa: {err}")
 
@@ -102,10 +104,30 @@ def images_of(date):
     return INVENTORY.loc[INVENTORY["date"] == date, "path"].tolist()
 
 
+def masks_of(date):
+    """The mask raster of each image of a date, '-' where an image has none."""
+    return [m or "-" for m in INVENTORY.loc[INVENTORY["date"] == date, "mask"]]
+
+
+def has_masks(date):
+    return any(m != "-" for m in masks_of(date))
+
+
 def grid_images():
     """One file per granule (its earliest date): the grid does not change when dates are added."""
     first = INVENTORY.drop_duplicates("granule", keep="first")
     return first["path"].tolist()
+
+
+def scale_images(max_images=16):
+    """Images sampled for the radiometric scaling: spread evenly over the training dates.
+
+    Tied to the training dates, like the encoders, so new dates change neither.
+    """
+    rows = INVENTORY[INVENTORY["date"].isin(TRAIN_DATES)]
+    if len(rows) > max_images:
+        rows = rows.iloc[np.linspace(0, len(rows) - 1, max_images).round().astype(int)]
+    return rows["path"].tolist()
 
 
 def aligned(dates):
