@@ -197,8 +197,11 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             ours = SYSTEM_CONF.is_symlink() and (not target.exists() or target.read_text().startswith(MARKER))
             if not ours:
                 raise ClusterError(f"{SYSTEM_CONF} exists and is not a test cluster's: refusing to replace it")
-            # a crashed earlier test run: stop its daemons, then take the link over
+            # a crashed earlier test run: stop its daemons, drop its socket folder, take the link over
             _stop_daemons_of(target.parent.parent / "run")
+            stale = re.search(r"^AuthInfo=socket=(\S+)$", target.read_text(), re.M) if target.exists() else None
+            if stale and Path(stale[1]).parent.name.startswith("landtaxa-munge-"):
+                shutil.rmtree(Path(stale[1]).parent, ignore_errors=True)
             SYSTEM_CONF.unlink()
         SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
         SYSTEM_CONF.symlink_to(self.conf)

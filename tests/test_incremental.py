@@ -68,7 +68,7 @@ def test_new_date_reruns_only_its_work(tmp_path: Path) -> None:
     assert dry.returncode == 0, dry.stderr[-3000:]
     counts = job_counts(dry.stdout)
     assert counts == {
-        "aligned": 1, "embeddings": 2, "series": 2, "clusters": 2, "map": 2, "metrics": 1, "all": 1,
+        "aligned": 1, "embeddings": 2, "series": 2, "clusters": 2, "map": 2, "metrics": 1, "coverage": 1, "all": 1,
     }
     assert f"results/aligned/{dates[4]}.tif" in dry.stdout
     assert f"results/embeddings/geo/{dates[4]}.npz" in dry.stdout

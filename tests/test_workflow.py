@@ -164,3 +164,15 @@ def test_missing_truth_is_reported(tmp_path: Path) -> None:
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "labels.tif" in out and "truth raster not found" in out
+
+
+@pytest.mark.slow
+def test_coverage_map(tiny_run: Path) -> None:
+    grid = Grid.load(tiny_run / "results/grid.json")
+    with rasterio.open(tiny_run / "results/maps/coverage.tif") as src:
+        assert src.transform == grid.tile_transform and src.crs == rasterio.crs.CRS.from_wkt(grid.crs)
+        counts = src.read(1)
+    valid = np.stack([load_npz(f)["fraction"].reshape(-1) >= 0.5
+                      for f in sorted((tiny_run / "results/aligned").glob("*_valid.npz"))])
+    np.testing.assert_array_equal(counts.reshape(-1), valid.sum(axis=0))
+    assert counts.max() == 4 and counts.min() == 0  # the demo's nodata corners are never valid

@@ -225,6 +225,16 @@ def cmd_map(args: argparse.Namespace) -> None:
     plot_cluster_map(img, colours, args.title, args.out_png)
 
 
+def cmd_coverage(args: argparse.Namespace) -> None:
+    from landtaxa.grid import Grid
+    from landtaxa.maps import write_coverage_map
+
+    grid = Grid.load(args.grid)
+    counts = write_coverage_map(grid, _fractions(args.valid), args.min_valid, args.out)
+    log.info("coverage: %d of %d tiles valid on at least one date; %d valid on every date",
+             int((counts > 0).sum()), counts.size, int((counts == len(args.valid)).sum()))
+
+
 def cmd_metrics(args: argparse.Namespace) -> None:
     from landtaxa.storage import read_json, write_json
 
@@ -320,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default="taxonomy")
     p.add_argument("--out-tif", required=True)
     p.add_argument("--out-png", required=True)
+
+    p = sub.add_parser("coverage", help="map of the number of valid dates per tile")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--valid", nargs="+", required=True)
+    p.add_argument("--min-valid", type=float, default=0.5)
+    p.add_argument("--out", required=True)
 
     p = sub.add_parser("metrics", help="gather per-model metrics into one JSON")
     p.add_argument("--inputs", nargs="+", required=True)

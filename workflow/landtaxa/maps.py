@@ -71,6 +71,21 @@ def write_cluster_map(
     return img
 
 
+def write_coverage_map(
+    grid: Grid, fractions: list[np.ndarray], min_valid: float, out_tif: str | os.PathLike
+) -> np.ndarray:
+    """Per tile, the number of dates on which it is valid (uint16 GeoTIFF, 0 = never)."""
+    counts = np.sum([f.reshape(grid.n_rows, grid.n_cols) >= min_valid for f in fractions], axis=0)
+    profile = {
+        "driver": "GTiff", "width": grid.n_cols, "height": grid.n_rows, "count": 1, "dtype": "uint16",
+        "crs": grid.crs, "transform": grid.tile_transform, "compress": "deflate",
+    }
+    with atomic_path(out_tif) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(counts.astype(np.uint16), 1)
+        dst.set_band_description(1, f"dates with at least {min_valid:.0%} valid pixels, of {len(fractions)}")
+    return counts
+
+
 def plot_cluster_map(
     img: np.ndarray, colours: np.ndarray, title: str, out_png: str | os.PathLike
 ) -> None:

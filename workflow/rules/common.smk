@@ -148,7 +148,7 @@ def opt(value):
 
 
 def final_outputs():
-    out = [f"{RESULTS}/metrics.json"]
+    out = [f"{RESULTS}/metrics.json", f"{RESULTS}/maps/coverage.tif"]
     for model in MODELS:
         out += [f"{RESULTS}/maps/{model}_clusters.tif", f"{RESULTS}/maps/{model}_clusters.png"]
     return out

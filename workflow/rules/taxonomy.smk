@@ -44,3 +44,23 @@ rule metrics:
     shell:
         "python -m landtaxa metrics --inputs {input.metrics:q} --models {params.models}"
         " --out {output.metrics:q} 2> {log:q}"
+
+
+rule coverage:
+    input:
+        grid=rules.grid.output.grid,
+        valid=valid_fractions(DATES),
+    output:
+        tif=f"{RESULTS}/maps/coverage.tif",
+    params:
+        min_valid=config["min_valid"],
+    log:
+        "logs/coverage/coverage.log",
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m landtaxa coverage --grid {input.grid:q} --valid {input.valid:q}"
+        " --min-valid {params.min_valid} --out {output.tif:q} 2> {log:q}"
