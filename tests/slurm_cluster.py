@@ -14,7 +14,9 @@ only here (no cgroups), so the workflow's real requests (up to 8 GB) fit on a sm
 Finished jobs stay visible to ``scontrol``/``squeue`` for an hour (``MinJobAge``), and every
 finished job gets one line in ``base/log/jobcomp.txt`` (``JobCompType=jobcomp/filetxt``).
 
-See /work/shared/SLURM.md (the facts this follows) for the pitfalls.
+Pitfalls this works around: ``srun`` inside a job (the plugin's jobstep) drops ``SLURM_CONF``,
+hence the symlink; a GPU gres without ``File=`` drains the node; munged wants its socket folder
+searchable by all; without slurmdbd, snakemake must poll with ``squeue`` (so ``MinJobAge`` is long).
 """
 
 from __future__ import annotations
