@@ -72,12 +72,12 @@ class Grid:
     @property
     def tile_transform(self) -> Affine:
         """Geotransform of a map with one pixel per tile."""
-        return self.affine * Affine.scale(self.tile_size)
+        return self.affine @ Affine.scale(self.tile_size)
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
-        left, top = self.affine * (0, 0)
-        right, bottom = self.affine * (self.width, self.height)
+        left, top = self.affine @ (0, 0)
+        right, bottom = self.affine @ (self.width, self.height)
         return (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
 
     def scale(self, data: np.ndarray, band_axis: int = -3) -> np.ndarray:
