@@ -35,7 +35,7 @@ rule clusters:
     log:
         "logs/clusters/{model}/k{k}.log",
     benchmark:
-        "benchmarks/clusters/{model}/k{k}.tsv"
+        "results/benchmarks/clusters/{model}/k{k}.tsv"
     conda:
         "../../envs/cluster.yaml"
     resources:

@@ -18,7 +18,7 @@ rule embeddings:
     log:
         "logs/embeddings/{model}/{date}.log",
     benchmark:
-        "benchmarks/embeddings/{model}/{date}.tsv"
+        "results/benchmarks/embeddings/{model}/{date}.tsv"
     conda:
         "../../envs/torch.yaml"
     resources:

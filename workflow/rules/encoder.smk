@@ -18,7 +18,7 @@ rule train_geo:
     log:
         "logs/train_geo/geo.log",
     benchmark:
-        "benchmarks/train_geo/geo.tsv"
+        "results/benchmarks/train_geo/geo.tsv"
     conda:
         "../../envs/torch.yaml"
     resources:
@@ -46,7 +46,7 @@ rule refine:
     log:
         "logs/refine/{refined}.log",
     benchmark:
-        "benchmarks/refine/{refined}.tsv"
+        "results/benchmarks/refine/{refined}.tsv"
     conda:
         "../../envs/torch.yaml"
     resources:

@@ -49,7 +49,7 @@ rule aligned:
     log:
         "logs/aligned/{date}.log",
     benchmark:
-        "benchmarks/aligned/{date}.tsv"
+        "results/benchmarks/aligned/{date}.tsv"
     conda:
         "../../envs/io.yaml"
     resources:
