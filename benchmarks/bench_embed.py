@@ -1,0 +1,131 @@
+"""Embedding throughput: landtaxa's pipeline vs a one-tile-at-a-time loop, same model.
+
+Both read an aligned raster, scale the pixels and encode every tile; the pipeline reads
+strips of tile rows and encodes in batches (bf16 autocast on CUDA), the baseline reads and
+encodes one tile per step, as a per-tile notebook loop does. Prints tiles/s side by side and
+the ratio, the model's FLOPs per tile and (on CUDA, given --peak-tflops) the fraction of the
+GPU's peak reached; writes benchmarks/out/embed.json.
+
+    python benchmarks/bench_embed.py                           # CPU, the paper's 100 px tiles
+    python benchmarks/bench_embed.py --device cuda --size 4000 --batch-size 512 --peak-tflops 989
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.windows import Window
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow"))
+
+from landtaxa.embed import embed_date  # noqa: E402
+from landtaxa.encoder import build_encoder, pick_device  # noqa: E402
+from landtaxa.grid import Grid  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "out"
+
+
+def write_aligned(path: Path, size: int, bands: int, tile: int) -> Grid:
+    rng = np.random.default_rng(0)
+    grid = Grid(crs="EPSG:32630", transform=(10.0, 0.0, 500000.0, 0.0, -10.0, 4700000.0), width=size,
+                height=size, tile_size=tile, bands=list(range(1, bands + 1)), dtype="uint16",
+                scale_min=[0.0] * bands, scale_max=[10000.0] * bands)
+    profile = {"driver": "GTiff", "width": size, "height": size, "count": bands, "dtype": "uint16",
+               "crs": grid.crs, "transform": grid.affine, "tiled": True, "blockxsize": 256, "blockysize": 256,
+               "compress": "deflate"}
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:
+        for r0 in range(0, size, 256):
+            h = min(256, size - r0)
+            dst.write(rng.integers(0, 10000, (bands, h, size), dtype=np.uint16), window=Window(0, r0, size, h))
+        dst.write_mask(np.full((size, size), 255, np.uint8))
+    return grid
+
+
+def flops_per_tile(model: torch.nn.Module, bands: int, tile: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, bands, tile, tile)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.cpu()(x)
+    return float(counter.get_total_flops())
+
+
+@torch.inference_mode()
+def one_tile_loop(model, grid: Grid, path: Path, device: torch.device, limit: int) -> tuple[int, float]:
+    """The baseline: for each tile, read its window, scale, encode alone."""
+    model.to(device).eval()
+    t0 = time.perf_counter()
+    out = []
+    with rasterio.open(path) as src:
+        for tile_id in range(min(limit, grid.n_tiles)):
+            x = grid.scale(src.read(window=grid.tile_window(tile_id)))
+            z = model(torch.from_numpy(x)[None].to(device))
+            out.append(z.cpu().numpy())
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return len(out), time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", type=int, default=1000, help="region side in px")
+    p.add_argument("--tile-size", type=int, default=100)
+    p.add_argument("--bands", type=int, default=3)
+    p.add_argument("--encoder", default="tilenet")
+    p.add_argument("--z-dim", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--device", default="auto")
+    p.add_argument("--baseline-tiles", type=int, default=100, help="tiles the slow baseline encodes")
+    p.add_argument("--peak-tflops", type=float, default=0.0, help="the device's peak (bf16 on CUDA) for the fraction")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = pick_device(args.device)
+    model = build_encoder(args.encoder, args.bands, args.z_dim).eval()
+    flops = flops_per_tile(model, args.bands, args.tile_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "aligned.tif"
+        grid = write_aligned(path, args.size, args.bands, args.tile_size)
+        fractions = np.ones((grid.n_rows, grid.n_cols), np.float32)
+        # warm-up (cuDNN autotuning, allocator) on a small part, then the measured runs
+        one_tile_loop(model, grid, path, device, 4)
+        n_base, s_base = one_tile_loop(model, grid, path, device, args.baseline_tiles)
+        t0 = time.perf_counter()
+        embed_date(model, grid, path, fractions, Path(tmp) / "emb.npz", min_valid=0.5,
+                   batch_size=args.batch_size, device=device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        s_pipe = time.perf_counter() - t0
+    pipe_rate, base_rate = grid.n_tiles / s_pipe, n_base / s_base
+    result = {
+        "device": str(device), "encoder": args.encoder, "tile_size": args.tile_size, "bands": args.bands,
+        "z_dim": args.z_dim, "batch_size": args.batch_size, "threads": args.threads,
+        "gflop_per_tile": flops / 1e9, "pipeline_tiles": grid.n_tiles, "pipeline_tiles_per_s": pipe_rate,
+        "one_tile_loop_tiles": n_base, "one_tile_loop_tiles_per_s": base_rate, "ratio": pipe_rate / base_rate,
+    }
+    if args.peak_tflops:
+        result["fraction_of_peak"] = pipe_rate * flops / (args.peak_tflops * 1e12)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"embed_{args.encoder}_{device.type}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{args.encoder}, {args.tile_size} px tiles, {args.bands} bands, {flops / 1e9:.2f} GFLOP/tile, {device}")
+    print(f"{'':22}{'tiles':>8}{'tiles/s':>10}")
+    print(f"{'landtaxa pipeline':22}{grid.n_tiles:>8}{pipe_rate:>10.1f}")
+    print(f"{'one-tile loop':22}{n_base:>8}{base_rate:>10.1f}")
+    line = f"ratio x{result['ratio']:.2f}"
+    if "fraction_of_peak" in result:
+        line += f"; {100 * result['fraction_of_peak']:.1f}% of {args.peak_tflops:.0f} TFLOP/s"
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
