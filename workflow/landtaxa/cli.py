@@ -170,7 +170,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
     model, _ = load_checkpoint(args.model, device)
     embed_date(model, grid, args.aligned, load_npz(args.valid)["fraction"], args.out,
                min_valid=args.min_valid, batch_size=args.batch_size, device=device,
-               block_rows=args.block_rows)
+               block_rows=args.block_rows, compile_model=args.compile)
 
 
 def cmd_series(args: argparse.Namespace) -> None:
@@ -298,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-valid", type=float, default=0.5)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--block-rows", type=int, default=8)
+    p.add_argument("--compile", action="store_true", help="run the encoder through torch.compile")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="auto")
 

@@ -2,14 +2,20 @@
 
 The aligned raster is read in strips of tile rows (bounded memory), cut into tiles,
 scaled to [0, 1] and encoded in batches; tiles whose valid fraction is below
-``min_valid`` are not encoded. Missing pixels inside a valid tile are set to the tile's
+``min_valid`` are not encoded. A background thread reads and prepares the next strips
+while the current one is encoded (GDAL and numpy release the interpreter lock), and on
+CUDA the batches go through pinned host memory with asynchronous copies and bf16
+autocast, so the GPU is not left waiting on the disk. Missing pixels inside a valid tile are set to the tile's
 per-band mean of valid pixels, so nodata does not read as black ground.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import rasterio
@@ -46,6 +52,8 @@ def encode(model: nn.Module, tiles: np.ndarray, batch_size: int, device: torch.d
     use_amp = device.type == "cuda"
     for s in range(0, len(tiles), batch_size):
         x = torch.from_numpy(tiles[s : s + batch_size])
+        if use_amp:
+            x = x.pin_memory()
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             z = model(x)
@@ -63,12 +71,19 @@ def embed_date(
     batch_size: int,
     device: torch.device,
     block_rows: int = 8,
+    compile_model: bool = False,
 ) -> None:
-    """Embed all valid tiles of one aligned date and write ``embeddings``/``valid`` to npz."""
+    """Embed all valid tiles of one aligned date and write ``embeddings``/``valid`` to npz.
+
+    ``compile_model`` runs the encoder through ``torch.compile`` (worth it on a GPU for
+    large dates; the first batches then pay the compilation time).
+    """
     model.to(device).eval()
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
     z_dim = model.z_dim
+    if compile_model:
+        model = torch.compile(model)
     emb = np.full((grid.n_tiles, z_dim), np.nan, np.float32)
     valid = fractions.reshape(-1) >= min_valid
     todo = int(valid.sum())
@@ -76,6 +91,19 @@ def embed_date(
     with rasterio.open(aligned) as src:
         if (src.width, src.height) != (grid.width, grid.height):
             raise ValueError(f"{aligned}: size {src.width}x{src.height} does not match the grid")
+    for ids, tiles in prefetch(_strips(grid, aligned, valid, block_rows), depth=2):
+        emb[ids] = encode(model, tiles, batch_size, device)
+        done += len(tiles)
+        rate = done / max(time.perf_counter() - t0, 1e-9)
+        log.info("embedded %d/%d tiles (%.0f tiles/s)", done, todo, rate)
+    save_npz(out_path, embeddings=emb, valid=valid, fraction=fractions.reshape(-1))
+
+
+def _strips(
+    grid: Grid, aligned: str | os.PathLike, valid: np.ndarray, block_rows: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Tile ids and prepared (scaled, gap-filled) tiles of each strip holding valid tiles."""
+    with rasterio.open(aligned) as src:
         for r0, win in strip_windows(grid, block_rows):
             first = r0 * grid.n_cols
             n_strip = (win.height // grid.tile_size) * grid.n_cols
@@ -85,9 +113,39 @@ def embed_date(
             data, mask = read_block(src, win)
             tiles = to_tiles(grid.scale(data), grid.tile_size)[keep]
             masks = to_tiles(mask[None], grid.tile_size)[keep, 0]
-            tiles = fill_invalid(tiles, masks)
-            emb[first + np.flatnonzero(keep)] = encode(model, tiles, batch_size, device)
-            done += len(tiles)
-            rate = done / max(time.perf_counter() - t0, 1e-9)
-            log.info("embedded %d/%d tiles (%.0f tiles/s)", done, todo, rate)
-    save_npz(out_path, embeddings=emb, valid=valid, fraction=fractions.reshape(-1))
+            yield first + np.flatnonzero(keep), fill_invalid(tiles, masks)
+
+
+def prefetch(items: Iterator, depth: int = 2) -> Iterator:
+    """Run ``items`` in a background thread, at most ``depth`` ahead; re-raise its errors here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(item)
+            q.put(done)
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer
+            q.put(err)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)

@@ -14,6 +14,7 @@ rule embeddings:
         batch_size=config["embed"]["batch_size"],
         block_rows=config["block_rows"],
         device=config["device"],
+        compile="--compile" if config["embed"]["compile"] else "",
     threads: 1
     log:
         "logs/embeddings/{model}/{date}.log",
@@ -29,7 +30,7 @@ rule embeddings:
         "python -m landtaxa embed --grid {input.grid:q} --model {input.model:q} --aligned {input.aligned:q}"
         " --valid {input.valid:q} --out {output.embeddings:q} --min-valid {params.min_valid}"
         " --batch-size {params.batch_size} --block-rows {params.block_rows}"
-        " --device {params.device} --threads {threads} 2> {log:q}"
+        " --device {params.device} {params.compile} --threads {threads} 2> {log:q}"
 
 
 rule series:
