@@ -199,8 +199,10 @@ def cmd_clusters(args: argparse.Namespace) -> None:
     grid = Grid.load(args.grid)
     s = load_npz(args.series)
     t0 = time.perf_counter()
-    result = kmeans_series(s["series"], args.k, seed=args.seed, n_init=args.n_init, max_iter=args.max_iter)
-    log.info("K-means, K=%d: inertia %.4g after %d iterations, %.1f s", args.k, result.inertia,
+    result = kmeans_series(s["series"], args.k, seed=args.seed, n_init=args.n_init, max_iter=args.max_iter,
+                           method=args.method, batch_size=args.batch_size, gamma=args.gamma,
+                           max_dtw_tiles=args.max_dtw_tiles)
+    log.info("K-means (%s), K=%d: inertia %.4g after %d iterations, %.1f s", args.method, args.k, result.inertia,
              result.n_iter, time.perf_counter() - t0)
     truth = load_npz(args.truth)["classes"] if args.truth else None
     metrics = taxonomy_metrics(grid, s["series"], s["tile_ids"], result.labels, result.inertia,
@@ -321,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-init", type=int, default=5)
     p.add_argument("--max-iter", type=int, default=300)
+    p.add_argument("--method", default="kmeans",
+                   help="kmeans (exact Lloyd), minibatch (large N), dtw or softdtw (small N); see landtaxa.clusters")
+    p.add_argument("--batch-size", type=int, default=4096, help="series per mini-batch (method minibatch)")
+    p.add_argument("--gamma", type=float, default=1.0, help="soft-DTW smoothing (method softdtw)")
+    p.add_argument("--max-dtw-tiles", type=int, default=5000, help="refuse dtw/softdtw above this many tiles")
     p.add_argument("--truth", default="")
     p.add_argument("--out", required=True)
     p.add_argument("--metrics", required=True)

@@ -30,6 +30,10 @@ rule clusters:
         seed=config["seed"],
         n_init=config["cluster"]["n_init"],
         max_iter=config["cluster"]["max_iter"],
+        method=config["cluster"]["method"],
+        batch_size=config["cluster"]["batch_size"],
+        gamma=config["cluster"]["gamma"],
+        max_dtw_tiles=config["cluster"]["max_dtw_tiles"],
         truth=lambda wc, input: f"--truth {shlex.quote(input.truth)}" if TRUTH else "",
     threads: 2
     log:
@@ -44,7 +48,8 @@ rule clusters:
     shell:
         "OMP_NUM_THREADS={threads} python -m landtaxa clusters --grid {input.grid:q} --series {input.series:q}"
         " --k {wildcards.k} --model {wildcards.model} --seed {params.seed} --n-init {params.n_init}"
-        " --max-iter {params.max_iter} {params.truth} --out {output.clusters:q}"
+        " --max-iter {params.max_iter} --method {params.method} --batch-size {params.batch_size}"
+        " --gamma {params.gamma} --max-dtw-tiles {params.max_dtw_tiles} {params.truth} --out {output.clusters:q}"
         " --metrics {output.metrics:q} 2> {log:q}"
 
 
@@ -59,6 +64,10 @@ rule clusters_train:
         seed=config["seed"],
         n_init=config["cluster"]["n_init"],
         max_iter=config["cluster"]["max_iter"],
+        method=config["cluster"]["method"],
+        batch_size=config["cluster"]["batch_size"],
+        gamma=config["cluster"]["gamma"],
+        max_dtw_tiles=config["cluster"]["max_dtw_tiles"],
     threads: 2
     log:
         "logs/clusters_train/{model}/k{k}.log",
@@ -70,4 +79,6 @@ rule clusters_train:
     shell:
         "OMP_NUM_THREADS={threads} python -m landtaxa clusters --grid {input.grid:q} --series {input.series:q}"
         " --k {wildcards.k} --model {wildcards.model} --seed {params.seed} --n-init {params.n_init}"
-        " --max-iter {params.max_iter} --out {output.clusters:q} --metrics {output.metrics:q} 2> {log:q}"
+        " --max-iter {params.max_iter} --method {params.method} --batch-size {params.batch_size}"
+        " --gamma {params.gamma} --max-dtw-tiles {params.max_dtw_tiles}"
+        " --out {output.clusters:q} --metrics {output.metrics:q} 2> {log:q}"
