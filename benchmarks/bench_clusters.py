@@ -1,8 +1,10 @@
 """Clustering benchmark: landtaxa's K-means vs tslearn's TimeSeriesKMeans (Euclidean).
 
 Both start from the same initial centres (k-means++ on the data, fixed seed) and run one
-initialisation to convergence; each runs in its own subprocess so that peak RSS is its
-own. Prints a side-by-side table and writes benchmarks/out/clusters.json.
+initialisation to convergence; each runs in its own subprocess and reports its own peak
+RSS (VmHWM; getrusage would include the parent's peak inherited through fork). Both
+inertias are recomputed the same way, from the final labels and centroids. Prints a
+side-by-side table and writes benchmarks/out/clusters.json.
 
     python benchmarks/bench_clusters.py            # the paper's scale: N=12100, T=20, D=512
     python benchmarks/bench_clusters.py --n 2000   # quicker
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -32,6 +33,14 @@ def make_data(n: int, t: int, d: int, k: int, seed: int) -> np.ndarray:
     return centres[labels] + rng.normal(0, 0.8, (n, t, d)).astype(np.float32)
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (Linux VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def run_one(which: str, data_path: str, init_path: str, k: int) -> None:
     x = np.load(data_path)
     init = np.load(init_path)
@@ -40,16 +49,17 @@ def run_one(which: str, data_path: str, init_path: str, k: int) -> None:
         sys.path.insert(0, str(ROOT / "workflow"))
         from landtaxa.clusters import kmeans_series
 
-        res = kmeans_series(x, k, seed=0, init=init, max_iter=100)
-        labels, inertia = res.labels, res.inertia
+        res = kmeans_series(x, k, seed=0, init=init, max_iter=100, overwrite_input=True)  # as the workflow does
+        labels, centres = res.labels, res.centroids
     else:
         from tslearn.clustering import TimeSeriesKMeans
 
         km = TimeSeriesKMeans(n_clusters=k, metric="euclidean", init=init, n_init=1, max_iter=100, random_state=0)
         labels = km.fit_predict(x)
-        inertia = float(km.inertia_) * len(x)  # tslearn reports the mean over series
+        centres = km.cluster_centers_
     seconds = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
+    inertia = sum(float(((x[labels == c] - centres[c]) ** 2).sum(dtype=np.float64)) for c in range(k))
     np.save(f"{data_path}.{which}.labels.npy", labels)
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb, "inertia": float(inertia)}))
 

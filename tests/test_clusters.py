@@ -114,3 +114,17 @@ def test_accepts_float64_input() -> None:
     res = kmeans_series(x.astype(np.float64), 2, seed=0)
     assert res.centroids.dtype == np.float32
     assert adjusted_rand_score(truth, res.labels) == 1.0
+
+
+def test_overwrite_input_same_partition_and_default_keeps_input() -> None:
+    """In-place K-means (the workflow's clusters step) gives the partition of the copying one,
+    and the default leaves the caller's array bit-for-bit unchanged."""
+    rng = np.random.default_rng(3)
+    x = (rng.normal(0, 1, (4, 3, 5))[rng.integers(0, 4, 300)] + rng.normal(0, 0.3, (300, 3, 5))).astype(np.float32)
+    before = x.copy()
+    a = kmeans_series(x, 4, seed=0)
+    np.testing.assert_array_equal(x, before)
+    b = kmeans_series(x, 4, seed=0, overwrite_input=True)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(a.centroids, b.centroids, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(x, before, rtol=1e-5, atol=1e-6)

@@ -57,6 +57,7 @@ def kmeans_series(
     batch_size: int = 4096,
     gamma: float = 1.0,
     max_dtw_tiles: int = 5000,
+    overwrite_input: bool = False,
 ) -> Clustering:
     """Cluster (N, T, D) series into ``k`` clusters with ``method`` (see the module docstring).
 
@@ -66,6 +67,8 @@ def kmeans_series(
     tslearn's 1e-6 on the mean inertia for dtw and softdtw; for minibatch, tol > 0 costs
     scikit-learn one float32 temporary of the series). ``batch_size`` only matters for
     minibatch, ``gamma`` for softdtw and ``max_dtw_tiles`` for dtw and softdtw.
+    ``overwrite_input`` lets kmeans work on a float32 ``series`` in place instead of on a copy
+    (half the memory; the array is restored up to float rounding): for callers that own it.
     """
     if method not in METHODS:
         raise ValueError(f"unknown clustering method {method!r}; valid methods: {', '.join(METHODS)}")
@@ -108,6 +111,9 @@ def kmeans_series(
         tol=tol or 0.0,
         algorithm="lloyd",
         random_state=seed,
+        # with overwrite_input, no second copy of the series: scikit-learn centres the
+        # array in place during the fit and restores it (up to float rounding)
+        copy_x=not overwrite_input,
     )
     labels = km.fit_predict(flat)
     return _renumbered(labels, km.cluster_centers_.astype(np.float32), float(km.inertia_), int(km.n_iter_), (t, d))
