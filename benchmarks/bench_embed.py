@@ -82,7 +82,7 @@ def main() -> None:
     p.add_argument("--bands", type=int, default=3)
     p.add_argument("--encoder", default="tilenet")
     p.add_argument("--z-dim", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=0, help="0: landtaxa's default for the device")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--device", default="auto")
     p.add_argument("--baseline-tiles", type=int, default=100, help="tiles the slow baseline encodes")

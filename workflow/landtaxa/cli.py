@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--min-valid", type=float, default=0.5)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=0, help="tiles per batch (0: 8 on CPU, 512 on CUDA)")
     p.add_argument("--block-rows", type=int, default=8)
     p.add_argument("--compile", action="store_true", help="run the encoder through torch.compile")
     p.add_argument("--threads", type=int, default=1)

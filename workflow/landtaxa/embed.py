@@ -61,6 +61,16 @@ def encode(model: nn.Module, tiles: np.ndarray, batch_size: int, device: torch.d
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
+def default_batch_size(device: torch.device) -> int:
+    """Tiles per inference batch when the config leaves it open.
+
+    On a CPU, large batches of large tiles overflow the caches and run slower than small
+    ones (measured on a 2-core machine with 100 px tiles: 15.6 tiles/s at 8, 10.5 at 64);
+    a GPU needs large batches to be kept busy.
+    """
+    return 512 if device.type == "cuda" else 8
+
+
 def embed_date(
     model: nn.Module,
     grid: Grid,
@@ -75,12 +85,15 @@ def embed_date(
 ) -> None:
     """Embed all valid tiles of one aligned date and write ``embeddings``/``valid`` to npz.
 
+    ``batch_size`` 0 picks the device's default (:func:`default_batch_size`).
+
     ``compile_model`` runs the encoder through ``torch.compile`` (worth it on a GPU for
     large dates; the first batches then pay the compilation time).
     """
     model.to(device).eval()
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
+    batch_size = batch_size or default_batch_size(device)
     z_dim = model.z_dim
     if compile_model:
         model = torch.compile(model)

@@ -11,7 +11,7 @@ rule embeddings:
         embeddings=f"{RESULTS}/embeddings/{{model}}/{{date}}.npz",
     params:
         min_valid=config["min_valid"],
-        batch_size=config["embed"]["batch_size"],
+        batch_size=config["embed"]["batch_size"] or 0,
         block_rows=config["block_rows"],
         device=config["device"],
         compile="--compile" if config["embed"]["compile"] else "",
