@@ -13,6 +13,8 @@ for _folder in (ROOT / "workflow", Path(__file__).resolve().parent):
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
 
+import logging  # noqa: E402
+
 from rasters import write_raster  # noqa: E402
 
 
@@ -24,3 +26,18 @@ def make_raster(tmp_path: Path) -> Callable[..., Path]:
         return write_raster(tmp_path / name, *args, **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def quiet_one_thread():
+    """Tiny models run fastest (and steadiest on a busy machine) on one thread; logs kept quiet."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    logger = logging.getLogger("landtaxa")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield
+    logger.setLevel(level)
+    torch.set_num_threads(before)

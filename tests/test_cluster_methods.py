@@ -10,6 +10,7 @@ import jsonschema
 import numpy as np
 import pytest
 import yaml
+from series_data import blobs, match
 from sklearn.metrics import adjusted_rand_score
 
 from landtaxa.cli import build_parser
@@ -23,25 +24,6 @@ with warnings.catch_warnings():
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _blobs(sizes: list[int], spread: float, seed: int, t: int = 5, d: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """(N, T, D) float32 series around len(sizes) random mean series, and the true labels."""
-    rng = np.random.default_rng(seed)
-    means = rng.normal(0, 2, (len(sizes), t, d))
-    truth = np.repeat(np.arange(len(sizes)), sizes)
-    x = means[truth] + spread * rng.normal(0, 1, (len(truth), t, d))
-    perm = rng.permutation(len(truth))
-    return x[perm].astype(np.float32), truth[perm]
-
-
-def _match(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
-    """For each label of ``a``, the label of ``b`` its members carry (asserting the partitions are equal)."""
-    mapping = np.full(k, -1)
-    for label in range(k):
-        values = np.unique(b[a == label])
-        assert len(values) == 1
-        mapping[label] = values[0]
-    assert sorted(mapping) == list(range(k))
-    return mapping
 
 
 def _sse(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> float:
@@ -50,7 +32,7 @@ def _sse(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> float:
 
 def test_minibatch_recovers_clusters_with_exact_inertia() -> None:
     sizes = [4001, 3000, 1500, 506]  # N = 9007: two full chunks of CHUNK rows and a partial one
-    x, truth = _blobs(sizes, 0.3, 0)
+    x, truth = blobs(sizes, 0.3, 0)
     assert len(x) % CHUNK != 0 and len(x) > 2 * CHUNK
     res = kmeans_series(x, 4, seed=1, n_init=3, method="minibatch", batch_size=512)
     assert adjusted_rand_score(truth, res.labels) == 1.0
@@ -66,7 +48,7 @@ def test_minibatch_recovers_clusters_with_exact_inertia() -> None:
 
 
 def test_minibatch_same_seed_same_result_and_given_init() -> None:
-    x, truth = _blobs([300, 200, 100], 0.5, 2)
+    x, truth = blobs([300, 200, 100], 0.5, 2)
     a = kmeans_series(x, 3, seed=4, method="minibatch", batch_size=64)
     b = kmeans_series(x, 3, seed=4, method="minibatch", batch_size=64)
     np.testing.assert_array_equal(a.labels, b.labels)
@@ -90,7 +72,7 @@ def test_assign_chunked_any_chunk_size(chunk: int) -> None:
 
 def test_minibatch_makes_no_copy_of_the_series() -> None:
     """Peak extra memory stays far below a float64 copy (2 x nbytes), even below a float32 one."""
-    x, _ = _blobs([20_000, 20_000, 20_000], 0.5, 5, t=8, d=16)  # 60,000 x 128 float32: 30.7 MB
+    x, _ = blobs([20_000, 20_000, 20_000], 0.5, 5, t=8, d=16)  # 60,000 x 128 float32: 30.7 MB
     kmeans_series(x[:3000], 3, seed=0, n_init=1, method="minibatch", batch_size=1024)  # warm-up imports
     tracemalloc.start()
     try:
@@ -104,7 +86,7 @@ def test_minibatch_makes_no_copy_of_the_series() -> None:
 
 @pytest.mark.parametrize("method", ["dtw", "softdtw"])
 def test_dtw_methods_agree_with_tslearn(method: str) -> None:
-    x, truth = _blobs([18, 14, 10], 0.3, 6, t=6, d=2)
+    x, truth = blobs([18, 14, 10], 0.3, 6, t=6, d=2)
     k, n = 3, len(x)
     gamma = 0.5
     ours = kmeans_series(x, k, seed=2, n_init=2, max_iter=10, method=method, gamma=gamma)
@@ -112,7 +94,7 @@ def test_dtw_methods_agree_with_tslearn(method: str) -> None:
         n_clusters=k, metric=method, metric_params={"gamma": gamma} if method == "softdtw" else None,
         n_init=2, max_iter=10, random_state=2,
     ).fit(x)
-    mapping = _match(ours.labels, ref.labels_, k)
+    mapping = match(ours.labels, ref.labels_, k)
     assert adjusted_rand_score(truth, ours.labels) == 1.0
     assert np.bincount(ours.labels).tolist() == [18, 14, 10]
     assert ours.centroids.shape == (k, 6, 2) and ours.centroids.dtype == np.float32
@@ -127,20 +109,20 @@ def test_dtw_methods_agree_with_tslearn(method: str) -> None:
 
 @pytest.mark.parametrize("method", ["dtw", "softdtw"])
 def test_dtw_methods_refuse_large_n(method: str) -> None:
-    x, _ = _blobs([16, 15], 0.3, 7)
+    x, _ = blobs([16, 15], 0.3, 7)
     with pytest.raises(ValueError, match=rf"'{method}'.*limited to 30 tiles.*N=31"):
         kmeans_series(x, 2, seed=0, method=method, max_dtw_tiles=30)
 
 
 def test_unknown_method_lists_the_valid_ones() -> None:
-    x, _ = _blobs([5, 5], 0.3, 8)
+    x, _ = blobs([5, 5], 0.3, 8)
     with pytest.raises(ValueError, match="unknown clustering method 'hdbscan'; valid methods: kmeans, minibatch, "
                                          "dtw, softdtw"):
         kmeans_series(x, 2, seed=0, method="hdbscan")
 
 
 def test_kmeans_method_is_the_default() -> None:
-    x, _ = _blobs([40, 30, 20], 1.5, 9)
+    x, _ = blobs([40, 30, 20], 1.5, 9)
     a = kmeans_series(x, 3, seed=5, n_init=2)
     b = kmeans_series(x, 3, seed=5, n_init=2, method="kmeans", batch_size=7, gamma=3.0, max_dtw_tiles=1)
     np.testing.assert_array_equal(a.labels, b.labels)

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from series_data import blobs, match
 from sklearn.metrics import adjusted_rand_score
 
 from landtaxa.clusters import kmeans_series
@@ -17,30 +18,11 @@ with warnings.catch_warnings():
 T, D = 5, 3
 
 
-def _blobs(sizes: list[int], spread: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(N, T, D) float32 series around len(sizes) random mean series, and the true labels."""
-    rng = np.random.default_rng(seed)
-    means = rng.normal(0, 2, (len(sizes), T, D))
-    truth = np.repeat(np.arange(len(sizes)), sizes)
-    x = means[truth] + spread * rng.normal(0, 1, (len(truth), T, D))
-    perm = rng.permutation(len(truth))
-    return x[perm].astype(np.float32), truth[perm]
-
-
-def _match(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
-    """For each label of ``a``, the label of ``b`` its members carry (partitions equal)."""
-    mapping = np.full(k, -1)
-    for label in range(k):
-        values = np.unique(b[a == label])
-        assert len(values) == 1
-        mapping[label] = values[0]
-    assert sorted(mapping) == list(range(k))
-    return mapping
 
 
 @pytest.mark.parametrize(("sizes", "spread", "seed"), [([120, 80, 60, 40], 1.2, 0), ([50, 50, 50], 2.0, 1)])
 def test_same_as_tslearn(sizes: list[int], spread: float, seed: int) -> None:
-    x, _ = _blobs(sizes, spread, seed)
+    x, _ = blobs(sizes, spread, seed)
     k, n = len(sizes), len(x)
     rng = np.random.default_rng(seed + 10)
     init = x[rng.choice(n, k, replace=False)].copy()  # a plain random start: several iterations
@@ -51,7 +33,7 @@ def test_same_as_tslearn(sizes: list[int], spread: float, seed: int) -> None:
     ).fit(x.astype(np.float64))
     assert ours.n_iter > 1 and ref.n_iter_ > 1  # a real run, not a one-step fixed point
     assert adjusted_rand_score(ref.labels_, ours.labels) == 1.0
-    mapping = _match(ours.labels, ref.labels_, k)
+    mapping = match(ours.labels, ref.labels_, k)
     assert ours.centroids.shape == (k, T, D) and ours.centroids.dtype == np.float32
     np.testing.assert_allclose(ours.centroids, ref.cluster_centers_[mapping], atol=1e-4)
     # tslearn reports the mean squared distance; landtaxa the K-means sum
@@ -61,7 +43,7 @@ def test_same_as_tslearn(sizes: list[int], spread: float, seed: int) -> None:
 
 
 def test_labels_by_decreasing_size_and_consistent_centroids() -> None:
-    x, truth = _blobs([15, 70, 40, 100], 0.3, 2)
+    x, truth = blobs([15, 70, 40, 100], 0.3, 2)
     res = kmeans_series(x, 4, seed=3)
     sizes = np.bincount(res.labels, minlength=4)
     assert sizes.tolist() == [100, 70, 40, 15]
@@ -75,7 +57,7 @@ def test_labels_by_decreasing_size_and_consistent_centroids() -> None:
 
 def test_relabelling_with_given_init_keeps_pairs() -> None:
     """The renumbering moves centroids with their labels even when init order is by increasing size."""
-    x, _ = _blobs([10, 30, 60], 0.2, 4)
+    x, _ = blobs([10, 30, 60], 0.2, 4)
     res0 = kmeans_series(x, 3, seed=0)
     init = res0.centroids[::-1].copy()  # smallest cluster first
     res = kmeans_series(x, 3, seed=0, init=init)
@@ -85,7 +67,7 @@ def test_relabelling_with_given_init_keeps_pairs() -> None:
 
 
 def test_invalid_k() -> None:
-    x, _ = _blobs([5, 5], 0.5, 5)
+    x, _ = blobs([5, 5], 0.5, 5)
     with pytest.raises(ValueError, match="at least 2, got 1"):
         kmeans_series(x, 1, seed=0)
     with pytest.raises(ValueError, match="at least 2, got 0"):
@@ -98,7 +80,7 @@ def test_invalid_k() -> None:
 
 
 def test_same_seed_same_result() -> None:
-    x, _ = _blobs([40, 40, 40, 40, 40], 2.5, 6)  # overlapping: the result depends on the seeding
+    x, _ = blobs([40, 40, 40, 40, 40], 2.5, 6)  # overlapping: the result depends on the seeding
     a = kmeans_series(x, 5, seed=7, n_init=2)
     b = kmeans_series(x, 5, seed=7, n_init=2)
     np.testing.assert_array_equal(a.labels, b.labels)
@@ -110,7 +92,7 @@ def test_same_seed_same_result() -> None:
 
 
 def test_accepts_float64_input() -> None:
-    x, truth = _blobs([30, 20], 0.2, 8)
+    x, truth = blobs([30, 20], 0.2, 8)
     res = kmeans_series(x.astype(np.float64), 2, seed=0)
     assert res.centroids.dtype == np.float32
     assert adjusted_rand_score(truth, res.labels) == 1.0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 import rasterio
@@ -20,15 +18,8 @@ MIN_VALID = 0.5
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _quiet_one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    logger = logging.getLogger("landtaxa")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    yield
-    logger.setLevel(level)
-    torch.set_num_threads(before)
+def _quiet(quiet_one_thread):
+    """Every test here runs with the shared one-thread, quiet-log setup."""
 
 
 def test_to_tiles_row_major() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 import rasterio
@@ -18,16 +16,8 @@ TINY_WIDTHS = (8, 16, 16, 16)
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _quiet_one_thread():
-    """Tiny models run fastest (and steadiest on a busy machine) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    logger = logging.getLogger("landtaxa")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    yield
-    logger.setLevel(level)
-    torch.set_num_threads(before)
+def _quiet(quiet_one_thread):
+    """Every test here runs with the shared one-thread, quiet-log setup."""
 
 
 def _dihedral(tile: torch.Tensor) -> list[torch.Tensor]:
