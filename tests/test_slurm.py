@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
+from configs import TINY
 from slurm_cluster import SlurmCluster
 
 from landtaxa.storage import load_npz
@@ -33,13 +34,6 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
-TINY = """
-demo: {size: 160, n_dates: 4}
-n_clusters: 5
-encoder: {z_dim: 32}
-train: {triplets: 300, epochs: 2}
-refine: {triplets: 200, epochs: 1}
-"""
 MODELS = ("geo", "refined")
 GPU_RULES = {"train_geo", "refine", "embeddings"}
 PARTITION, ACCOUNT = "debug", "ci"  # the test cluster's values for the profile's SITE keys

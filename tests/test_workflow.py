@@ -16,19 +16,13 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
+from configs import TINY
 
 from landtaxa.demo import DemoSpec
 from landtaxa.grid import Grid
 from landtaxa.storage import load_npz
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = """
-demo: {size: 160, n_dates: 4}
-n_clusters: 5
-encoder: {z_dim: 32}
-train: {triplets: 300, epochs: 2}
-refine: {triplets: 200, epochs: 1}
-"""
 CONTRACT_KEYS = {"k", "n_tiles", "n_dates", "inertia", "silhouette", "geo_silhouette", "calinski_harabasz"}
 
 
