@@ -12,7 +12,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-from datetime import date as Date
 from pathlib import Path
 
 import pandas as pd
@@ -184,10 +183,3 @@ def check_images(df: pd.DataFrame, bands: list[int] | None = None, mask_band: in
             except RasterioIOError as err:
                 raise InventoryError(f"{mask}: not a readable mask raster ({err})") from err
 
-
-def is_iso_date(text: str) -> bool:
-    try:
-        Date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
