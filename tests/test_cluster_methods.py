@@ -70,6 +70,16 @@ def test_assign_chunked_any_chunk_size(chunk: int) -> None:
     assert inertia == pytest.approx(float(dist.min(axis=1).sum()), rel=1e-6)
 
 
+def test_inertia_exact_far_from_the_origin() -> None:
+    """Embeddings need not be centred: a large common offset must not spoil the inertia (no norm cancellation)."""
+    rng = np.random.default_rng(4)
+    flat = (1000.0 + rng.normal(0, 0.01, (500, 64))).astype(np.float32)
+    centers = np.stack([flat[:250].mean(axis=0), flat[250:].mean(axis=0)])
+    labels, inertia = assign_chunked(flat, centers)
+    exact = ((flat.astype(np.float64) - centers.astype(np.float64)[labels]) ** 2).sum()
+    assert inertia == pytest.approx(float(exact), rel=1e-5)
+
+
 def test_minibatch_makes_no_copy_of_the_series() -> None:
     """Peak extra memory stays far below a float64 copy (2 x nbytes), even below a float32 one."""
     x, _ = blobs([20_000, 20_000, 20_000], 0.5, 5, t=8, d=16)  # 60,000 x 128 float32: 30.7 MB

@@ -201,7 +201,7 @@ def cmd_clusters(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     result = kmeans_series(s["series"], args.k, seed=args.seed, n_init=args.n_init, max_iter=args.max_iter,
                            method=args.method, batch_size=args.batch_size, gamma=args.gamma,
-                           max_dtw_tiles=args.max_dtw_tiles, overwrite_input=True)  # the series is ours
+                           max_dtw_tiles=args.max_dtw_tiles)
     log.info("K-means (%s), K=%d: inertia %.4g after %d iterations, %.1f s", args.method, args.k, result.inertia,
              result.n_iter, time.perf_counter() - t0)
     truth = load_npz(args.truth)["classes"] if args.truth else None

@@ -1,11 +1,13 @@
 """Time-series K-means on the (N, T, D) series, with four methods (``cluster.method``).
 
 ``kmeans`` (default)
-    Exact Lloyd K-means in float32. With the Euclidean metric, tslearn's ``TimeSeriesKMeans``
-    is K-means on the series flattened to T*D vectors; landtaxa runs that directly in float32
-    (scikit-learn's Lloyd iterations), which gives the same partition from the same initial
-    centres without the float64 copy. Every iteration passes over all N series: the choice
-    up to a few hundred thousand tiles.
+    Exact Lloyd K-means in float32, run by landtaxa over the series flattened to T*D vectors.
+    With the Euclidean metric, tslearn's ``TimeSeriesKMeans`` is exactly this K-means, so both
+    give the same partition from the same initial centres. landtaxa works on the caller's array
+    as it is (no float64 copy, no centred copy): each iteration streams over it in blocks of
+    ``LLOYD_CHUNK`` rows, computing the nearest centre and the per-cluster sums in one pass, so
+    the extra memory is a few blocks whatever N, and a memory-mapped series works too.
+    Every iteration passes over all N series: the choice up to a few hundred thousand tiles.
 ``minibatch``
     scikit-learn's ``MiniBatchKMeans`` on the same float32 flattened series (no float64 copy),
     updating the centres from random batches of ``batch_size`` series: for N beyond what full
@@ -30,10 +32,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.cluster import MiniBatchKMeans, kmeans_plusplus
 
 METHODS = ("kmeans", "minibatch", "dtw", "softdtw")
-CHUNK = 4096  # rows per block in the chunked nearest-centroid pass
+CHUNK = 1024  # rows per block in the chunked nearest-centroid pass
+LLOYD_CHUNK = 1024  # rows per block in a Lloyd iteration
 
 
 @dataclass
@@ -57,7 +60,6 @@ def kmeans_series(
     batch_size: int = 4096,
     gamma: float = 1.0,
     max_dtw_tiles: int = 5000,
-    overwrite_input: bool = False,
 ) -> Clustering:
     """Cluster (N, T, D) series into ``k`` clusters with ``method`` (see the module docstring).
 
@@ -67,8 +69,8 @@ def kmeans_series(
     tslearn's 1e-6 on the mean inertia for dtw and softdtw; for minibatch, tol > 0 costs
     scikit-learn one float32 temporary of the series). ``batch_size`` only matters for
     minibatch, ``gamma`` for softdtw and ``max_dtw_tiles`` for dtw and softdtw.
-    ``overwrite_input`` lets kmeans work on a float32 ``series`` in place instead of on a copy
-    (half the memory; the array is restored up to float rounding): for callers that own it.
+    A float32 C-contiguous ``series`` is never copied by kmeans and minibatch (other dtypes are
+    converted to float32 once); it is never modified.
     """
     if method not in METHODS:
         raise ValueError(f"unknown clustering method {method!r}; valid methods: {', '.join(METHODS)}")
@@ -103,39 +105,129 @@ def kmeans_series(
         centers = mbk.cluster_centers_.astype(np.float32)
         labels, inertia = assign_chunked(flat, centers)
         return _renumbered(labels, centers, inertia, int(mbk.n_iter_), (t, d))
-    km = KMeans(
-        n_clusters=k,
-        init="k-means++" if init_flat is None else init_flat,
-        n_init=n_init if init_flat is None else 1,
-        max_iter=max_iter,
-        tol=tol or 0.0,
-        algorithm="lloyd",
-        random_state=seed,
-        # with overwrite_input, no second copy of the series: scikit-learn centres the
-        # array in place during the fit and restores it (up to float rounding)
-        copy_x=not overwrite_input,
-    )
-    labels = km.fit_predict(flat)
-    return _renumbered(labels, km.cluster_centers_.astype(np.float32), float(km.inertia_), int(km.n_iter_), (t, d))
+    rng = np.random.RandomState(seed)
+    best = None
+    for _ in range(n_init if init_flat is None else 1):
+        if init_flat is None:
+            centers, _ = kmeans_plusplus(flat, k, random_state=rng)
+        else:
+            centers = init_flat
+        run = lloyd(flat, centers, max_iter=max_iter, tol=tol or 0.0)
+        if best is None or run[2] < best[2]:
+            best = run
+    labels, centers, inertia, n_iter = best
+    return _renumbered(labels, centers, inertia, n_iter, (t, d))
+
+
+def lloyd(
+    flat: np.ndarray, init: np.ndarray, max_iter: int = 300, tol: float = 0.0, chunk: int = LLOYD_CHUNK
+) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Lloyd's K-means on (N, F) ``flat`` from (K, F) ``init``: labels, centres, inertia, iterations.
+
+    Each iteration is one pass over ``flat`` in blocks of ``chunk`` rows, finding the nearest
+    centre of every row (squared Euclidean, in float32 like the rows). The per-cluster sums (in
+    float64) are kept up to date from the rows whose label changed only, so after the first
+    iterations a pass costs little more than reading the data once; the new centres are the
+    cluster means. It stops when no label changes, or when the centres move by at most ``tol``
+    times the mean per-feature variance of the data (squared Euclidean norm summed over the
+    clusters, as scikit-learn's ``tol``), or after ``max_iter`` iterations. A cluster left empty
+    takes the row farthest from its own centre (one per empty cluster), so K clusters always
+    remain. The returned labels and inertia belong to the returned centres.
+    """
+    n, f = flat.shape
+    k = len(init)
+    centers = np.array(init, np.float32)
+    labels = np.full(n, -1, np.int64)
+    sums = np.zeros((k, f), np.float64)
+    threshold = tol * _mean_variance(flat, chunk) if tol > 0 else 0.0
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        c_sq = np.einsum("kf,kf->k", centers, centers)
+        changed = 0
+        for s0 in range(0, n, chunk):
+            x = flat[s0:s0 + chunk]
+            lab = np.argmin(c_sq - 2 * (x @ centers.T), axis=1)
+            old = labels[s0:s0 + chunk]
+            moved = np.flatnonzero(lab != old)
+            if len(moved) == 0:
+                continue
+            changed += len(moved)
+            # +row to its new cluster's sum, -row from its old one's (none on the first pass)
+            weights = np.zeros((k, len(moved)), np.float32)
+            cols = np.arange(len(moved))
+            weights[lab[moved], cols] = 1.0
+            had = old[moved] >= 0
+            weights[old[moved][had], cols[had]] = -1.0
+            sums += weights @ x[moved]
+            labels[s0:s0 + chunk] = lab
+        if changed == 0:  # the centres are already the means of this very assignment
+            return labels, centers, squared_distances_sum(flat, centers, labels), n_iter
+        counts = np.bincount(labels, minlength=k)
+        new = np.empty_like(centers)
+        filled = counts > 0
+        new[filled] = (sums[filled] / counts[filled, None]).astype(np.float32)
+        if not filled.all():
+            _relocate_empty(flat, centers, labels, new, np.flatnonzero(~filled), chunk)
+        shift = float(((new.astype(np.float64) - centers) ** 2).sum())
+        centers = new
+        if shift <= threshold:
+            break
+    # stopped by tol or max_iter: the final assignment to the final centres
+    labels, inertia = assign_chunked(flat, centers)
+    return labels, centers, inertia, n_iter
+
+
+def _mean_variance(flat: np.ndarray, chunk: int) -> float:
+    """Mean over the features of the variance of ``flat``'s columns, in one float64 pass."""
+    s = np.zeros(flat.shape[1], np.float64)
+    s2 = np.zeros(flat.shape[1], np.float64)
+    for s0 in range(0, len(flat), chunk):
+        x = flat[s0:s0 + chunk].astype(np.float64)
+        s += x.sum(axis=0)
+        s2 += (x * x).sum(axis=0)
+    mean = s / len(flat)
+    return float(np.mean(s2 / len(flat) - mean * mean))
+
+
+def _relocate_empty(
+    flat: np.ndarray, centers: np.ndarray, labels: np.ndarray, new: np.ndarray, empty: np.ndarray, chunk: int
+) -> None:
+    """Move each empty cluster's centre (in ``new``) onto one of the rows farthest from their own centres."""
+    far = np.empty(len(flat), np.float32)
+    for s0 in range(0, len(flat), chunk):
+        x = flat[s0:s0 + chunk]
+        diff = x - centers[labels[s0:s0 + chunk]]
+        far[s0:s0 + chunk] = np.einsum("if,if->i", diff, diff)
+    picks = np.argsort(-far, kind="stable")[: len(empty)]
+    new[empty] = flat[picks]
 
 
 def assign_chunked(flat: np.ndarray, centers: np.ndarray, chunk: int = CHUNK) -> tuple[np.ndarray, float]:
     """Nearest centre of each row of (N, F) ``flat`` and the summed squared distance, ``chunk`` rows at a time.
 
     Distances are computed in the rows' dtype (float32 for the series); the inertia is accumulated
-    in float64. Extra memory is a few (chunk, F) blocks, never a copy of ``flat``.
+    in float64. Extra memory is a few small blocks, never a copy of ``flat``.
     """
     centers = np.asarray(centers, flat.dtype)
     c_sq = np.einsum("kf,kf->k", centers, centers)
     labels = np.empty(len(flat), np.int64)
-    inertia = 0.0
     for start in range(0, len(flat), chunk):
-        x = flat[start:start + chunk]
-        lab = np.argmin(c_sq - 2 * (x @ centers.T), axis=1)
-        labels[start:start + chunk] = lab
-        diff = x - centers[lab]
-        inertia += float(np.einsum("if,if->i", diff, diff).sum(dtype=np.float64))
-    return labels, inertia
+        labels[start:start + chunk] = np.argmin(c_sq - 2 * (flat[start:start + chunk] @ centers.T), axis=1)
+    return labels, squared_distances_sum(flat, centers, labels)
+
+
+def squared_distances_sum(flat: np.ndarray, centers: np.ndarray, labels: np.ndarray, chunk: int = 64) -> float:
+    """Sum over the rows of ``flat`` of the squared distance to their centre ``centers[labels]``.
+
+    From the differences themselves (not from norms, which cancel badly for data far from the
+    origin), in blocks of ``chunk`` rows small enough to stay in the CPU caches; float64 total.
+    """
+    centers = np.asarray(centers, flat.dtype)
+    total = 0.0
+    for start in range(0, len(flat), chunk):
+        diff = flat[start:start + chunk] - centers[labels[start:start + chunk]]
+        total += float(np.einsum("if,if->i", diff, diff).sum(dtype=np.float64))
+    return total
 
 
 def _tslearn(
