@@ -191,6 +191,7 @@ def cmd_truth(args: argparse.Namespace) -> None:
 
 
 def cmd_clusters(args: argparse.Namespace) -> None:
+    from landtaxa.checks import check_k
     from landtaxa.clusters import kmeans_series
     from landtaxa.grid import Grid
     from landtaxa.metrics import taxonomy_metrics
@@ -198,6 +199,7 @@ def cmd_clusters(args: argparse.Namespace) -> None:
 
     grid = Grid.load(args.grid)
     s = load_npz(args.series)
+    check_k([args.k], len(s["series"]), f"{args.series}: valid tiles")
     t0 = time.perf_counter()
     result = kmeans_series(s["series"], args.k, seed=args.seed, n_init=args.n_init, max_iter=args.max_iter,
                            method=args.method, batch_size=args.batch_size, gamma=args.gamma,
@@ -362,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = globals()[f"cmd_{args.command}"]
     try:
         handler(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, MemoryError) as err:
         log.error("%s", err)
         return 1
     return 0
