@@ -55,7 +55,7 @@ def image_region(
     paths: Sequence[str], tile_size: int, crs: str | None = None, resolution: float | None = None,
     bands: Sequence[int] | None = None,
 ) -> Region:
-    """The region the grid will cover; refuse a raster or a region smaller than one tile.
+    """The region the grid will cover; refuse a region, then a raster, smaller than one tile.
 
     Follows :func:`landtaxa.grid.build_grid`: the CRS defaults to the first raster's and
     the pixel size to its pixel width.
@@ -68,17 +68,19 @@ def image_region(
     boxes = []
     for path in paths:
         with rasterio.open(path) as src:
-            b = transform_bounds(src.crs, dst, *src.bounds, densify_pts=21)
-        w, h = (b[2] - b[0]) / res, (b[3] - b[1]) / res
-        if round(w) < tile_size or round(h) < tile_size:
-            raise InventoryError(
-                f"{path}: the raster covers {round(w)} x {round(h)} px of the grid, smaller than one tile "
-                f"({tile_size} px, config key tile_size); use a smaller tile_size or leave this file out"
-            )
-        boxes.append(b)
+            boxes.append(transform_bounds(src.crs, dst, *src.bounds, densify_pts=21))
     box = np.array(boxes)
     bounds = (box[:, 0].min(), box[:, 1].min(), box[:, 2].max(), box[:, 3].max())
-    return Region(dst, tuple(float(v) for v in bounds), res, n_bands, itemsize)
+    region = Region(dst, tuple(float(v) for v in bounds), res, n_bands, itemsize)
+    check_tile_size(region, tile_size)
+    for path, b in zip(paths, boxes, strict=True):
+        w, h = round((b[2] - b[0]) / res), round((b[3] - b[1]) / res)
+        if w < tile_size or h < tile_size:
+            raise InventoryError(
+                f"{path}: the raster covers {w} x {h} px of the grid, smaller than one tile "
+                f"({tile_size} px, config key tile_size); use a smaller tile_size or leave this file out"
+            )
+    return region
 
 
 def check_tile_size(region: Region, tile_size: int) -> None:

@@ -35,6 +35,8 @@ def _setup_torch(args: argparse.Namespace):
     from landtaxa.encoder import pick_device
 
     torch.set_num_threads(max(1, int(args.threads)))
+    torch.backends.cudnn.deterministic = True  # repeatable convolutions on a GPU (see README)
+    torch.backends.cudnn.benchmark = False
     device = pick_device(args.device)
     log.info("device: %s (torch %s, %d CPU threads)", device, torch.__version__, torch.get_num_threads())
     return device

@@ -67,7 +67,7 @@ else:
         REGION = image_region(
             INVENTORY["path"].tolist(), config["tile_size"], config["crs"], config["resolution"], config["bands"]
         )
-    except InventoryError as err:
+    except (InventoryError, RunCheckError) as err:
         raise WorkflowError(f"landtaxa: {err}")
 if IS_DEMO:
     _spec = demo_spec()
