@@ -215,5 +215,5 @@ def test_more_clusters_than_valid_tiles_stops_before_fitting(tmp_path: Path, cap
     finally:
         logger.removeHandler(caplog.handler)
     assert rc == 1
-    assert f"{series}: valid tiles: n_clusters asks for K=5 clusters but there are only 3 tiles" in caplog.text
+    assert f"{series}: n_clusters asks for K=5 clusters but the series holds only 3 valid tiles" in caplog.text
     assert not (tmp_path / "k5.npz").exists() and not (tmp_path / "k5.json").exists()

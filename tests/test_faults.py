@@ -19,10 +19,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 from rasters import write_raster
 
@@ -59,7 +61,7 @@ def user_files(tmp_path_factory) -> Path:
     inventory = make_demo(SPEC, archive)
     mask_dir = base / "máscaras de nubes"
     first_date, first_granule, first_path = inventory[0]
-    with __import__("rasterio").open(first_path) as src:
+    with rasterio.open(first_path) as src:
         mask = write_raster(mask_dir / "máscara 1.tif", np.zeros((src.height, src.width), "uint8"), src.crs.to_string(),
                             src.transform)
     rows = ["date\tgranule\tpath\tmask"]
@@ -84,7 +86,7 @@ def reference_run(user_files: Path) -> Path:
     return work
 
 
-def _kill_when(proc: subprocess.Popen, started: callable, timeout: float = 600) -> None:
+def _kill_when(proc: subprocess.Popen, started: Callable[[], bool], timeout: float = 600) -> None:
     """SIGKILL the whole process group of ``proc`` as soon as ``started()`` holds."""
     t0 = time.monotonic()
     while not started():

@@ -210,10 +210,17 @@ def _gb(n: float) -> str:
 
 
 def encoder_bytes(name: str, in_channels: int, z_dim: int) -> int:
-    """Size of a saved encoder: its parameters and buffers in float32, counted without allocating."""
-    import torch
+    """Size of a saved encoder: its parameters and buffers in float32, counted without allocating.
 
-    from landtaxa.encoder import build_encoder
+    Where snakemake itself runs without torch (rules in conda envs), a bound for the
+    paper's TileNet is used: its stages up to 512 channels, then the last stage of ``z_dim``.
+    """
+    try:
+        import torch
+
+        from landtaxa.encoder import build_encoder
+    except ImportError:
+        return 4 * (12_000_000 + 9 * (512 * z_dim + 3 * z_dim * z_dim)) + 64 * 1024
 
     with torch.device("meta"):
         model = build_encoder(name, in_channels, z_dim)

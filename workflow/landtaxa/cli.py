@@ -193,7 +193,6 @@ def cmd_truth(args: argparse.Namespace) -> None:
 
 
 def cmd_clusters(args: argparse.Namespace) -> None:
-    from landtaxa.checks import check_k
     from landtaxa.clusters import kmeans_series
     from landtaxa.grid import Grid
     from landtaxa.metrics import taxonomy_metrics
@@ -201,7 +200,11 @@ def cmd_clusters(args: argparse.Namespace) -> None:
 
     grid = Grid.load(args.grid)
     s = load_npz(args.series)
-    check_k([args.k], len(s["series"]), f"{args.series}: valid tiles")
+    if args.k > len(s["series"]):  # valid tiles are known only now; stop before fitting
+        raise ValueError(
+            f"{args.series}: n_clusters asks for K={args.k} clusters but the series holds only "
+            f"{len(s['series'])} valid tiles; lower n_clusters (config key) to at most {len(s['series'])}"
+        )
     t0 = time.perf_counter()
     result = kmeans_series(s["series"], args.k, seed=args.seed, n_init=args.n_init, max_iter=args.max_iter,
                            method=args.method, batch_size=args.batch_size, gamma=args.gamma,
