@@ -20,6 +20,7 @@ import rasterio
 from rasters import write_raster
 
 from landtaxa.align import align_date
+from landtaxa.checks import check_truth_overlap, image_region
 from landtaxa.cli import main
 from landtaxa.grid import Grid
 from landtaxa.storage import save_npz
@@ -217,3 +218,13 @@ def test_more_clusters_than_valid_tiles_stops_before_fitting(tmp_path: Path, cap
     assert rc == 1
     assert f"{series}: n_clusters asks for K=5 clusters but the series holds only 3 valid tiles" in caplog.text
     assert not (tmp_path / "k5.npz").exists() and not (tmp_path / "k5.json").exists()
+
+
+def test_truth_in_another_crs_over_the_region_is_accepted(tmp_path: Path) -> None:
+    """The overlap test works in the grid's CRS: a truth raster in degrees over the region passes."""
+    image = img(tmp_path / "2020-01-01_a.tif")
+    truth = write_raster(tmp_path / "truth.tif", np.ones((10, 10), "uint8"), "EPSG:4326",
+                         (2.95, 36.2, 0.01))  # 2.95-3.05 E, 36.1-36.2 N: holds the region
+    region = image_region([str(image)], tile_size=8)
+    check_truth_overlap(str(truth), region)
+    assert (region.width, region.height, region.n_tiles(8)) == (40, 40, 25)
