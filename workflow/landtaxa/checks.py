@@ -141,7 +141,7 @@ class RunShape:
     dates: Sequence[str]
     models: Sequence[str]
     z_dim: int
-    n_k: int = 1
+    ks: Sequence[int] = (2,)
     model_bytes: int = 0
     scratch_bytes: int = 0
 
@@ -166,9 +166,13 @@ def output_estimates(shape: RunShape, results: str = "results") -> dict[str, int
         for d in shape.dates:
             out[f"{results}/embeddings/{m}/{d}.npz"] = n * (shape.z_dim * 4 + 1 + 4) + npz
         out[f"{results}/series/{m}.npz"] = n * (t * shape.z_dim * 4 + 8) + npz
-        out[f"{results}/clusters/{m}"] = shape.n_k * (n * 16 + npz + 64 * shape.z_dim * t * 4)
-        out[f"{results}/maps/{m}_clusters"] = n * 2 + 256 * 1024
+        for k in shape.ks:
+            out[f"{results}/clusters/{m}/k{k}.npz"] = n * 16 + k * shape.z_dim * t * 4 + t * 64 + npz
+            out[f"{results}/clusters/{m}/k{k}.json"] = 64 * 1024 + k * 64
+        out[f"{results}/maps/{m}_clusters.tif"] = n + 64 * 1024
+        out[f"{results}/maps/{m}_clusters.png"] = n * 64 + 512 * 1024
     out[f"{results}/maps/coverage.tif"] = n * 2 + 64 * 1024
+    out[f"{results}/metrics.json"] = 64 * 1024
     return out
 
 

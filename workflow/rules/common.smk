@@ -118,7 +118,7 @@ def check_disk_space():
     scratch = [b for b, s in zip(scratch, ("train", "refine")) if b > config[s]["cache_mb"] * 2**20]
     shape = RunShape(
         width=REGION.width, height=REGION.height, n_bands=REGION.n_bands, itemsize=REGION.itemsize, tile_size=ts,
-        dates=DATES, models=MODELS, z_dim=config["encoder"]["z_dim"], n_k=len(K_LIST),
+        dates=DATES, models=MODELS, z_dim=config["encoder"]["z_dim"], ks=K_LIST,
         model_bytes=encoder_bytes(config["encoder"]["name"], REGION.n_bands, config["encoder"]["z_dim"])
         if models_missing else 0,
         scratch_bytes=max(scratch, default=0),
