@@ -35,11 +35,13 @@ def write_raster(
     transform: Affine | tuple[float, float, float],
     nodata: float | None = None,
     dtype: str | np.dtype | None = None,
+    **options: object,
 ) -> Path:
     """Write ``array`` ((bands, h, w), or (h, w) for one band) as a GeoTIFF; return its path.
 
     ``dtype`` defaults to the array's; ``nodata`` (a value, or NaN for float rasters) is
-    stored in the file's metadata. Parent folders are created.
+    stored in the file's metadata. Other keywords are GDAL creation options (``tiled=True``,
+    ``compress="deflate"``, ...). Parent folders are created.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,6 +60,7 @@ def write_raster(
         "count": data.shape[0],
         "dtype": dtype.name,
         "transform": transform,
+        **options,
     }
     if crs is not None:
         profile["crs"] = crs

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from landtaxa.inventory import (
     InventoryError,
+    check_images,
     default_granule,
     read_folder,
     read_inventory,
@@ -242,3 +244,18 @@ def test_default_granule_is_the_file_name_without_its_date(tmp_path):
     assert df.granule.tolist() == ["g00", "g01", "g00", "g01"]
     assert default_granule(Path("S2B_T30TWN_20230402_L2A.tif")) == "S2B_T30TWN_L2A"
     assert default_granule(Path("20230402.tif")) == "granule"
+
+
+@pytest.mark.parametrize("options", [{}, {"interleave": "band"},
+                                     {"tiled": True, "blockxsize": 16, "blockysize": 16, "compress": "deflate"}],
+                         ids=["strips", "band-interleaved", "tiled-deflate"])
+def test_check_images_finds_a_truncated_file(make_raster, options) -> None:
+    whole = make_raster("2020-01-01_a.tif", np.arange(3 * 40 * 40, dtype="uint16").reshape(3, 40, 40),
+                        "EPSG:32631", (500000, 4000000, 10), **options)
+    cut = whole.with_name("2020-02-01_a.tif")
+    cut.write_bytes(whole.read_bytes()[:-50])
+    df = pd.DataFrame({"date": ["2020-01-01", "2020-02-01"], "granule": "a", "path": [str(whole), str(cut)],
+                       "mask": ""})
+    check_images(df.iloc[:1])  # the whole file passes
+    with pytest.raises(InventoryError, match=re.escape(f"{cut}: the file is truncated")):
+        check_images(df)

@@ -12,7 +12,9 @@ and the like. Mask rasters are taken onto the grid with nearest-neighbour resamp
 pixels outside a mask's footprint count as invalid. The work streams over strips of tile
 rows, so memory is bounded by the strip, not the region. Besides the aligned GeoTIFF
 (source data type, with an internal valid-data mask), the step writes each tile's valid
-fraction, which later steps use to skip or fill tiles with too little data.
+fraction, which later steps use to skip or fill tiles with too little data. A date with no
+valid pixel at all (every pixel nodata or cloud) is refused with an error naming its files:
+it would add a date on which every tile is missing.
 """
 
 from __future__ import annotations
@@ -113,32 +115,31 @@ def align_date(
                 for r0, win in strip_windows(grid, block_rows):
                     data = np.zeros((grid.n_bands, win.height, win.width), grid.dtype)
                     filled = np.zeros((win.height, win.width), bool)
-                    for vrt, mvrt in zip(vrts, mask_vrts, strict=True):
+                    for path, m, vrt, mvrt in zip(paths, masks, vrts, mask_vrts, strict=True):
                         if filled.all():
                             break
-                        alpha = vrt.read(vrt.count, window=win) > 0
-                        take = alpha & ~filled
-                        if not take.any():
+                        try:
+                            take, block = _valid_block(vrt, mvrt, win, filled, grid.bands, nodata,
+                                                       mask_band, invalid)
+                        except rasterio.errors.RasterioIOError as err:
+                            raise ValueError(
+                                f"{path}{f' or its mask {m}' if m else ''}: cannot read pixels (the file is "
+                                f"corrupt or truncated: {err}); copy it again from its source"
+                            ) from err
+                        if take is None:
                             continue
-                        block = vrt.read(grid.bands, window=win)
-                        nod = nodata if nodata is not None else vrt.src_dataset.nodata
-                        if nod is not None:
-                            is_nod = np.isnan(block) if np.isnan(nod) else block == nod
-                            take &= ~np.any(is_nod, axis=0)
-                        if mask_band is not None and len(invalid):
-                            take &= ~np.isin(vrt.read(mask_band, window=win), invalid)
-                        if mvrt is not None:
-                            inside = mvrt.read(mvrt.count, window=win) > 0
-                            flagged = np.isin(mvrt.read(1, window=win), invalid) if len(invalid) else False
-                            take &= inside & ~flagged
-                        if np.issubdtype(block.dtype, np.floating):
-                            take &= np.isfinite(block).all(axis=0)
                         data[:, take] = block[:, take]
                         filled |= take
                     dst.write(data, window=win)
                     dst.write_mask((filled * 255).astype(np.uint8), window=win)
                     fractions[r0 : r0 + win.height // grid.tile_size] = tile_fractions(filled, grid.tile_size)
                     log.info("aligned tile rows %d-%d of %d", r0, r0 + win.height // grid.tile_size - 1, grid.n_rows)
+                if not fractions.any():
+                    raise ValueError(
+                        f"{', '.join(map(str, paths))}: every pixel of this date is nodata or masked "
+                        "(clouds): nothing to align; leave the date out of the inventory, or check the "
+                        "config keys nodata and masks.invalid"
+                    )
     finally:
         for v in [*vrts, *mask_vrts]:
             if v is not None:
@@ -148,6 +149,31 @@ def align_date(
                 s.close()
     save_npz(out_valid, fraction=fractions)
     return fractions
+
+
+def _valid_block(
+    vrt: WarpedVRT, mvrt: WarpedVRT | None, win: Window, filled: np.ndarray, bands: list[int],
+    nodata: float | None, mask_band: int | None, invalid: np.ndarray,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Pixels of one granule that fill still-empty places of a strip, and its data there."""
+    alpha = vrt.read(vrt.count, window=win) > 0
+    take = alpha & ~filled
+    if not take.any():
+        return None, None
+    block = vrt.read(bands, window=win)
+    nod = nodata if nodata is not None else vrt.src_dataset.nodata
+    if nod is not None:
+        is_nod = np.isnan(block) if np.isnan(nod) else block == nod
+        take &= ~np.any(is_nod, axis=0)
+    if mask_band is not None and len(invalid):
+        take &= ~np.isin(vrt.read(mask_band, window=win), invalid)
+    if mvrt is not None:
+        inside = mvrt.read(mvrt.count, window=win) > 0
+        flagged = np.isin(mvrt.read(1, window=win), invalid) if len(invalid) else False
+        take &= inside & ~flagged
+    if np.issubdtype(block.dtype, np.floating):
+        take &= np.isfinite(block).all(axis=0)
+    return take, block
 
 
 def read_block(

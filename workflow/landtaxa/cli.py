@@ -35,6 +35,8 @@ def _setup_torch(args: argparse.Namespace):
     from landtaxa.encoder import pick_device
 
     torch.set_num_threads(max(1, int(args.threads)))
+    torch.backends.cudnn.deterministic = True  # repeatable convolutions on a GPU (see README)
+    torch.backends.cudnn.benchmark = False
     device = pick_device(args.device)
     log.info("device: %s (torch %s, %d CPU threads)", device, torch.__version__, torch.get_num_threads())
     return device
@@ -198,6 +200,11 @@ def cmd_clusters(args: argparse.Namespace) -> None:
 
     grid = Grid.load(args.grid)
     s = load_npz(args.series)
+    if args.k > len(s["series"]):  # valid tiles are known only now; stop before fitting
+        raise ValueError(
+            f"{args.series}: n_clusters asks for K={args.k} clusters but the series holds only "
+            f"{len(s['series'])} valid tiles; lower n_clusters (config key) to at most {len(s['series'])}"
+        )
     t0 = time.perf_counter()
     result = kmeans_series(s["series"], args.k, seed=args.seed, n_init=args.n_init, max_iter=args.max_iter,
                            method=args.method, batch_size=args.batch_size, gamma=args.gamma,
@@ -362,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = globals()[f"cmd_{args.command}"]
     try:
         handler(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, MemoryError) as err:
         log.error("%s", err)
         return 1
     return 0

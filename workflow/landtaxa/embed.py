@@ -6,7 +6,8 @@ scaled to [0, 1] and encoded in batches; tiles whose valid fraction is below
 while the current one is encoded (GDAL and numpy release the interpreter lock), and on
 CUDA the batches go through pinned host memory with asynchronous copies and bf16
 autocast, so the GPU is not left waiting on the disk. Missing pixels inside a valid tile are set to the tile's
-per-band mean of valid pixels, so nodata does not read as black ground.
+per-band mean of valid pixels, so nodata does not read as black ground. When the GPU runs
+out of memory, the batch is halved and the same batch retried (with a warning in the log).
 """
 
 from __future__ import annotations
@@ -45,20 +46,56 @@ def fill_invalid(tiles: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return np.where(m > 0, tiles, mean).astype(np.float32)
 
 
-@torch.inference_mode()
 def encode(model: nn.Module, tiles: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
     """Encode an (n, C, ts, ts) float32 array in batches; returns (n, D) float32."""
+    return encode_adaptive(model, tiles, batch_size, device)[0]
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is the device running out of memory (CUDA's own error or a RuntimeError)."""
+    return isinstance(err, torch.cuda.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "out of memory" in str(err)
+    )
+
+
+@torch.inference_mode()
+def encode_adaptive(
+    model: nn.Module, tiles: np.ndarray, batch_size: int, device: torch.device
+) -> tuple[np.ndarray, int]:
+    """Encode in batches, halving the batch whenever the device runs out of memory.
+
+    The failed batch is retried at half the size, and later batches keep the smaller size
+    (returned, so the caller carries it on). Batches do not interact in eval mode, so the
+    result is the same as with the batch that fits. Out of memory with a single tile is an error.
+    """
     out = []
     use_amp = device.type == "cuda"
-    for s in range(0, len(tiles), batch_size):
-        x = torch.from_numpy(tiles[s : s + batch_size])
-        if use_amp:
-            x = x.pin_memory()
-        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            z = model(x)
+    s = 0
+    while s < len(tiles):
+        try:
+            x = torch.from_numpy(tiles[s : s + batch_size])
+            if use_amp:
+                x = x.pin_memory()
+            x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                z = model(x)
+        except RuntimeError as err:
+            if not is_out_of_memory(err):
+                raise
+            x = z = None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if batch_size == 1:
+                raise MemoryError(
+                    f"out of {device.type} memory with a batch of one tile ({err}); use a smaller "
+                    "tile_size or encoder, or a device with more memory"
+                ) from err
+            log.warning("out of GPU memory at batch %d: retrying with batch %d", batch_size, batch_size // 2)
+            batch_size //= 2
+            continue
         out.append(z.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        s += len(x)
+    return (np.concatenate(out) if out else np.zeros((0, 0), np.float32)), batch_size
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -105,7 +142,7 @@ def embed_date(
         if (src.width, src.height) != (grid.width, grid.height):
             raise ValueError(f"{aligned}: size {src.width}x{src.height} does not match the grid")
     for ids, tiles in prefetch(_strips(grid, aligned, valid, block_rows), depth=2):
-        emb[ids] = encode(model, tiles, batch_size, device)
+        emb[ids], batch_size = encode_adaptive(model, tiles, batch_size, device)
         done += len(tiles)
         rate = done / max(time.perf_counter() - t0, 1e-9)
         log.info("embedded %d/%d tiles (%.0f tiles/s)", done, todo, rate)

@@ -209,7 +209,13 @@ def _scaling(
         with rasterio.open(path) as src:
             f = max(1, math.ceil(max(src.width, src.height) / max_side))
             shape = (len(bands), max(1, src.height // f), max(1, src.width // f))
-            data = src.read(bands, out_shape=shape, resampling=Resampling.nearest, masked=True)
+            try:
+                data = src.read(bands, out_shape=shape, resampling=Resampling.nearest, masked=True)
+            except rasterio.errors.RasterioIOError as err:
+                raise ValueError(
+                    f"{path}: cannot read pixels (the file is corrupt or truncated: {err}); "
+                    "copy it again from its source"
+                ) from err
             valid = ~np.ma.getmaskarray(data).any(axis=0)
             if nodata is not None:
                 valid &= ~(np.isnan(data.data) if np.isnan(nodata) else data.data == nodata).any(axis=0)

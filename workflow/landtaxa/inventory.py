@@ -146,7 +146,8 @@ def validate_inventory(df: pd.DataFrame, source: str) -> pd.DataFrame:
 def check_images(df: pd.DataFrame, bands: list[int] | None = None, mask_band: int | None = None) -> None:
     """Open every image (and mask) header before any work starts; raise on the first problem.
 
-    Checks that each file is a raster GDAL can read, has a CRS, and that all images have the
+    Checks that each file is a raster GDAL can read, that no block of a GeoTIFF lies past
+    the end of the file (a truncated copy), that it has a CRS, and that all images have the
     same number of bands and data type (the encoder's input must mean the same on every
     date), that the configured bands exist, and that masks are single rasters with a CRS.
     """
@@ -160,6 +161,7 @@ def check_images(df: pd.DataFrame, bands: list[int] | None = None, mask_band: in
                 count, dtype, crs = src.count, src.dtypes[0], src.crs
                 if src.width < 1 or src.height < 1:
                     raise InventoryError(f"{path}: raster is empty")
+                check_blocks(src, path)
         except RasterioIOError as err:
             raise InventoryError(f"{path}: not a readable raster ({err})") from err
         if crs is None:
@@ -183,3 +185,27 @@ def check_images(df: pd.DataFrame, bands: list[int] | None = None, mask_band: in
             except RasterioIOError as err:
                 raise InventoryError(f"{mask}: not a readable mask raster ({err})") from err
 
+
+
+def check_blocks(src, path: str) -> None:
+    """Refuse a GeoTIFF whose blocks run past the end of its file (an interrupted copy).
+
+    Reads only the block offsets of the TIFF header, not the pixels. Corruption inside
+    the file is found when the alignment reads it, which then names the file.
+    """
+    if src.driver != "GTiff":
+        return
+    size = os.path.getsize(path)
+    bh, bw = src.block_shapes[0]
+    nx, ny = -(-src.width // bw), -(-src.height // bh)
+    bands = [1] if src.interleaving is None or src.interleaving.name.upper() == "PIXEL" else range(1, src.count + 1)
+    for b in bands:
+        for y in range(ny):
+            for x in range(nx):
+                offset = src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=b)
+                length = src.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=b)
+                if offset and length and int(offset) + int(length) > size:
+                    raise InventoryError(
+                        f"{path}: the file is truncated (band {b}, block {x},{y} ends at byte "
+                        f"{int(offset) + int(length)} of a {size}-byte file); copy it again from its source"
+                    )

@@ -8,12 +8,25 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
+from landtaxa.checks import (  # noqa: E402
+    Region,
+    RunCheckError,
+    RunShape,
+    bytes_needed,
+    check_disk,
+    check_k,
+    check_tile_size,
+    check_truth_overlap,
+    encoder_bytes,
+    image_region,
+)
 from landtaxa.demo import DemoSpec, demo_inventory, truth_path  # noqa: E402
 from landtaxa.inventory import InventoryError, check_images, read_inventory  # noqa: E402
 from landtaxa.runtime import expose_package  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from rasterio.crs import CRS  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -51,8 +64,17 @@ else:
     try:
         INVENTORY = read_inventory(config["images"], config["date_pattern"])
         check_images(INVENTORY, config["bands"], config["masks"]["band"])
-    except InventoryError as err:
+        REGION = image_region(
+            INVENTORY["path"].tolist(), config["tile_size"], config["crs"], config["resolution"], config["bands"]
+        )
+    except (InventoryError, RunCheckError) as err:
         raise WorkflowError(f"landtaxa: {err}")
+if IS_DEMO:
+    _spec = demo_spec()
+    _x0, _y0 = _spec.origin
+    _side = _spec.size * _spec.pixel_size
+    REGION = Region(CRS.from_user_input(_spec.crs), (_x0, _y0 - _side, _x0 + _side, _y0), _spec.pixel_size,
+                    _spec.bands, 2)
 
 DATES = sorted(INVENTORY["date"].unique())
 if config["train"]["dates"]:
@@ -72,14 +94,46 @@ else:
         raise WorkflowError(f"landtaxa: {TRUTH}: truth raster not found (config key truth)")
 K_LIST = config["n_clusters"] if isinstance(config["n_clusters"], list) else [config["n_clusters"]]
 K_MAIN = K_LIST[0]
-if min(K_LIST) < 2:
-    raise WorkflowError(f"landtaxa: n_clusters must be at least 2, got {config['n_clusters']}")
+try:
+    check_tile_size(REGION, config["tile_size"])
+    check_k(K_LIST, REGION.n_tiles(config["tile_size"]), f"the region's grid ({config['images']})")
+    if TRUTH and not IS_DEMO:
+        check_truth_overlap(TRUTH, REGION)
+except (InventoryError, RunCheckError) as err:
+    raise WorkflowError(f"landtaxa: {err}")
 
 # The encoders: geo (f^g), then one refined model per iteration; the last is "refined".
 N_REFINE = config["refine"]["iterations"]
 REFINED = [f"refined{i}" for i in range(1, N_REFINE)] + (["refined"] if N_REFINE > 0 else [])
 MODELS = ["geo"] + REFINED
 PARENT = dict(zip(REFINED, MODELS[:-1]))
+
+
+def check_disk_space():
+    """Print the space the outputs still to write need; stop when the disk has less (config disk)."""
+    ts = config["tile_size"]
+    models_missing = any(not os.path.exists(f"{RESULTS}/models/{m}.pt") for m in MODELS)
+    tile_bytes = 3 * REGION.n_bands * ts * ts * 2
+    scratch = [config[s]["triplets"] * tile_bytes for s in ("train", "refine")]
+    scratch = [b for b, s in zip(scratch, ("train", "refine")) if b > config[s]["cache_mb"] * 2**20]
+    shape = RunShape(
+        width=REGION.width, height=REGION.height, n_bands=REGION.n_bands, itemsize=REGION.itemsize, tile_size=ts,
+        dates=DATES, models=MODELS, z_dim=config["encoder"]["z_dim"], ks=K_LIST,
+        model_bytes=encoder_bytes(config["encoder"]["name"], REGION.n_bands, config["encoder"]["z_dim"])
+        if models_missing else 0,
+        scratch_bytes=max(scratch, default=0),
+    )
+    needed = bytes_needed(shape, ".", RESULTS)
+    if IS_DEMO and not os.path.exists(truth_path(DEMO_DIR)):
+        needed += int(REGION.width * REGION.height * REGION.n_bands * 2 * len(DATES) * (1 + config["demo"]["overlap"]) ** 2)
+    try:
+        line = check_disk(needed, RESULTS, config["disk"]["margin_gb"] if config["disk"]["check"] else -float("inf"))
+    except RunCheckError as err:
+        raise WorkflowError(f"landtaxa: {err}")
+    print(f"landtaxa: {line}", file=sys.stderr)
+
+
+check_disk_space()
 
 
 wildcard_constraints:
