@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from landtaxa.encoder import (
+    ENCODERS,
     PAPER_STRIDES,
     PAPER_WIDTHS,
     BasicBlock,
@@ -99,6 +100,22 @@ def test_build_encoder() -> None:
     assert isinstance(net, TileNet) and net.z_dim == 24 and net.in_channels == 2
     with pytest.raises(ValueError, match="unknown encoder 'resnet'"):
         build_encoder("resnet", 3, 16)
+
+
+def test_lite_encoder_is_cheaper_and_downsamples_early() -> None:
+    """tilenet-lite: stride-2 stem and first stage, half widths, same output size; >= 30x fewer FLOPs at 100 px."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    lite = build_encoder("tilenet-lite", 4, 64).eval()
+    assert lite.stem[0].stride == (2, 2) and lite.stages[0][0].conv1.stride == (2, 2)
+    flops = {}
+    for name in ENCODERS:
+        model = build_encoder(name, 4, 64).eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            out = model(torch.randn(1, 4, 100, 100))
+        assert out.shape == (1, 64)
+        flops[name] = counter.get_total_flops()
+    assert flops["tilenet"] / flops["tilenet-lite"] >= 30
 
 
 def test_mismatched_widths_and_strides_rejected() -> None:

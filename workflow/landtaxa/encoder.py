@@ -53,6 +53,7 @@ class TileNet(nn.Module):
         widths: Sequence[int] = PAPER_WIDTHS,
         strides: Sequence[int] = PAPER_STRIDES,
         blocks_per_stage: int = 2,
+        stem_stride: int = 1,
     ) -> None:
         super().__init__()
         stage_widths = [*widths, z_dim]
@@ -61,7 +62,7 @@ class TileNet(nn.Module):
         self.in_channels = in_channels
         self.z_dim = z_dim
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, stage_widths[0], 3, padding=1, bias=False),
+            nn.Conv2d(in_channels, stage_widths[0], 3, stride=stem_stride, padding=1, bias=False),
             nn.BatchNorm2d(stage_widths[0]),
             nn.ReLU(inplace=True),
         )
@@ -79,11 +80,13 @@ class TileNet(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
-# The CPU-practical variant: the same five residual stages, but the first one already at
-# stride 2 and every width halved (the last stage still outputs z_dim), about 12x fewer
-# FLOPs per 100 px tile than the paper's TileNet (1.0 vs 12.0 GFLOP).
+# The CPU-practical variant: the same five residual stages, but a stride-2 stem, the first
+# stage also at stride 2 and every width halved (the last stage still outputs z_dim): each
+# stage works on a quarter of TileNet's pixels at half the width or less, about 50x fewer
+# FLOPs per 100 px tile (0.25 vs 12.0 GFLOP).
 LITE_WIDTHS = (32, 64, 128, 256)
 LITE_STRIDES = (2, 2, 2, 2, 2)
+LITE_STEM_STRIDE = 2
 
 ENCODERS = ("tilenet", "tilenet-lite")
 
@@ -93,7 +96,7 @@ def build_encoder(name: str, in_channels: int, z_dim: int) -> nn.Module:
     if name == "tilenet":
         return TileNet(in_channels, z_dim)
     if name == "tilenet-lite":
-        return TileNet(in_channels, z_dim, widths=LITE_WIDTHS, strides=LITE_STRIDES)
+        return TileNet(in_channels, z_dim, widths=LITE_WIDTHS, strides=LITE_STRIDES, stem_stride=LITE_STEM_STRIDE)
     raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
 
 
