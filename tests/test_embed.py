@@ -7,8 +7,8 @@ import pytest
 import rasterio
 import torch
 
-from landtaxa.embed import embed_date, encode, fill_invalid, to_tiles
-from landtaxa.encoder import TileNet
+from landtaxa.embed import default_batch_size, embed_date, encode, fill_invalid, to_tiles
+from landtaxa.encoder import TileNet, build_encoder
 from landtaxa.grid import Grid
 from landtaxa.storage import load_npz
 
@@ -178,3 +178,12 @@ def test_encode_batches() -> None:
     b = encode(net, tiles, 7, CPU)
     assert a.shape == (7, 16)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_default_batch_size_per_encoder_and_device() -> None:
+    """No batch in the config: small batches for TileNet on a CPU, larger for the lite encoder, 512 on CUDA."""
+    tilenet, lite = build_encoder("tilenet", 3, 16), build_encoder("tilenet-lite", 3, 16)
+    assert default_batch_size(torch.device("cpu"), tilenet) == 8
+    assert default_batch_size(torch.device("cpu"), lite) > default_batch_size(torch.device("cpu"), tilenet)
+    assert default_batch_size(torch.device("cpu")) == 8  # any other model
+    assert default_batch_size(torch.device("cuda"), lite) == default_batch_size(torch.device("cuda"), tilenet) == 512

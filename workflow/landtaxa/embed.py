@@ -98,14 +98,18 @@ def encode_adaptive(
     return (np.concatenate(out) if out else np.zeros((0, 0), np.float32)), batch_size
 
 
-def default_batch_size(device: torch.device) -> int:
+def default_batch_size(device: torch.device, model: nn.Module | None = None) -> int:
     """Tiles per inference batch when the config leaves it open.
 
-    On a CPU, large batches of large tiles overflow the caches and run slower than small
-    ones (measured on a 2-core machine with 100 px tiles: 15.6 tiles/s at 8, 10.5 at 64);
-    a GPU needs large batches to be kept busy.
+    A GPU needs large batches to be kept busy. On a CPU the best batch depends on the
+    encoder (its ``cpu_batch_size``, set by :func:`landtaxa.encoder.build_encoder`): the
+    paper's TileNet fills the caches with a few 100 px tiles, so large batches run slower
+    (measured on a 2-core machine: 15.6 tiles/s at 8, 10.5 at 64), while tilenet-lite's
+    small feature maps gain from larger ones.
     """
-    return 512 if device.type == "cuda" else 8
+    if device.type == "cuda":
+        return 512
+    return int(getattr(model, "cpu_batch_size", 8))
 
 
 def embed_date(
@@ -130,7 +134,7 @@ def embed_date(
     model.to(device).eval()
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
-    batch_size = batch_size or default_batch_size(device)
+    batch_size = batch_size or default_batch_size(device, model)
     z_dim = model.z_dim
     if compile_model:
         model = torch.compile(model)

@@ -89,15 +89,23 @@ LITE_STRIDES = (2, 2, 2, 2, 2)
 LITE_STEM_STRIDE = 2
 
 ENCODERS = ("tilenet", "tilenet-lite")
+# Inference batch on a CPU when the config leaves it open (see landtaxa.embed.default_batch_size).
+CPU_BATCH_SIZE = {"tilenet": 8, "tilenet-lite": 64}
 
 
 def build_encoder(name: str, in_channels: int, z_dim: int) -> nn.Module:
-    """Build an encoder by config name: ``tilenet`` (the paper's) or ``tilenet-lite``."""
+    """Build an encoder by config name: ``tilenet`` (the paper's) or ``tilenet-lite``.
+
+    The model carries ``cpu_batch_size``, its best inference batch on a CPU.
+    """
     if name == "tilenet":
-        return TileNet(in_channels, z_dim)
-    if name == "tilenet-lite":
-        return TileNet(in_channels, z_dim, widths=LITE_WIDTHS, strides=LITE_STRIDES, stem_stride=LITE_STEM_STRIDE)
-    raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
+        model = TileNet(in_channels, z_dim)
+    elif name == "tilenet-lite":
+        model = TileNet(in_channels, z_dim, widths=LITE_WIDTHS, strides=LITE_STRIDES, stem_stride=LITE_STEM_STRIDE)
+    else:
+        raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
+    model.cpu_batch_size = CPU_BATCH_SIZE[name]
+    return model
 
 
 def triplet_loss(
