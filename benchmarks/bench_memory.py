@@ -28,7 +28,8 @@ from rasterio.windows import Window
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "workflow")}
+# as the workflow runs the steps: GDAL's block cache capped (config key gdal_cache_mb)
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "workflow"), "GDAL_CACHEMAX": "256"}
 
 
 def write_granule(path: Path, width: int, height: int, x0: float, y0: float, seed: int) -> None:

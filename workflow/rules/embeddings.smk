@@ -13,6 +13,7 @@ rule embeddings:
         min_valid=config["min_valid"],
         batch_size=config["embed"]["batch_size"] or 0,
         block_rows=config["block_rows"],
+        gdal_cache_mb=config["gdal_cache_mb"],
         device=config["device"],
         compile="--compile" if config["embed"]["compile"] else "",
     threads: 1
@@ -27,7 +28,8 @@ rule embeddings:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
     shell:
-        "python -m landtaxa embed --grid {input.grid:q} --model {input.model:q} --aligned {input.aligned:q}"
+        "GDAL_CACHEMAX={params.gdal_cache_mb} python -m landtaxa embed --grid {input.grid:q} --model {input.model:q}"
+        " --aligned {input.aligned:q}"
         " --valid {input.valid:q} --out {output.embeddings:q} --min-valid {params.min_valid}"
         " --batch-size {params.batch_size} --block-rows {params.block_rows}"
         " --device {params.device} {params.compile} --threads {threads} 2> {log:q}"

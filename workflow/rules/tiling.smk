@@ -41,6 +41,7 @@ rule aligned:
         valid=f"{RESULTS}/aligned/{{date}}_valid.npz",
     params:
         block_rows=config["block_rows"],
+        gdal_cache_mb=config["gdal_cache_mb"],
         resampling=config["resampling"],
         masks=lambda wc: ("--masks " + " ".join(shlex.quote(m) for m in masks_of(wc.date))) if has_masks(wc.date) else "",
         mask_band=config["masks"]["band"] or 0,
@@ -56,7 +57,7 @@ rule aligned:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=60,
     shell:
-        "python -m landtaxa align --grid {input.grid:q} --images {input.images:q}"
+        "GDAL_CACHEMAX={params.gdal_cache_mb} python -m landtaxa align --grid {input.grid:q} --images {input.images:q}"
         " --out {output.tif:q} --valid {output.valid:q} --block-rows {params.block_rows}"
         " --resampling {params.resampling} --mask-band {params.mask_band} --invalid {params.invalid}"
         " --nodata {params.nodata} {params.masks} 2> {log:q}"
