@@ -107,3 +107,31 @@ def plot_cluster_map(
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
+
+
+def write_rgb_map(grid: Grid, tile_ids: np.ndarray, rgb: np.ndarray, out_tif: str | os.PathLike) -> None:
+    """A 3-band uint8 Cloud-Optimized GeoTIFF with one pixel per tile (alpha 0 where no tile)."""
+    img = np.zeros((4, grid.n_tiles), np.uint8)
+    img[:3, tile_ids] = np.round(255 * rgb.T)
+    img[3, tile_ids] = 255
+    profile = {"driver": "GTiff", "width": grid.n_cols, "height": grid.n_rows, "count": 4, "dtype": "uint8",
+               "crs": grid.crs, "transform": grid.tile_transform, "photometric": "RGB"}
+    with MemoryFile() as mem:
+        with mem.open(**profile) as ds:
+            ds.write(img.reshape(4, grid.n_rows, grid.n_cols))
+            ds.colorinterp = [rasterio.enums.ColorInterp[n] for n in ("red", "green", "blue", "alpha")]
+        with mem.open() as ds, atomic_path(out_tif) as tmp:
+            rasterio.shutil.copy(ds, tmp, driver="COG", compress="deflate")
+
+
+def write_change_map(grid: Grid, change: np.ndarray, names: list[str], out_tif: str | os.PathLike) -> None:
+    """A uint8 GeoTIFF of (bands, rows, cols) ``change`` with a description per band (255 = no tile)."""
+    profile = {"driver": "GTiff", "width": grid.n_cols, "height": grid.n_rows, "count": len(change),
+               "dtype": "uint8", "crs": grid.crs, "transform": grid.tile_transform, "nodata": NODATA}
+    with MemoryFile() as mem:
+        with mem.open(**profile) as ds:
+            ds.write(change)
+            for b, name in enumerate(names, start=1):
+                ds.set_band_description(b, name)
+        with mem.open() as ds, atomic_path(out_tif) as tmp:
+            rasterio.shutil.copy(ds, tmp, driver="COG", compress="deflate", overview_resampling="nearest")
