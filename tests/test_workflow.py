@@ -151,6 +151,18 @@ def test_default_demo_recovers_truth(tmp_path: Path) -> None:
     assert metrics["refined"]["ari"] >= 0.6, metrics
     for model in ("geo", "refined"):
         assert (tmp_path / f"results/maps/{model}_clusters.tif").exists()
+    # the clear-cut (truth class 7) shows on the change maps as a lasting change on its date, few others do
+    truth = load_npz(tmp_path / "results/truth_tiles.npz")["classes"]
+    change_index = DemoSpec().n_dates // 2
+    for model in ("geo", "refined"):
+        clusters = load_npz(tmp_path / f"results/clusters/{model}/k7.npz")
+        with rasterio.open(tmp_path / f"results/evolution/{model}/k7/change.tif") as src:
+            first_lasting = src.read(1).reshape(-1)[clusters["tile_ids"]]
+            changed = src.read(change_index + 1).reshape(-1)[clusters["tile_ids"]]
+        cut = truth[clusters["tile_ids"]] == 7
+        assert cut.sum() >= 15
+        assert changed[cut].mean() >= 0.75 and (first_lasting[cut] == change_index).mean() >= 0.75, model
+        assert (first_lasting[~cut] == change_index).mean() < 0.02, model
 
 
 def test_missing_truth_is_reported(tmp_path: Path) -> None:

@@ -164,11 +164,17 @@ def best_k(table: list[dict], key: str = "silhouette") -> int:
 
 
 def centroid_layout(centroids: np.ndarray, seed: int = 0) -> np.ndarray:
-    """(K, 2) positions of the centroids for drawing the graph: their first two principal components."""
-    from sklearn.decomposition import PCA
+    """(K, 2) positions of the centroids for drawing the graph.
 
-    flat = _flat(centroids).astype(np.float64)
-    xy = np.zeros((len(flat), 2))
-    n_comp = min(2, *flat.shape)
-    xy[:, :n_comp] = PCA(n_components=n_comp, random_state=seed).fit_transform(flat)
-    return xy
+    Metric MDS of the square roots of the centroid distances: near clusters stay near, far ones
+    far, and close pairs are spread enough to be read (plain distances crowd them together).
+    """
+    from sklearn.manifold import MDS
+
+    k = len(centroids)
+    if k < 3:
+        return np.array([[0.0, 0.0], [1.0, 0.0]])[:k]
+    dist = np.sqrt(np.sqrt(sq_distances(_flat(centroids), _flat(centroids))))
+    np.fill_diagonal(dist, 0.0)
+    return MDS(n_components=2, metric="precomputed", n_init=4, init="random", random_state=seed,
+               max_iter=500).fit_transform(dist)

@@ -1,17 +1,22 @@
 """Evolution of the taxonomy over time: the kind of every tile on every date.
 
 The clusters describe whole series. To follow a tile date by date, each tile is assigned on
-every date t to the cluster whose centroid is closest on that date's slice (``cluster``).
+every date t to the cluster whose centroid is closest on that date's slice (``nearest``).
 Two clusters can look the same on one date (a clear-cut and the forest it was cut from,
-before the cut): their centroid slices then coincide and the nearest one is a coin toss.
-So on each date, clusters whose slices cannot be told apart are grouped, and a tile's
-``kind`` on that date is the largest cluster of its nearest slice's group (labels are
-numbered by decreasing size, so the smallest label). Two clusters cannot be told apart on a
-date when, counting only their own members and only those two centroid slices, at least
-``merge_overlap`` of the members lie closer to the other cluster's slice than to their own
-(0.5 = indistinguishable, 0 = fully separate): a scale-free test that holds in any
-embedding dimension. A tile changes kind between consecutive dates when its kind differs; the
-change is lasting when the tile never returns to a kind it held before (a clear-cut, not a
+before the cut; evergreen and deciduous forest in summer): their centroid slices then nearly
+coincide and the nearest one is a coin toss. So on each date, clusters whose slices cannot be
+told apart are grouped: two clusters cannot be told apart on a date when, counting only their
+own members and only those two centroid slices, at least ``merge_overlap`` of the members lie
+closer to the other cluster's slice than to their own (0.5 = indistinguishable, 0 = fully
+separate), a scale-free test that holds in any embedding dimension.
+
+A tile's ``kind`` on the first date is the largest cluster (the smallest label: labels are
+numbered by decreasing size) of its nearest slice's group; on each later date it keeps its
+kind while that kind stays in the group of its nearest slice, and otherwise takes that group's
+largest cluster. So a forest stays forest on the dates it looks like another kind, and a
+clear-cut that the clustering puts in a cluster of its own is forest until the date its slice
+parts from the forest's. A tile changes kind between consecutive dates when its kind differs;
+the change is lasting when the tile never returns to a kind it held before (a clear-cut, not a
 seasonal swing that comes back within the sequence).
 """
 
@@ -51,16 +56,20 @@ def date_groups(x_t: np.ndarray, c_t: np.ndarray, labels: np.ndarray, merge_over
 def per_date_labels(
     series: np.ndarray, centroids: np.ndarray, labels: np.ndarray, merge_overlap: float = 0.25
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(N, T) nearest-slice cluster and (N, T) kind of every tile on every date."""
+    """(N, T) nearest-slice cluster and (N, T) kind of every tile on every date (module docstring)."""
     n, t, _ = series.shape
-    cluster = np.empty((n, t), np.int64)
+    nearest = np.empty((n, t), np.int64)
     kind = np.empty((n, t), np.int64)
     for d in range(t):
         x, c = series[:, d].astype(np.float32), centroids[:, d].astype(np.float32)
         dist = (c * c).sum(1)[None] - 2 * x @ c.T
-        cluster[:, d] = np.argmin(dist, axis=1)
-        kind[:, d] = date_groups(x, c, labels, merge_overlap)[cluster[:, d]]
-    return cluster, kind
+        nearest[:, d] = np.argmin(dist, axis=1)
+        group = date_groups(x, c, labels, merge_overlap)
+        kind[:, d] = group[nearest[:, d]]
+        if d > 0:
+            stays = group[kind[:, d - 1]] == kind[:, d]
+            kind[stays, d] = kind[stays, d - 1]
+    return nearest, kind
 
 
 def transitions(kind: np.ndarray, k: int) -> np.ndarray:

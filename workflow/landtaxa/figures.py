@@ -64,9 +64,9 @@ def _brighten(images: np.ndarray) -> np.ndarray:
 def plot_legend(colours: np.ndarray, sizes: np.ndarray, title: str, out_png: str | os.PathLike) -> None:
     """The map's colour table as a legend: one swatch per cluster with its size."""
     k = len(colours)
-    fig, ax = plt.subplots(figsize=(3.2, 0.32 * k + 0.6))
+    fig, ax = plt.subplots(figsize=(2.6, 0.24 * k + 0.5))
     handles = [Patch(facecolor=colours[i], edgecolor="k", label=f"cluster {i}: {sizes[i]} tiles") for i in range(k)]
-    ax.legend(handles=handles, loc="upper left", frameon=False, title=title, fontsize=9)
+    ax.legend(handles=handles, loc="center", frameon=False, title=title, fontsize=9, title_fontsize=9)
     ax.axis("off")
     _save(fig, out_png)
 
@@ -136,18 +136,21 @@ def plot_graph(xy: np.ndarray, sizes: np.ndarray, colours: np.ndarray, edges: li
     """The semantic graph: nodes at ``xy`` (a 2-D layout of the centroids), area ~ cluster size."""
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     for i, j, w in edges:
-        ax.plot(*xy[[i, j]].T, color="0.4", lw=1.2, zorder=1)
-        ax.text(*xy[[i, j]].mean(0), f"{w:.3g}", fontsize=7, color="0.25", ha="center", va="center",
-                bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 0.5}, zorder=2)
-    area = 2500 * sizes / sizes.max()
-    ax.scatter(*xy.T, s=np.maximum(area, 60), c=colours, edgecolors="k", zorder=3)
+        ax.plot(*xy[[i, j]].T, color="0.45", lw=1.5, zorder=1)
+        ax.annotate(f"{w:.3g}", xy[[i, j]].mean(0), fontsize=7, color="0.2", ha="center", va="center",
+                    xytext=(0, 7), textcoords="offset points", zorder=2,
+                    bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.3})
+    area = np.maximum(1500 * sizes / sizes.max(), 50)
+    ax.scatter(*xy.T, s=area, c=colours, edgecolors="k", zorder=3)
     for k, (x, y) in enumerate(xy):
-        ax.annotate(f"c{k} ({sizes[k]})", (x, y), xytext=(0, -14 - 0.5 * np.sqrt(max(area[k], 60))),
-                    textcoords="offset points", ha="center", fontsize=8, zorder=4)
-    ax.margins(0.18)
+        ax.annotate(f"c{k} ({sizes[k]})", (x, y), xytext=(0.6 * np.sqrt(area[k]) + 2, 0),
+                    textcoords="offset points", ha="left", va="center", fontsize=8, zorder=4,
+                    bbox={"fc": "white", "ec": "none", "alpha": 0.75, "pad": 0.5})
+    ax.margins(0.2)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=10)
+    ax.set_xlabel("layout: MDS of sqrt(centroid distance); edge labels: distance", fontsize=8)
     fig.tight_layout()
     _save(fig, out_png)
 
