@@ -50,7 +50,6 @@ def tile_images(grid: Grid, aligned: Sequence[str | os.PathLike], tile_ids: Sequ
                     rgb = ramp(data[0])[..., :3]
                 else:
                     rgb = np.moveaxis(data[[b - 1 for b in rgb_bands]], 0, -1)
-                    rgb = np.clip(rgb / max(float(np.percentile(rgb[ok], 99)) if ok.any() else 1.0, 1e-6), 0, 1)
                 out[i, t][ok] = rgb[ok]
     return out
 
@@ -80,55 +79,63 @@ def plot_rgb_map(rgb: np.ndarray, title: str, out_png: str | os.PathLike) -> Non
     _save(fig, out_png)
 
 
+def _mosaic(images: np.ndarray, gap: int = 2) -> np.ndarray:
+    """(rows, cols, s, s, 3) images -> one (rows*(s+gap), cols*(s+gap), 3) white-separated picture."""
+    rows, cols, s = images.shape[:3]
+    out = np.ones((rows * (s + gap) - gap, cols * (s + gap) - gap, 3), np.float32)
+    for r in range(rows):
+        for c in range(cols):
+            out[r * (s + gap): r * (s + gap) + s, c * (s + gap): c * (s + gap) + s] = images[r, c]
+    return out
+
+
+def _image_grid(images: np.ndarray, row_labels: list[str], row_colours: list | None, dates: Sequence[str],
+                title: str, out_png: str | os.PathLike) -> None:
+    """Tiles (rows) by dates (columns) drawn as one picture, with row labels and, left of each row,
+    an optional colour swatch (the cluster's map colour)."""
+    images = _brighten(images)
+    rows, cols, s = images.shape[:3]
+    step = s + 2
+    picture = _mosaic(images)
+    x0 = 0
+    if row_colours is not None:
+        x0 = s // 2 + 3
+        stripe = np.ones((picture.shape[0], x0, 3), np.float32)
+        for r, colour in enumerate(row_colours):
+            stripe[r * step: r * step + s, : s // 2] = colour
+        picture = np.concatenate([stripe, picture], axis=1)
+    cell = 0.8  # inches per tile
+    width = cell * picture.shape[1] / step
+    fig_w, fig_h = width + 1.7, cell * rows + 0.8
+    fig = plt.figure(figsize=(fig_w, fig_h))
+    ax = fig.add_axes((1.6 / fig_w, 0.1 / fig_h, width / fig_w, cell * rows / fig_h))
+    ax.imshow(picture, interpolation="nearest")
+    ax.set_xticks([x0 + c * step + s / 2 for c in range(cols)], dates, fontsize=7)
+    ax.xaxis.tick_top()
+    ax.set_yticks([r * step + s / 2 for r in range(rows)], row_labels, fontsize=7)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    fig.text(0.5, 1 - 0.12 / fig_h, title, fontsize=10, ha="center", va="top")
+    _save(fig, out_png)
+
+
 def plot_representatives(images: np.ndarray, reps: list[np.ndarray], tile_ids: np.ndarray, colours: np.ndarray,
                          dates: Sequence[str], title: str, out_png: str | os.PathLike) -> None:
-    """One row per representative tile (grouped by cluster), one column per date."""
-    images = _brighten(images)
-    n_rows, n_t = images.shape[:2]
-    cell = 0.85
-    fig, axes = plt.subplots(n_rows, n_t + 1, figsize=(cell * (n_t + 1) + 0.8, cell * n_rows + 0.9),
-                             gridspec_kw={"width_ratios": [1.6] + [1] * n_t}, squeeze=False)
-    row = 0
+    """One row per representative tile (grouped by cluster, colour swatch = map colour), one column per date."""
+    labels, swatches = [], []
     for k, idx in enumerate(reps):
-        for i in idx:
-            lab = axes[row, 0]
-            lab.axis("off")
-            lab.add_patch(plt.Rectangle((0.0, 0.15), 0.3, 0.7, color=colours[k], transform=lab.transAxes))
-            lab.text(0.36, 0.5, f"c{k}\ntile {tile_ids[i]}", va="center", fontsize=7,
-                     transform=lab.transAxes)
-            for t in range(n_t):
-                ax = axes[row, t + 1]
-                ax.imshow(images[row, t], interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if row == 0:
-                    ax.set_title(dates[t], fontsize=7)
-            row += 1
-    fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.7 / (cell * n_rows + 0.9), bottom=0.01,
-                        wspace=0.05, hspace=0.08)
-    _save(fig, out_png)
+        labels += [f"c{k} tile {tile_ids[i]}" for i in idx]
+        swatches += [colours[k]] * len(idx)
+    _image_grid(images, labels, swatches, dates, title, out_png)
 
 
 def plot_interpolation(images: np.ndarray, weights: Sequence[float], tiles: np.ndarray, labels: np.ndarray,
                        distances: np.ndarray, dates: Sequence[str], title: str, out_png: str | os.PathLike) -> None:
     """One row per weight w: the real sequence closest to (1 - w) a + w b, date by date."""
-    images = _brighten(images)
-    n_w, n_t = images.shape[:2]
-    fig, axes = plt.subplots(n_w, n_t, figsize=(1.0 * n_t + 1.6, 1.0 * n_w + 0.8), squeeze=False)
-    for r in range(n_w):
-        for t in range(n_t):
-            ax = axes[r, t]
-            ax.imshow(images[r, t], interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(dates[t], fontsize=7)
-        axes[r, 0].set_ylabel(f"w={weights[r]:g}\ntile {tiles[r]} (c{labels[r]})\nd={distances[r]:.3g}", fontsize=7,
-                              rotation=0, ha="right", va="center")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    _save(fig, out_png)
+    rows = [f"w={w:g}: tile {t} (c{c}), d={d:.3g}" for w, t, c, d in zip(weights, tiles, labels, distances,
+                                                                        strict=True)]
+    _image_grid(images, rows, None, dates, title, out_png)
 
 
 def plot_graph(xy: np.ndarray, sizes: np.ndarray, colours: np.ndarray, edges: list[tuple[int, int, float]],
