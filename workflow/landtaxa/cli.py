@@ -268,6 +268,8 @@ def cmd_analysis(args: argparse.Namespace) -> None:
     dates = [str(d) for d in s["dates"]]
     if not np.array_equal(tile_ids, s["tile_ids"]):
         raise ValueError(f"{args.clusters} and {args.series} hold different tiles")
+    if len(args.aligned) != len(dates):
+        raise ValueError(f"{len(args.aligned)} aligned images for the series' {len(dates)} dates")
     k = len(cen)
     name = f"{args.model} model, K={k}"
     out = args.out_dir
@@ -288,6 +290,9 @@ def cmd_analysis(args: argparse.Namespace) -> None:
     log.info("maps written (%.1f s)", time.perf_counter() - t0)
 
     rgb_bands = _ints(args.rgb_bands)
+    if rgb_bands and grid.n_bands < 3:
+        log.info("%d band(s): tiles shown as the first band on a colour ramp", grid.n_bands)
+        rgb_bands = None
     if rgb_bands and max(rgb_bands) > grid.n_bands:
         raise ValueError(f"analysis.rgb_bands {rgb_bands} asks for band {max(rgb_bands)} of {grid.n_bands}")
     reps = an.representatives(series, labels, cen, args.representatives)
