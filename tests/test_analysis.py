@@ -10,18 +10,14 @@ import numpy as np
 import pytest
 from scipy.sparse.csgraph import minimum_spanning_tree as scipy_mst
 from scipy.spatial.distance import cdist
-from series_data import blobs
+from series_data import blobs, centroids_of
 
 from landtaxa import analysis as an
 
 
-def _centroids(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    return np.stack([x[labels == c].mean(0) for c in range(k)])
-
-
 def test_representatives_are_the_members_closest_to_their_centroid() -> None:
     x, labels = blobs([40, 25, 10], spread=0.8, seed=1)
-    cen = _centroids(x, labels, 3)
+    cen = centroids_of(x, labels, 3)
     reps = an.representatives(x, labels, cen, 4)
     for k, idx in enumerate(reps):
         assert len(idx) == 4 and np.all(labels[idx] == k)
@@ -36,7 +32,7 @@ def test_representatives_are_the_members_closest_to_their_centroid() -> None:
 
 def test_interpolation_endpoints_and_closest_series() -> None:
     x, labels = blobs([30, 30], spread=0.5, seed=2)
-    cen = _centroids(x, labels, 2)
+    cen = centroids_of(x, labels, 2)
     pts = an.interpolate(cen, 0, 1, [0.0, 0.25, 0.5, 1.0])
     np.testing.assert_allclose(pts[0], cen[0], rtol=1e-6)
     np.testing.assert_allclose(pts[-1], cen[1], rtol=1e-6)
@@ -77,7 +73,7 @@ def test_minimum_spanning_tree_is_a_minimal_tree(seed: int) -> None:
     assert sum(w for *_, w in edges) == pytest.approx(scipy_mst(dist).sum(), rel=1e-5)
 
 
-def test_minimum_spanning_tree_with_identical_centroids() -> None:
+def test_minimum_spanning_tree_with_identicalcentroids_of() -> None:
     """Zero distances (which scipy's dense input reads as 'no edge') still give K-1 edges."""
     cen = np.zeros((4, 2, 2), np.float32)
     cen[3] += 1.0

@@ -8,6 +8,7 @@ test of the default demo (tests/test_workflow.py) checks the change map.
 from __future__ import annotations
 
 import numpy as np
+from series_data import centroids_of
 
 from landtaxa import evolution as ev
 
@@ -22,8 +23,7 @@ def _forest_clearcut_water(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.nd
     means[1, :2], means[1, 2:] = forest, bare
     labels = np.repeat([0, 1, 2], [200, 20, 100])
     x = (means[labels] + 0.3 * rng.normal(0, 1, (len(labels), t, 2))).astype(np.float32)
-    centroids = np.stack([x[labels == c].mean(0) for c in range(3)])
-    return x, labels, centroids
+    return x, labels, centroids_of(x, labels, 3)
 
 
 def test_clear_cut_changes_on_its_date_and_nothing_else_does() -> None:
