@@ -34,10 +34,10 @@ def tile_images(grid: Grid, aligned: Sequence[str | os.PathLike], tile_ids: Sequ
 
     ``rgb_bands`` are 1-based positions in the grid's bands shown as red, green, blue (true
     colour); with None, or fewer than 3 bands, the first band is shown on a colour ramp.
-    Pixels without data are mid grey. The scaling is the grid's (the encoder's input).
+    Pixels without data are NaN (drawn mid grey). The scaling is the grid's (the encoder's input).
     """
     s = grid.tile_size
-    out = np.full((len(tile_ids), len(aligned), s, s, 3), 0.5, np.float32)
+    out = np.full((len(tile_ids), len(aligned), s, s, 3), np.nan, np.float32)
     ramp = matplotlib.colormaps["viridis"]
     single = rgb_bands is None or grid.n_bands < 3
     for t, path in enumerate(aligned):
@@ -55,9 +55,15 @@ def tile_images(grid: Grid, aligned: Sequence[str | os.PathLike], tile_ids: Sequ
 
 
 def _brighten(images: np.ndarray) -> np.ndarray:
-    """One common stretch for every image of a figure, so dates and tiles compare fairly."""
-    hi = np.percentile(images, 99.5)
-    return np.clip(images / max(hi, 1e-6), 0, 1)
+    """One common stretch for every image of a figure, so dates and tiles compare fairly: per channel,
+    from its 1st to its 90th percentile (bright snow and roofs saturate; the rest stays readable).
+    Pixels without data (NaN) become mid grey."""
+    flat = images.reshape(-1, images.shape[-1])
+    if np.isnan(flat).all():
+        return np.full_like(images, 0.5)
+    lo, hi = np.nanpercentile(flat, 1, axis=0), np.nanpercentile(flat, 90, axis=0)
+    out = np.clip((images - lo) / np.maximum(hi - lo, 1e-6), 0, 1) ** 0.8
+    return np.where(np.isnan(out), 0.5, out)
 
 
 def plot_legend(colours: np.ndarray, sizes: np.ndarray, title: str, out_png: str | os.PathLike) -> None:
