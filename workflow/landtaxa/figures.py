@@ -56,13 +56,13 @@ def tile_images(grid: Grid, aligned: Sequence[str | os.PathLike], tile_ids: Sequ
 
 def _brighten(images: np.ndarray) -> np.ndarray:
     """One common stretch for every image of a figure, so dates and tiles compare fairly: per channel,
-    from its 1st to its 90th percentile (bright snow and roofs saturate; the rest stays readable).
-    Pixels without data (NaN) become mid grey."""
+    0 to 2.5 times its median (robust to bright snow or roofs filling part of the figure, which
+    saturate), then a mild gamma. Pixels without data (NaN) become mid grey."""
     flat = images.reshape(-1, images.shape[-1])
     if np.isnan(flat).all():
         return np.full_like(images, 0.5)
-    lo, hi = np.nanpercentile(flat, 1, axis=0), np.nanpercentile(flat, 90, axis=0)
-    out = np.clip((images - lo) / np.maximum(hi - lo, 1e-6), 0, 1) ** 0.8
+    hi = np.minimum(2.5 * np.nanmedian(flat, axis=0), 1.0)
+    out = np.clip(images / np.maximum(hi, 1e-6), 0, 1) ** 0.8
     return np.where(np.isnan(out), 0.5, out)
 
 
