@@ -20,6 +20,7 @@ include: "workflow/rules/encoder.smk"
 include: "workflow/rules/embeddings.smk"
 include: "workflow/rules/clusters.smk"
 include: "workflow/rules/taxonomy.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:

@@ -24,3 +24,8 @@ def match(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
         mapping[label] = values[0]
     assert sorted(mapping) == list(range(k))
     return mapping
+
+
+def centroids_of(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(K, ...) mean of the series of each label 0..k-1."""
+    return np.stack([x[labels == c].mean(0) for c in range(k)])

@@ -69,6 +69,7 @@ def test_new_date_reruns_only_its_work(tmp_path: Path) -> None:
     counts = job_counts(dry.stdout)
     assert counts == {
         "aligned": 1, "embeddings": 2, "series": 2, "clusters": 2, "map": 2, "metrics": 1, "coverage": 1, "all": 1,
+        "analysis": 2, "evolution": 2,
     }
     assert f"results/aligned/{dates[4]}.tif" in dry.stdout
     assert f"results/embeddings/geo/{dates[4]}.npz" in dry.stdout

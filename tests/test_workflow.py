@@ -151,6 +151,20 @@ def test_default_demo_recovers_truth(tmp_path: Path) -> None:
     assert metrics["refined"]["ari"] >= 0.6, metrics
     for model in ("geo", "refined"):
         assert (tmp_path / f"results/maps/{model}_clusters.tif").exists()
+    # the clear-cut (truth class 7) changes kind on its date far more often than the rest of the region,
+    # and is most of what the change maps flag as a lasting change on that date
+    truth = load_npz(tmp_path / "results/truth_tiles.npz")["classes"]
+    change_index = DemoSpec().n_dates // 2
+    for model in ("geo", "refined"):
+        clusters = load_npz(tmp_path / f"results/clusters/{model}/k7.npz")
+        with rasterio.open(tmp_path / f"results/evolution/{model}/k7/change.tif") as src:
+            first_lasting = src.read(1).reshape(-1)[clusters["tile_ids"]]
+            changed = src.read(change_index + 1).reshape(-1)[clusters["tile_ids"]]
+        cut = truth[clusters["tile_ids"]] == 7
+        assert cut.sum() >= 15
+        assert changed[cut].mean() >= 0.75 and changed[cut].mean() >= 3 * changed[~cut].mean(), model
+        lasting = first_lasting == change_index
+        assert lasting[cut].mean() >= 0.4 and lasting[~cut].mean() < 0.02, model
 
 
 def test_missing_truth_is_reported(tmp_path: Path) -> None:
@@ -170,3 +184,118 @@ def test_coverage_map(tiny_run: Path) -> None:
                       for f in sorted((tiny_run / "results/aligned").glob("*_valid.npz"))])
     np.testing.assert_array_equal(counts.reshape(-1), valid.sum(axis=0))
     assert counts.max() == 4 and counts.min() == 0  # the demo's nodata corners are never valid
+
+
+# --- the analysis a researcher reads (maps, K, representatives, graph, evolution, report) ---------
+
+TINY_K_SWEEP = TINY + "n_clusters: [5, 4]\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_k_sweep(tiny_run: Path) -> Path:
+    """The tiny run with n_clusters a list: only the K=4 clusterings and the K figures run on top."""
+    (tiny_run / "tiny_k.yaml").write_text(TINY_K_SWEEP)
+    proc = snakemake(tiny_run, "--configfile", str(tiny_run / "tiny_k.yaml"), "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return tiny_run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["geo", "refined"])
+def test_analysis_maps_and_legend(tiny_run: Path, model: str) -> None:
+    import matplotlib.image as mpimg
+
+    from landtaxa.maps import pca_colours
+
+    grid = Grid.load(tiny_run / "results/grid.json")
+    clusters = load_npz(tiny_run / f"results/clusters/{model}/k5.npz")
+    out = tiny_run / f"results/analysis/{model}/k5"
+    colours = pca_colours(clusters["centroids"])
+    expected = {i: tuple(int(round(255 * v)) for v in c) for i, c in enumerate(colours)}
+    with rasterio.open(out / "clusters.tif") as src:
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert src.crs == rasterio.crs.CRS.from_wkt(grid.crs) and src.transform == grid.tile_transform
+        table = {i: src.colormap(1)[i][:3] for i in range(5)}
+        np.testing.assert_array_equal(src.read(1).reshape(-1)[clusters["tile_ids"]], clusters["labels"])
+    assert table == expected
+    # every swatch of the legend is drawn in its colour-table colour
+    legend = (mpimg.imread(out / "legend.png")[..., :3] * 255).round().astype(int).reshape(-1, 3)
+    present = {tuple(p) for p in np.unique(legend, axis=0)}
+    assert set(expected.values()) <= present
+    with rasterio.open(out / "series_pca.tif") as src:
+        assert src.count == 4 and src.transform == grid.tile_transform
+        alpha = src.read(4).reshape(-1)
+    assert np.all(alpha[clusters["tile_ids"]] == 255) and alpha.sum() == 255 * len(clusters["tile_ids"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["geo", "refined"])
+def test_analysis_tables(tiny_run: Path, model: str) -> None:
+    import pandas as pd
+
+    clusters = load_npz(tiny_run / f"results/clusters/{model}/k5.npz")
+    label_of = dict(zip(clusters["tile_ids"].tolist(), clusters["labels"].tolist(), strict=True))
+    out = tiny_run / f"results/analysis/{model}/k5"
+    edges = pd.read_csv(out / "graph_edges.csv")
+    assert len(edges) == 4  # K - 1 edges joining all K clusters: a spanning tree
+    assert set(edges["source"]) | set(edges["target"]) == set(range(5))
+    assert (edges["distance"] > 0).all()
+    reps = pd.read_csv(out / "representatives.csv")
+    assert all(label_of[t] == c for t, c in zip(reps["tile_id"], reps["cluster"], strict=True))
+    assert set(reps["cluster"]) == set(range(5)) and reps.groupby("cluster").size().max() == 3
+    interp = pd.read_csv(out / "interpolation.csv")
+    assert list(interp["w"]) == [0, 0.25, 0.5, 0.75, 1]
+    assert label_of[interp["tile_id"].iloc[0]] == 0 and label_of[interp["tile_id"].iloc[-1]] == 1
+    stab = json.loads((out / "stability.json").read_text())
+    ari = np.array(stab["ari"])
+    assert ari.shape == (5, 5) and np.allclose(np.diag(ari), 1) and np.allclose(ari, ari.T)
+    assert len(stab["jaccard"]) == 5 and all(0 < j <= 1 for j in stab["jaccard"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["geo", "refined"])
+def test_evolution_outputs(tiny_run: Path, model: str) -> None:
+    import pandas as pd
+
+    grid = Grid.load(tiny_run / "results/grid.json")
+    clusters = load_npz(tiny_run / f"results/clusters/{model}/k5.npz")
+    out = tiny_run / f"results/evolution/{model}/k5"
+    table = pd.read_parquet(out / "labels.parquet")
+    n, dates = len(clusters["tile_ids"]), sorted(table["date"].unique())
+    assert len(dates) == 4 and len(table) == n * 4
+    assert set(table.columns) >= {"tile_id", "row", "col", "date", "cluster", "nearest", "kind"}
+    kind = table.pivot(index="tile_id", columns="date", values="kind").loc[clusters["tile_ids"], dates].to_numpy()
+    trans = pd.read_csv(out / "transitions.csv")
+    for t in range(3):
+        pair = trans[trans["date_from"] == dates[t]]
+        rows = pair.groupby("kind_from")["tiles"].sum().reindex(range(5), fill_value=0).to_numpy()
+        np.testing.assert_array_equal(rows, np.bincount(kind[:, t], minlength=5))
+        stayed = pair[pair["kind_from"] == pair["kind_to"]]["tiles"].sum()
+        assert stayed == int((kind[:, t] == kind[:, t + 1]).sum())
+    with rasterio.open(out / "change.tif") as src:
+        assert src.count == 4 and src.transform == grid.tile_transform and src.nodata == 255
+        change = src.read().reshape(4, -1)[:, clusters["tile_ids"]]
+    np.testing.assert_array_equal(change[1:].T, kind[:, 1:] != kind[:, :-1])
+    for t, date in enumerate(dates):
+        with rasterio.open(out / f"{date}.tif") as src:
+            np.testing.assert_array_equal(src.read(1).reshape(-1)[clusters["tile_ids"]], kind[:, t])
+
+
+@pytest.mark.slow
+def test_k_choice_and_report(tiny_k_sweep: Path) -> None:
+    import pandas as pd
+
+    for model in ("geo", "refined"):
+        table = pd.read_csv(tiny_k_sweep / f"results/analysis/{model}/k_choice.csv")
+        assert list(table["k"]) == [4, 5]
+        assert {"inertia", "silhouette", "geo_silhouette", "calinski_harabasz", "ari", "nmi"} <= set(table.columns)
+        assert table["inertia"].iloc[0] > table["inertia"].iloc[1]
+        assert table["silhouette_best"].sum() == 1
+        assert table.loc[table["silhouette"].idxmax(), "silhouette_best"]
+    proc = snakemake(tiny_k_sweep, "--configfile", str(tiny_k_sweep / "tiny_k.yaml"),
+                     "--report", "results/report.html", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    html = (tiny_k_sweep / "results/report.html").read_text()
+    assert len(html) > 100_000
+    for category in ("Maps", "Choice of K", "Clusters", "Evolution"):
+        assert category in html

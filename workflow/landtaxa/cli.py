@@ -255,6 +255,175 @@ def cmd_metrics(args: argparse.Namespace) -> None:
     write_json(args.out, out)
 
 
+def _ints(text: str | None) -> list[int] | None:
+    values = _floats(text)
+    return None if values is None else [int(v) for v in values]
+
+
+def cmd_analysis(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from landtaxa import analysis as an
+    from landtaxa import figures as fg
+    from landtaxa.grid import Grid
+    from landtaxa.maps import pca_colours, plot_cluster_map, write_cluster_map, write_rgb_map
+    from landtaxa.storage import load_npz, write_json
+
+    grid = Grid.load(args.grid)
+    s, c = load_npz(args.series), load_npz(args.clusters)
+    series, tile_ids, labels, cen = s["series"], c["tile_ids"], c["labels"], c["centroids"]
+    dates = [str(d) for d in s["dates"]]
+    if not np.array_equal(tile_ids, s["tile_ids"]):
+        raise ValueError(f"{args.clusters} and {args.series} hold different tiles")
+    if len(args.aligned) != len(dates):
+        raise ValueError(f"{len(args.aligned)} aligned images for the series' {len(dates)} dates")
+    k = len(cen)
+    name = f"{args.model} model, K={k}"
+    out = args.out_dir
+    os.makedirs(out, exist_ok=True)
+    colours = pca_colours(cen)
+    sizes = np.bincount(labels, minlength=k)
+    t0 = time.perf_counter()
+
+    img = write_cluster_map(grid, tile_ids, labels, colours, f"{out}/clusters.tif")
+    plot_cluster_map(img, colours, f"taxonomy: {name}", f"{out}/clusters.png")
+    fg.plot_legend(colours, sizes, name, f"{out}/legend.png")
+    rgb = an.series_pca_rgb(series, seed=args.seed)
+    write_rgb_map(grid, tile_ids, rgb, f"{out}/series_pca.tif")
+    rgba = np.zeros((grid.n_tiles, 4))
+    rgba[tile_ids, :3], rgba[tile_ids, 3] = rgb, 1.0
+    fg.plot_rgb_map(rgba.reshape(grid.n_rows, grid.n_cols, 4), f"PCA colours of every tile's series: {name}",
+                    f"{out}/series_pca.png")
+    log.info("maps written (%.1f s)", time.perf_counter() - t0)
+
+    rgb_bands = _ints(args.rgb_bands)
+    if rgb_bands and grid.n_bands < 3:
+        log.info("%d band(s): tiles shown as the first band on a colour ramp", grid.n_bands)
+        rgb_bands = None
+    if rgb_bands and max(rgb_bands) > grid.n_bands:
+        raise ValueError(f"analysis.rgb_bands {rgb_bands} asks for band {max(rgb_bands)} of {grid.n_bands}")
+    reps = an.representatives(series, labels, cen, args.representatives)
+    flat_reps = np.concatenate(reps)
+    images = fg.tile_images(grid, args.aligned, tile_ids[flat_reps], rgb_bands)
+    fg.plot_representatives(images, reps, tile_ids, colours, dates, f"representatives: {name}",
+                            f"{out}/representatives.png")
+    pd.DataFrame({"cluster": np.repeat(np.arange(k), [len(r) for r in reps]), "rank": np.concatenate(
+        [np.arange(len(r)) for r in reps]), "tile_id": tile_ids[flat_reps]}).to_csv(
+        f"{out}/representatives.csv", index=False)
+    log.info("representatives: %d tiles read on %d dates (%.1f s)", len(flat_reps), len(dates),
+             time.perf_counter() - t0)
+
+    pair = _ints(args.interpolate) or [0, 1]
+    if len(pair) != 2 or max(pair) >= k or min(pair) < 0 or pair[0] == pair[1]:
+        raise ValueError(f"analysis.interpolate must name two different clusters of 0..{k - 1}, got {pair}")
+    weights = [0.0, *args.weights, 1.0]
+    idx, dist = an.closest(series, an.interpolate(cen, pair[0], pair[1], weights))
+    images = fg.tile_images(grid, args.aligned, tile_ids[idx], rgb_bands)
+    fg.plot_interpolation(images, weights, tile_ids[idx], labels[idx], dist, dates,
+                          f"from cluster {pair[0]} (w=0) to cluster {pair[1]} (w=1): {name}",
+                          f"{out}/interpolation.png")
+    pd.DataFrame({"w": weights, "tile_id": tile_ids[idx], "cluster": labels[idx], "distance": dist}).to_csv(
+        f"{out}/interpolation.csv", index=False)
+
+    edges = an.minimum_spanning_tree(cen)
+    an.write_graphml(f"{out}/graph.graphml", sizes, colours, edges)
+    pd.DataFrame(edges, columns=["source", "target", "distance"]).to_csv(f"{out}/graph_edges.csv", index=False)
+    xy = an.centroid_layout(cen, args.seed)
+    fg.plot_graph(xy, sizes, colours, edges, f"semantic graph (MST of centroid distances): {name}",
+                  f"{out}/graph.png")
+    log.info("interpolation and graph done (%.1f s)", time.perf_counter() - t0)
+
+    sub = an.subsample(len(series), args.projection_tiles, args.seed)
+    proj = an.projections(series[sub], args.seed)
+    fg.plot_projections(proj, labels[sub], colours, f"{len(sub)} of {len(series)} series: {name}",
+                        f"{out}/projections.png")
+    log.info("projections of %d series done (%.1f s)", len(sub), time.perf_counter() - t0)
+
+    seeds = [args.seed + 1 + i for i in range(args.restarts)]
+    st = an.stability(series, labels, k, seeds, n_init=args.n_init, max_iter=args.max_iter, method=args.method,
+                      batch_size=args.batch_size, gamma=args.gamma, max_dtw_tiles=args.max_dtw_tiles)
+    fg.plot_stability(st["ari"], st["jaccard"], colours, seeds, f"stability over {len(seeds)} re-runs: {name}",
+                      f"{out}/stability.png")
+    off = st["ari"][np.triu_indices(len(st["ari"]), 1)]
+    write_json(f"{out}/stability.json", {
+        "seeds": seeds, "ari": st["ari"].tolist(), "mean_ari": float(off.mean()) if len(off) else 1.0,
+        "min_ari": float(off.min()) if len(off) else 1.0, "jaccard": st["jaccard"].tolist()})
+    log.info("stability over %d re-runs: mean ARI %.3f (%.1f s)", len(seeds), off.mean() if len(off) else 1.0,
+             time.perf_counter() - t0)
+
+
+def cmd_evolution(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from landtaxa import evolution as ev
+    from landtaxa import figures as fg
+    from landtaxa.grid import Grid
+    from landtaxa.maps import NODATA, label_image, pca_colours, write_change_map, write_cluster_map
+    from landtaxa.storage import atomic_path, load_npz, write_json
+
+    grid = Grid.load(args.grid)
+    s, c = load_npz(args.series), load_npz(args.clusters)
+    series, tile_ids, labels, cen = s["series"], c["tile_ids"], c["labels"], c["centroids"]
+    dates = [str(d) for d in s["dates"]]
+    k, n_t = len(cen), len(dates)
+    out = args.out_dir
+    colours = pca_colours(cen)
+    cluster, kind = ev.per_date_labels(series, cen, labels, args.merge_overlap)
+    maps = np.stack([label_image(grid, tile_ids, kind[:, t]) for t in range(n_t)])
+    for t, date in enumerate(dates):
+        write_cluster_map(grid, tile_ids, kind[:, t], colours, f"{out}/{date}.tif")
+    rows, cols = grid.tile_rowcol(tile_ids)
+    table = pd.DataFrame({
+        "tile_id": np.repeat(tile_ids, n_t), "row": np.repeat(rows, n_t), "col": np.repeat(cols, n_t),
+        "date": np.tile(np.asarray(dates), len(tile_ids)), "cluster": np.repeat(labels, n_t),
+        "nearest": cluster.reshape(-1), "kind": kind.reshape(-1)})
+    with atomic_path(args.labels) as tmp:
+        table.to_parquet(tmp, index=False)
+    trans = ev.transitions(kind, k)
+    long = [{"date_from": dates[t], "date_to": dates[t + 1], "kind_from": a, "kind_to": b, "tiles": int(trans[t, a, b])}
+            for t in range(n_t - 1) for a in range(k) for b in range(k)]
+    with atomic_path(f"{out}/transitions.csv") as tmp:
+        pd.DataFrame(long).to_csv(tmp, index=False)
+    changed, lasting = ev.changes(kind), ev.lasting_changes(kind)
+    first = np.where(lasting.any(1), lasting.argmax(1) + 1, 0)  # index of the date the lasting kind starts
+    change = np.full((n_t, grid.n_tiles), NODATA, np.uint8)
+    change[0, tile_ids] = first
+    change[1:, tile_ids] = changed.T
+    names = [f"date index (0 = {dates[0]}) on which a lasting change is first seen; 0 = none"]
+    names += [f"changed kind {dates[t]} -> {dates[t + 1]}" for t in range(n_t - 1)]
+    write_change_map(grid, change.reshape(n_t, grid.n_rows, grid.n_cols), names, f"{out}/change.tif")
+    name = f"{args.model} model, K={k}"
+    fg.plot_evolution(maps, change.reshape(n_t, grid.n_rows, grid.n_cols), colours, dates,
+                      f"kind of every tile on each date: {name}", f"{out}/evolution.png")
+    fg.plot_transitions(trans, colours, dates, f"date-to-date transitions: {name}", f"{out}/transitions.png")
+    summary = {"dates": dates, "merge_overlap": args.merge_overlap,
+               "changed_tiles": changed.sum(0).tolist(), "lasting_changes": lasting.sum(0).tolist(),
+               "tiles_ever_changed": int(changed.any(1).sum()),
+               "n_tiles": int(len(tile_ids))}
+    write_json(f"{out}/summary.json", summary)
+    log.info("evolution: tiles changing kind per date pair %s (lasting: %s); %d of %d tiles change at least once",
+             summary["changed_tiles"], summary["lasting_changes"], summary["tiles_ever_changed"], len(tile_ids))
+
+
+def cmd_kchoice(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from landtaxa.analysis import best_k
+    from landtaxa.figures import plot_k_choice
+    from landtaxa.storage import atomic_path, read_json
+
+    keys = ["k", "inertia", "silhouette", "geo_silhouette", "calinski_harabasz", "ari", "nmi"]
+    table = sorted(({key: m[key] for key in keys if key in m} for m in map(read_json, args.inputs)),
+                   key=lambda r: r["k"])
+    best = best_k(table)
+    for row in table:
+        row["silhouette_best"] = row["k"] == best
+    with atomic_path(args.out_csv) as tmp:
+        pd.DataFrame(table).to_csv(tmp, index=False)
+    plot_k_choice(table, best, f"choice of K, {args.model} model", args.out_png)
+    log.info("choice of K (%s): the silhouette prefers K=%d of %s", args.model, best, [r["k"] for r in table])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="landtaxa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -356,6 +525,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", nargs="+", required=True)
     p.add_argument("--models", nargs="+", required=True)
     p.add_argument("--out", required=True)
+
+    p = sub.add_parser("analysis", help="maps, representatives, interpolation, graph, projections, stability")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--series", required=True)
+    p.add_argument("--clusters", required=True)
+    p.add_argument("--aligned", nargs="+", required=True, help="the aligned image of every date, in date order")
+    p.add_argument("--model", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--representatives", type=int, default=3, help="tiles shown per cluster")
+    p.add_argument("--interpolate", default="", help="two cluster numbers a,b ('' = 0,1)")
+    p.add_argument("--weights", type=float, nargs="+", default=[0.25, 0.5, 0.75])
+    p.add_argument("--projection-tiles", type=int, default=1000, help="series subsampled for t-SNE and MDS")
+    p.add_argument("--restarts", type=int, default=4, help="K-means re-runs with other seeds for stability")
+    p.add_argument("--rgb-bands", default="3,2,1", help="grid bands shown as R,G,B ('' = first band, colour ramp)")
+    p.add_argument("--n-init", type=int, default=5)
+    p.add_argument("--max-iter", type=int, default=300)
+    p.add_argument("--method", default="kmeans")
+    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--gamma", type=float, default=1.0)
+    p.add_argument("--max-dtw-tiles", type=int, default=5000)
+    p.add_argument("--out-dir", required=True)
+
+    p = sub.add_parser("evolution", help="kind of every tile on every date, transitions and changes")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--series", required=True)
+    p.add_argument("--clusters", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--merge-overlap", type=float, default=0.25,
+                   help="clusters whose members overlap this much on a date are one kind on it")
+    p.add_argument("--labels", required=True, help="the tiles-by-date table (Parquet)")
+    p.add_argument("--out-dir", required=True)
+
+    p = sub.add_parser("kchoice", help="metrics against K: figure and table")
+    p.add_argument("--inputs", nargs="+", required=True, help="the clusters' metrics JSON of every K")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out-png", required=True)
+    p.add_argument("--out-csv", required=True)
     return parser
 
 

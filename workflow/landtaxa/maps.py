@@ -62,13 +62,22 @@ def write_cluster_map(
     }
     cmap = {i: tuple(int(round(255 * v)) for v in c) + (255,) for i, c in enumerate(colours)}
     cmap[NODATA] = (0, 0, 0, 0)
+
+    def fill(ds) -> None:
+        ds.write(img, 1)
+        ds.write_colormap(1, cmap)
+
+    _write_cog(profile, fill, out_tif, overview_resampling="mode")
+    return img
+
+
+def _write_cog(profile: dict, fill, out_tif: str | os.PathLike, **options) -> None:
+    """Build a raster in memory with ``fill(dataset)``, then copy it atomically as a deflated COG."""
     with MemoryFile() as mem:
         with mem.open(**profile) as ds:
-            ds.write(img, 1)
-            ds.write_colormap(1, cmap)
+            fill(ds)
         with mem.open() as ds, atomic_path(out_tif) as tmp:
-            rasterio.shutil.copy(ds, tmp, driver="COG", compress="deflate", overview_resampling="mode")
-    return img
+            rasterio.shutil.copy(ds, tmp, driver="COG", compress="deflate", **options)
 
 
 def write_coverage_map(
@@ -107,3 +116,31 @@ def plot_cluster_map(
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
+
+
+def write_rgb_map(grid: Grid, tile_ids: np.ndarray, rgb: np.ndarray, out_tif: str | os.PathLike) -> None:
+    """A 3-band uint8 Cloud-Optimized GeoTIFF with one pixel per tile (alpha 0 where no tile)."""
+    img = np.zeros((4, grid.n_tiles), np.uint8)
+    img[:3, tile_ids] = np.round(255 * rgb.T)
+    img[3, tile_ids] = 255
+    profile = {"driver": "GTiff", "width": grid.n_cols, "height": grid.n_rows, "count": 4, "dtype": "uint8",
+               "crs": grid.crs, "transform": grid.tile_transform, "photometric": "RGB"}
+
+    def fill(ds) -> None:
+        ds.write(img.reshape(4, grid.n_rows, grid.n_cols))
+        ds.colorinterp = [rasterio.enums.ColorInterp[n] for n in ("red", "green", "blue", "alpha")]
+
+    _write_cog(profile, fill, out_tif)
+
+
+def write_change_map(grid: Grid, change: np.ndarray, names: list[str], out_tif: str | os.PathLike) -> None:
+    """A uint8 GeoTIFF of (bands, rows, cols) ``change`` with a description per band (255 = no tile)."""
+    profile = {"driver": "GTiff", "width": grid.n_cols, "height": grid.n_rows, "count": len(change),
+               "dtype": "uint8", "crs": grid.crs, "transform": grid.tile_transform, "nodata": NODATA}
+
+    def fill(ds) -> None:
+        ds.write(change)
+        for b, name in enumerate(names, start=1):
+            ds.set_band_description(b, name)
+
+    _write_cog(profile, fill, out_tif, overview_resampling="nearest")

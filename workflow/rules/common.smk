@@ -205,6 +205,17 @@ def final_outputs():
     out = [f"{RESULTS}/metrics.json", f"{RESULTS}/maps/coverage.tif"]
     for model in MODELS:
         out += [f"{RESULTS}/maps/{model}_clusters.tif", f"{RESULTS}/maps/{model}_clusters.png"]
+        out += analysis_outputs(model)
+    return out
+
+
+def analysis_outputs(model):
+    """One file of each analysis job of a model: per K (the main K unless analysis.all_k), and the K sweep."""
+    out = []
+    for k in K_LIST if config["analysis"]["all_k"] else [K_MAIN]:
+        out += [f"{RESULTS}/analysis/{model}/k{k}/stability.json", f"{RESULTS}/evolution/{model}/k{k}/summary.json"]
+    if len(K_LIST) > 1:
+        out.append(f"{RESULTS}/analysis/{model}/k_choice.csv")
     return out
 
 

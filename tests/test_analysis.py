@@ -1,0 +1,141 @@
+"""Tests of the taxonomy analysis (landtaxa.analysis): representatives, interpolation, the semantic
+graph, projections, stability and the choice of K, on small synthetic series with known answers."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.sparse.csgraph import minimum_spanning_tree as scipy_mst
+from scipy.spatial.distance import cdist
+from series_data import blobs, centroids_of
+
+from landtaxa import analysis as an
+
+
+def test_representatives_are_the_members_closest_to_their_centroid() -> None:
+    x, labels = blobs([40, 25, 10], spread=0.8, seed=1)
+    cen = centroids_of(x, labels, 3)
+    reps = an.representatives(x, labels, cen, 4)
+    for k, idx in enumerate(reps):
+        assert len(idx) == 4 and np.all(labels[idx] == k)
+        d = np.linalg.norm((x - cen[k]).reshape(len(x), -1), axis=1)
+        members = np.flatnonzero(labels == k)
+        assert np.all(np.diff(d[idx]) >= 0)  # closest first
+        others = np.setdiff1d(members, idx)
+        assert d[idx].max() <= d[others].min()  # nobody left out is closer
+    # a cluster smaller than n gives all its members
+    assert len(an.representatives(x, labels, cen, 50)[2]) == 10
+
+
+def test_interpolation_endpoints_and_closest_series() -> None:
+    x, labels = blobs([30, 30], spread=0.5, seed=2)
+    cen = centroids_of(x, labels, 2)
+    pts = an.interpolate(cen, 0, 1, [0.0, 0.25, 0.5, 1.0])
+    np.testing.assert_allclose(pts[0], cen[0], rtol=1e-6)
+    np.testing.assert_allclose(pts[-1], cen[1], rtol=1e-6)
+    np.testing.assert_allclose(pts[2], (cen[0] + cen[1]) / 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pts[1], 0.75 * cen[0] + 0.25 * cen[1], rtol=1e-5, atol=1e-6)
+    idx, dist = an.closest(x, pts)
+    brute = cdist(pts.reshape(len(pts), -1), x.reshape(len(x), -1))
+    np.testing.assert_array_equal(idx, brute.argmin(1))
+    np.testing.assert_allclose(dist, brute.min(1), rtol=1e-4)
+    assert labels[idx[0]] == 0 and labels[idx[-1]] == 1
+
+
+def _is_tree(k: int, edges: list) -> bool:
+    parent = list(range(k))
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            a = parent[a]
+        return a
+
+    for i, j, _ in edges:
+        ri, rj = root(i), root(j)
+        if ri == rj:
+            return False  # a cycle
+        parent[ri] = rj
+    return len({root(a) for a in range(k)}) == 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_minimum_spanning_tree_is_a_minimal_tree(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    cen = rng.normal(0, 1, (9, 4, 3)).astype(np.float32)
+    edges = an.minimum_spanning_tree(cen)
+    assert len(edges) == 8 and _is_tree(9, edges)
+    dist = cdist(cen.reshape(9, -1), cen.reshape(9, -1))
+    for i, j, w in edges:
+        assert i < j and w == pytest.approx(dist[i, j], rel=1e-5)
+    assert sum(w for *_, w in edges) == pytest.approx(scipy_mst(dist).sum(), rel=1e-5)
+
+
+def test_minimum_spanning_tree_with_identicalcentroids_of() -> None:
+    """Zero distances (which scipy's dense input reads as 'no edge') still give K-1 edges."""
+    cen = np.zeros((4, 2, 2), np.float32)
+    cen[3] += 1.0
+    edges = an.minimum_spanning_tree(cen)
+    assert len(edges) == 3 and _is_tree(4, edges)
+    assert sorted(w for *_, w in edges) == pytest.approx([0, 0, 2])
+
+
+def test_graphml_holds_nodes_and_edges(tmp_path: Path) -> None:
+    sizes = np.array([50, 30, 20])
+    colours = np.array([[1.0, 0, 0], [0, 0.5, 0], [0, 0, 1.0]])
+    an.write_graphml(tmp_path / "g.graphml", sizes, colours, [(0, 1, 1.5), (1, 2, 2.25)])
+    ns = {"g": "http://graphml.graphdrawing.org/xmlns"}
+    root = ET.parse(tmp_path / "g.graphml").getroot()
+    nodes = root.findall(".//g:node", ns)
+    edges = root.findall(".//g:edge", ns)
+    assert [n.get("id") for n in nodes] == ["c0", "c1", "c2"]
+    assert [d.text for d in nodes[1].findall("g:data", ns)] == ["30", "#008000"]
+    assert [(e.get("source"), e.get("target"), e.find("g:data", ns).text) for e in edges] == [
+        ("c0", "c1", "1.5"), ("c1", "c2", "2.25")]
+
+
+def test_stability_is_perfect_on_separated_data_and_not_on_ambiguous_data() -> None:
+    x, labels = blobs([60, 50, 40], spread=0.05, seed=3)
+    seeds = [1, 2, 3]
+    st = an.stability(x, labels, 3, seeds, n_init=1)
+    np.testing.assert_allclose(st["ari"], 1.0)
+    np.testing.assert_allclose(st["jaccard"], 1.0)
+    # structureless data: K-means from other seeds cuts it differently
+    noise = np.random.default_rng(4).normal(0, 1, (150, 5, 3)).astype(np.float32)
+    from landtaxa.clusters import kmeans_series
+
+    base = kmeans_series(noise, 4, seed=0, n_init=1).labels
+    st = an.stability(noise, base, 4, [11, 12, 13, 14], n_init=1)
+    assert st["ari"].shape == (5, 5) and np.allclose(np.diag(st["ari"]), 1)
+    assert st["ari"][np.triu_indices(5, 1)].min() < 0.9
+    assert st["jaccard"].min() < 1.0
+
+
+def test_subsample_is_fixed_by_the_seed() -> None:
+    a = an.subsample(5000, 300, seed=7)
+    assert len(a) == 300 and len(np.unique(a)) == 300 and np.all(np.diff(a) > 0)
+    np.testing.assert_array_equal(a, an.subsample(5000, 300, seed=7))
+    np.testing.assert_array_equal(an.subsample(50, 300, seed=7), np.arange(50))
+
+
+def test_projections_separate_separated_clusters() -> None:
+    x, labels = blobs([40, 40], spread=0.1, seed=5)
+    proj = an.projections(x, seed=0)
+    for name in ("tsne", "mds"):
+        xy = proj[name]
+        assert xy.shape == (80, 2) and np.isfinite(xy).all()
+        # every point is nearer its own cluster's mean in the projection
+        means = np.stack([xy[labels == c].mean(0) for c in range(2)])
+        assert np.all(np.argmin(cdist(xy, means), axis=1) == labels), name
+
+
+def test_series_pca_rgb_and_best_k() -> None:
+    x, _ = blobs([30, 30, 30], spread=0.3, seed=6)
+    rgb = an.series_pca_rgb(x)
+    assert rgb.shape == (90, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    table = [{"k": 4, "silhouette": 0.3}, {"k": 5, "silhouette": 0.5}, {"k": 6, "silhouette": 0.5}]
+    assert an.best_k(table) == 5
+    lay = an.centroid_layout(np.random.default_rng(0).normal(0, 1, (5, 3, 2)))
+    assert lay.shape == (5, 2)
