@@ -25,7 +25,7 @@ ENCODERS = ("tilenet", "tilenet-lite")
 
 
 def throughput(encoder: str) -> float:
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_embed.py"), "--encoder", encoder, "--size", "1000",
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_embed.py"), "--encoder", encoder, "--size", "2000",
            "--baseline-tiles", "5"]
     subprocess.run(cmd, check=True, capture_output=True)
     return json.loads((OUT / f"embed_{encoder}_cpu.json").read_text())["pipeline_tiles_per_s"]

@@ -181,9 +181,14 @@ def test_encode_batches() -> None:
 
 
 def test_default_batch_size_per_encoder_and_device() -> None:
-    """No batch in the config: small batches for TileNet on a CPU, larger for the lite encoder, 512 on CUDA."""
+    """No batch in the config: on a CPU, by encoder and tile size (100 px: 8 TileNet, more lite); 512 on CUDA."""
     tilenet, lite = build_encoder("tilenet", 3, 16), build_encoder("tilenet-lite", 3, 16)
     assert default_batch_size(torch.device("cpu"), tilenet) == 8
     assert default_batch_size(torch.device("cpu"), lite) > default_batch_size(torch.device("cpu"), tilenet)
     assert default_batch_size(torch.device("cpu")) == 8  # any other model
+    # smaller tiles, proportionally more of them per batch (same pixels), within [1, 1024]
+    assert default_batch_size(torch.device("cpu"), tilenet, tile_size=50) == 32
+    assert default_batch_size(torch.device("cpu"), tilenet, tile_size=16) == 312
+    assert default_batch_size(torch.device("cpu"), lite, tile_size=8) == 1024
+    assert default_batch_size(torch.device("cpu"), tilenet, tile_size=1000) == 1
     assert default_batch_size(torch.device("cuda"), lite) == default_batch_size(torch.device("cuda"), tilenet) == 512
