@@ -35,7 +35,9 @@ rule clusters:
         gamma=config["cluster"]["gamma"],
         max_dtw_tiles=config["cluster"]["max_dtw_tiles"],
         truth=lambda wc, input: f"--truth {shlex.quote(input.truth)}" if TRUTH else "",
-    threads: 2
+    # one thread: the demo's and most regions' clusterings take seconds, and one-thread jobs of
+    # several K run side by side; for a very large N give it more with --set-threads clusters=8
+    threads: 1
     log:
         "logs/clusters/{model}/k{k}.log",
     benchmark:
@@ -68,7 +70,9 @@ rule clusters_train:
         batch_size=config["cluster"]["batch_size"],
         gamma=config["cluster"]["gamma"],
         max_dtw_tiles=config["cluster"]["max_dtw_tiles"],
-    threads: 2
+    # one thread: the demo's and most regions' clusterings take seconds, and one-thread jobs of
+    # several K run side by side; for a very large N give it more with --set-threads clusters=8
+    threads: 1
     log:
         "logs/clusters_train/{model}/k{k}.log",
     conda:
