@@ -111,6 +111,7 @@ def main() -> None:
         "device": str(device), "encoder": args.encoder, "tile_size": args.tile_size, "bands": args.bands,
         "z_dim": args.z_dim, "batch_size": args.batch_size, "threads": args.threads,
         "gflop_per_tile": flops / 1e9, "pipeline_tiles": grid.n_tiles, "pipeline_tiles_per_s": pipe_rate,
+        "region_px": args.size, "seconds_per_date": s_pipe,
         "one_tile_loop_tiles": n_base, "one_tile_loop_tiles_per_s": base_rate, "ratio": pipe_rate / base_rate,
     }
     if args.peak_tflops:
@@ -125,6 +126,7 @@ def main() -> None:
     if "fraction_of_peak" in result:
         line += f"; {100 * result['fraction_of_peak']:.1f}% of {args.peak_tflops:.0f} TFLOP/s"
     print(line)
+    print(f"one date of a {args.size} x {args.size} px region (read + scale + infer + write): {s_pipe:.1f} s")
 
 
 if __name__ == "__main__":
