@@ -44,7 +44,7 @@ def slovenia_config(work: Path) -> dict:
         rows.append(f"{when[:10]}\tpass{seen[when[:10]]}\t{img}\t{msk}")
     (work / "images.tsv").write_text("\n".join(rows) + "\n")
     return {"images": str(work / "images.tsv"), "truth": str(SLOVENIA / "LULC.tif"), "tile_size": 10,
-            "masks": {"invalid": [0]}, "max_missing": 0.8, "n_clusters": 4}
+            "masks": {"invalid": [0]}, "max_missing": 0.8, "n_clusters": 4, "empty_dates": "keep"}
 
 
 def run_workflow(config: dict, work: Path) -> tuple[dict, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -295,3 +296,22 @@ def test_tile_fractions():
     out = tile_fractions(mask, 2)
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, np.array([[0.25, 1.0, 0.0], [0.0, 0.0, 0.5]], np.float32))
+
+
+def test_date_without_valid_pixel_is_refused_or_kept_on_request(tmp_path: Path, caplog) -> None:
+    """empty_dates: error (default) refuses the date, writing nothing; keep writes it, all tiles at 0, and warns."""
+    grid = make_grid()
+    empty = write_raster(tmp_path / "cloudy day.tif", np.zeros((2, H, W), "uint16"), UTM31, (X0, Y0, RES), nodata=0)
+    with pytest.raises(ValueError, match="every pixel of this date is nodata or masked"):
+        align_date(grid, [empty], tmp_path / "a.tif", tmp_path / "a.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cloudy day.tif"]
+    logger = logging.getLogger("landtaxa")  # does not propagate to the root logger: listen on it directly
+    logger.addHandler(caplog.handler)
+    try:
+        fractions = align_date(grid, [empty], tmp_path / "b.tif", tmp_path / "b.npz", keep_empty=True)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert fractions.shape == (grid.n_rows, grid.n_cols) and not fractions.any()
+    np.testing.assert_array_equal(load_npz(tmp_path / "b.npz")["fraction"], fractions)
+    assert (tmp_path / "b.tif").exists()
+    assert "kept (empty_dates: keep)" in caplog.text and "cloudy day.tif" in caplog.text

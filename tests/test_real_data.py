@@ -57,6 +57,7 @@ def slovenia_run(tmp_path_factory) -> Path:
         "tile_size": 10,
         "masks": {"invalid": [0]},   # IS_VALID: 1 = clear, 0 = cloud or no data
         "max_missing": 0.8,
+        "empty_dates": "keep",       # one acquisition (2015-09-29) is clouded over entirely
         "n_clusters": 4,
         "encoder": {"z_dim": 32},
         "train": {"triplets": 300, "epochs": 2},

@@ -13,8 +13,9 @@ pixels outside a mask's footprint count as invalid. The work streams over strips
 rows, so memory is bounded by the strip, not the region. Besides the aligned GeoTIFF
 (source data type, with an internal valid-data mask), the step writes each tile's valid
 fraction, which later steps use to skip or fill tiles with too little data. A date with no
-valid pixel at all (every pixel nodata or cloud) is refused with an error naming its files:
-it would add a date on which every tile is missing.
+valid pixel at all (every pixel nodata or cloud) is refused with an error naming its files
+(it would add a date on which every tile is missing), unless ``keep_empty`` is set: then it is
+written as such, with a warning, and later steps fill every tile from its nearest valid date.
 """
 
 from __future__ import annotations
@@ -61,12 +62,14 @@ def align_date(
     mask_band: int | None = None,
     invalid_values: Sequence[float] = (),
     nodata: float | None = None,
+    keep_empty: bool = False,
 ) -> np.ndarray:
     """Mosaic ``paths`` (one date, inventory order) onto ``grid``; return tile valid fractions.
 
     ``masks`` gives an optional mask raster per path; ``mask_band`` a band of each image
     holding classes; pixels whose mask value is in ``invalid_values`` are invalid.
-    ``nodata`` overrides the images' own nodata value.
+    ``nodata`` overrides the images' own nodata value. ``keep_empty`` accepts a date without
+    any valid pixel (a warning instead of an error).
     """
     masks = list(masks) if masks is not None else [None] * len(paths)
     if len(masks) != len(paths):
@@ -135,11 +138,15 @@ def align_date(
                     fractions[r0 : r0 + win.height // grid.tile_size] = tile_fractions(filled, grid.tile_size)
                     log.info("aligned tile rows %d-%d of %d", r0, r0 + win.height // grid.tile_size - 1, grid.n_rows)
                 if not fractions.any():
-                    raise ValueError(
-                        f"{', '.join(map(str, paths))}: every pixel of this date is nodata or masked "
-                        "(clouds): nothing to align; leave the date out of the inventory, or check the "
-                        "config keys nodata and masks.invalid"
-                    )
+                    problem = f"{', '.join(map(str, paths))}: every pixel of this date is nodata or masked (clouds)"
+                    if not keep_empty:
+                        raise ValueError(
+                            f"{problem}: nothing to align; leave the date out of the inventory, check the "
+                            "config keys nodata and masks.invalid, or set empty_dates: keep to keep it as a "
+                            "date filled from each tile's nearest valid date"
+                        )
+                    log.warning("%s; kept (empty_dates: keep): every tile is filled from its nearest valid date",
+                                problem)
     finally:
         for v in [*vrts, *mask_vrts]:
             if v is not None:

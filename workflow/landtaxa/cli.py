@@ -74,7 +74,7 @@ def cmd_align(args: argparse.Namespace) -> None:
     fr = align_date(
         grid, args.images, args.out, args.valid, block_rows=args.block_rows, resampling=args.resampling,
         masks=masks, mask_band=args.mask_band or None, invalid_values=_floats(args.invalid) or (),
-        nodata=_float_or_none(args.nodata),
+        nodata=_float_or_none(args.nodata), keep_empty=args.empty_dates == "keep",
     )
     log.info("aligned %d granule(s); %d of %d tiles hold data", len(args.images),
              int((fr > 0).sum()), fr.size)
@@ -455,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-band", type=int, default=0, help="band of each image holding pixel classes")
     p.add_argument("--invalid", default="", help="comma-separated mask values marking invalid pixels")
     p.add_argument("--nodata", default=None, help="nodata value overriding the rasters' own")
+    p.add_argument("--empty-dates", choices=["error", "keep"], default="error",
+                   help="a date without any valid pixel: stop with an error, or keep it (all tiles filled)")
 
     p = sub.add_parser("train", help="train the geographic encoder f^g (Tile2Vec)")
     _train_common(p)

@@ -47,6 +47,7 @@ rule aligned:
         mask_band=config["masks"]["band"] or 0,
         invalid=opt(config["masks"]["invalid"]),
         nodata=opt(config["nodata"]),
+        empty_dates=config["empty_dates"],
     log:
         "logs/aligned/{date}.log",
     benchmark:
@@ -60,4 +61,4 @@ rule aligned:
         "GDAL_CACHEMAX={params.gdal_cache_mb} python -m landtaxa align --grid {input.grid:q} --images {input.images:q}"
         " --out {output.tif:q} --valid {output.valid:q} --block-rows {params.block_rows}"
         " --resampling {params.resampling} --mask-band {params.mask_band} --invalid {params.invalid}"
-        " --nodata {params.nodata} {params.masks} 2> {log:q}"
+        " --nodata {params.nodata} --empty-dates {params.empty_dates} {params.masks} 2> {log:q}"
