@@ -122,9 +122,10 @@ def test_finished_run_is_cached(tiny_run: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("n_clusters=1", "n_clusters"),
-        ("tile_size=abc", "tile_size"),
-        ("no_such_key=3", "no_such_key"),
+        ("n_clusters=1", "landtaxa: config key n_clusters: 1 is less than the minimum of 2"),
+        ("tile_size=abc", "landtaxa: config key tile_size: 'abc' is not of type 'integer'"),
+        ("no_such_key=3", "landtaxa: config: unknown key(s) no_such_key; valid keys: images,"),
+        ("analysis={restarts: 2, colour: red}", "landtaxa: config key analysis: unknown key(s) colour;"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path: Path, override: str, message: str) -> None:
