@@ -29,7 +29,7 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from landtaxa.grid import Grid
+from landtaxa.grid import Grid, unreadable_pixels
 from landtaxa.storage import atomic_path, get_logger, save_npz
 
 log = get_logger()
@@ -125,10 +125,7 @@ def align_date(
                             take, block = _valid_block(vrt, mvrt, win, filled, grid.bands, nodata,
                                                        mask_band, invalid)
                         except rasterio.errors.RasterioIOError as err:
-                            raise ValueError(
-                                f"{path}{f' or its mask {m}' if m else ''}: cannot read pixels (the file is "
-                                f"corrupt or truncated: {err}); copy it again from its source"
-                            ) from err
+                            raise unreadable_pixels(path, err, f" or its mask {m}" if m else "") from err
                         if take is None:
                             continue
                         data[:, take] = block[:, take]

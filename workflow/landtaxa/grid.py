@@ -199,6 +199,13 @@ def _per_band(value: Sequence[float] | float | None, fallback: list[float], n: i
     return [float(v) for v in value]
 
 
+def unreadable_pixels(path: str | os.PathLike, err: Exception, what: str = "") -> ValueError:
+    """The error for a raster whose header opened but whose pixels cannot be decoded."""
+    return ValueError(
+        f"{path}{what}: cannot read pixels (the file is corrupt or truncated: {err}); copy it again from its source"
+    )
+
+
 def _scaling(
     paths: Sequence[str | os.PathLike], bands: list[int], percentiles: tuple[float, float],
     nodata: float | None = None, max_side: int = 512,
@@ -212,10 +219,7 @@ def _scaling(
             try:
                 data = src.read(bands, out_shape=shape, resampling=Resampling.nearest, masked=True)
             except rasterio.errors.RasterioIOError as err:
-                raise ValueError(
-                    f"{path}: cannot read pixels (the file is corrupt or truncated: {err}); "
-                    "copy it again from its source"
-                ) from err
+                raise unreadable_pixels(path, err) from err
             valid = ~np.ma.getmaskarray(data).any(axis=0)
             if nodata is not None:
                 valid &= ~(np.isnan(data.data) if np.isnan(nodata) else data.data == nodata).any(axis=0)

@@ -20,6 +20,7 @@ from landtaxa.checks import (  # noqa: E402
     encoder_bytes,
     image_region,
 )
+from landtaxa.configcheck import first_config_error  # noqa: E402
 from landtaxa.demo import DemoSpec, demo_inventory, truth_path  # noqa: E402
 from landtaxa.inventory import InventoryError, check_images, read_inventory  # noqa: E402
 from landtaxa.runtime import expose_package  # noqa: E402
@@ -29,25 +30,6 @@ import pandas as pd  # noqa: E402
 from rasterio.crs import CRS  # noqa: E402
 
 CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-
-
-def first_config_error(config, schema_path):
-    """The most relevant schema violation as one line naming the config key, or None."""
-    import jsonschema  # snakemake's own dependency
-    import yaml
-    from jsonschema.exceptions import best_match
-
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    err = best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(config))
-    if err is None:
-        return None
-    key = ".".join(str(part) for part in err.absolute_path)
-    message = err.message
-    if err.validator == "additionalProperties":
-        unknown = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-        message = f"unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(err.schema.get('properties', {}))}"
-    return f"config key {key}: {message}" if key else f"config: {message}"
-
 
 # One line that names the key first; snakemake's validation (which also fills in the
 # defaults) then runs on a config known to be valid.
