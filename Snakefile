@@ -16,14 +16,14 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/tiling.smk"
-include: "workflow/rules/encoder.smk"
+include: "workflow/rules/models.smk"
 include: "workflow/rules/embeddings.smk"
 include: "workflow/rules/clusters.smk"
-include: "workflow/rules/taxonomy.smk"
+include: "workflow/rules/maps.smk"
 include: "workflow/rules/analysis.smk"
 
 
 rule all:
     default_target: True
     input:
-        final_outputs(),
+        PLAN.final_outputs(),

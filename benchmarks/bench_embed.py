@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
 from landtaxa.embed import embed_date  # noqa: E402
-from landtaxa.encoder import build_encoder, pick_device  # noqa: E402
+from landtaxa.encoders import build_encoder  # noqa: E402
 from landtaxa.grid import Grid  # noqa: E402
+from landtaxa.networks import pick_device  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"
 

@@ -10,7 +10,8 @@ Tests describe their rasters as numpy arrays plus georeferencing and write them 
 ``transform`` is either an :class:`affine.Affine` or a north-up shorthand ``(x0, y0, res)``:
 the upper-left corner ``(x0, y0)`` and a square pixel of side ``res`` (CRS units).
 ``crs=None`` writes a raster without a CRS. :func:`read_raster` reads one back with its
-mask, and :func:`pixel_transform` builds the shorthand's Affine.
+mask, and :func:`pixel_transform` builds the shorthand's Affine; :func:`corrupt_block` breaks one
+block of a tiled GeoTIFF (a file whose header reads but whose pixels do not).
 """
 
 from __future__ import annotations
@@ -75,3 +76,19 @@ def read_raster(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
     """All bands, the valid mask of band 1 (bool) and the profile of a raster."""
     with rasterio.open(path) as src:
         return src.read(), src.read_masks(1) > 0, dict(src.profile)
+
+
+def tiff_block(path: Path, x: int = 1, y: int = 1) -> tuple[int, int]:
+    """Byte offset and length of one block of band 1 of a GeoTIFF."""
+    with rasterio.open(path) as src:
+        return (int(src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=1)),
+                int(src.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=1)))
+
+
+def corrupt_block(path: Path) -> Path:
+    """Overwrite one compressed block with garbage: the header stays valid, the pixels do not."""
+    offset, length = tiff_block(path)
+    data = bytearray(path.read_bytes())
+    data[offset : offset + length] = b"\xff" * length
+    path.write_bytes(bytes(data))
+    return path

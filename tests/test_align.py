@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,11 @@ import pytest
 from rasterio.crs import CRS
 from rasterio.warp import transform as warp_points
 from rasterio.windows import Window
-from rasters import read_raster, write_raster
+from rasters import corrupt_block, read_raster, write_raster
 
 from landtaxa import align
-from landtaxa.align import align_date, strip_windows, tile_fractions
-from landtaxa.grid import Grid
+from landtaxa.align import align_date
+from landtaxa.grid import Grid, strip_windows, tile_fractions
 from landtaxa.storage import load_npz
 
 UTM31 = "EPSG:32631"
@@ -315,3 +316,18 @@ def test_date_without_valid_pixel_is_refused_or_kept_on_request(tmp_path: Path, 
     np.testing.assert_array_equal(load_npz(tmp_path / "b.npz")["fraction"], fractions)
     assert (tmp_path / "b.tif").exists()
     assert "kept (empty_dates: keep)" in caplog.text and "cloudy day.tif" in caplog.text
+
+
+UTM = "EPSG:32631"
+
+
+def test_corrupt_block_in_alignment_names_the_file(tmp_path: Path) -> None:
+    data = np.random.default_rng(0).integers(50, 150, (3, 40, 40)).astype("uint16")
+    good = write_raster(tmp_path / "good.tif", data, UTM, (500000, 4000000, 10))
+    bad = corrupt_block(write_raster(tmp_path / "bad.tif", data, UTM, (500000, 4000000, 10), tiled=True,
+                                     blockxsize=16, blockysize=16, compress="deflate"))
+    grid = Grid(crs=UTM, transform=(10, 0, 500000, 0, -10, 4000000), width=40, height=40, tile_size=8,
+                bands=[1, 2, 3], dtype="uint16", scale_min=[0] * 3, scale_max=[200] * 3)
+    with pytest.raises(ValueError, match=re.escape(f"{bad}: cannot read pixels")):
+        align_date(grid, [bad, good], tmp_path / "out" / "a.tif", tmp_path / "out" / "a_valid.npz")
+    assert not list((tmp_path / "out").iterdir())

@@ -13,6 +13,10 @@ from scipy.spatial.distance import cdist
 from series_data import blobs, centroids_of
 
 from landtaxa import analysis as an
+from landtaxa.clusters import cluster_series
+from landtaxa.grid import Grid
+from landtaxa.params import AnalysisParams, ClusterParams, RepresentativesParams, StabilityParams
+from landtaxa.storage import read_json, save_npz
 
 
 def test_representatives_are_the_members_closest_to_their_centroid() -> None:
@@ -99,15 +103,14 @@ def test_graphml_holds_nodes_and_edges(tmp_path: Path) -> None:
 def test_stability_is_perfect_on_separated_data_and_not_on_ambiguous_data() -> None:
     x, labels = blobs([60, 50, 40], spread=0.05, seed=3)
     seeds = [1, 2, 3]
-    st = an.stability(x, labels, 3, seeds, n_init=1)
+    one = ClusterParams.from_json('{"n_init": 1}')
+    st = an.stability(x, labels, 3, seeds, one)
     np.testing.assert_allclose(st["ari"], 1.0)
     np.testing.assert_allclose(st["jaccard"], 1.0)
     # structureless data: K-means from other seeds cuts it differently
     noise = np.random.default_rng(4).normal(0, 1, (150, 5, 3)).astype(np.float32)
-    from landtaxa.clusters import kmeans_series
-
-    base = kmeans_series(noise, 4, seed=0, n_init=1).labels
-    st = an.stability(noise, base, 4, [11, 12, 13, 14], n_init=1)
+    base = cluster_series(noise, 4, one).labels
+    st = an.stability(noise, base, 4, [11, 12, 13, 14], one)
     assert st["ari"].shape == (5, 5) and np.allclose(np.diag(st["ari"]), 1)
     assert st["ari"][np.triu_indices(5, 1)].min() < 0.9
     assert st["jaccard"].min() < 1.0
@@ -139,3 +142,91 @@ def test_series_pca_rgb_and_best_k() -> None:
     assert an.best_k(table) == 5
     lay = an.centroid_layout(np.random.default_rng(0).normal(0, 1, (5, 3, 2)))
     assert lay.shape == (5, 2)
+
+
+# --------------------------------------------------------------------------- the steps' products
+
+
+@pytest.fixture(scope="module")
+def taxonomy(tmp_path_factory) -> dict:
+    """A 6 x 5 tile grid, 3 dates of aligned 3-band rasters, a series of 26 tiles in 4 clusters."""
+    from rasters import write_raster
+
+    work = tmp_path_factory.mktemp("taxonomy")
+    grid = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=40, height=48, tile_size=8,
+                bands=[1, 2, 3], dtype="uint16", scale_min=[0, 0, 0], scale_max=[1000, 1000, 1000])
+    grid.save(work / "grid.json")
+    rng = np.random.default_rng(0)
+    dates = ["2021-01-01", "2021-05-01", "2021-09-01"]
+    aligned = [write_raster(work / f"{d}.tif", rng.integers(1, 1000, (3, 48, 40)).astype("uint16"), "EPSG:32631",
+                            (500000, 4000000, 10)) for d in dates]
+    x, _ = blobs([10, 7, 5, 4], spread=0.3, seed=2, t=3, d=4)
+    tile_ids = np.sort(rng.choice(30, 26, replace=False))
+    save_npz(work / "series.npz", series=x, tile_ids=tile_ids, dates=np.array(dates), valid=np.ones((26, 3), bool))
+    res = cluster_series(x, 4, ClusterParams.from_json('{"n_init": 2}'))
+    save_npz(work / "k4.npz", labels=res.labels, centroids=res.centroids, tile_ids=tile_ids, dates=np.array(dates))
+    return {"work": work, "aligned": [str(a) for a in aligned], "labels": res.labels, "tile_ids": tile_ids, "x": x}
+
+
+def test_analysis_step_writes_map_graph_and_projections(taxonomy) -> None:
+    import pandas as pd
+    import rasterio
+
+    w = taxonomy["work"]
+    out = w / "analysis"
+    an.analysis_step(grid=str(w / "grid.json"), series=str(w / "series.npz"), clusters=str(w / "k4.npz"),
+                     model="geo", out_dir=str(out), params=AnalysisParams.from_json('{"projection_tiles": 20}'))
+    edges = pd.read_csv(out / "graph_edges.csv")
+    assert len(edges) == 3  # K - 1 edges joining all K clusters: a spanning tree
+    assert set(edges["source"]) | set(edges["target"]) == set(range(4)) and (edges["distance"] > 0).all()
+    with rasterio.open(out / "series_pca.tif") as src:
+        assert src.count == 4 and src.transform == Grid.load(w / "grid.json").tile_transform
+        alpha = src.read(4).reshape(-1)
+    assert np.all(alpha[taxonomy["tile_ids"]] == 255) and alpha.sum() == 255 * len(taxonomy["tile_ids"])
+    assert {p.name for p in out.iterdir()} == {"series_pca.tif", "series_pca.png", "graph.png", "graph.graphml",
+                                              "graph_edges.csv", "projections.png"}
+
+
+def test_representatives_step_tables(taxonomy) -> None:
+    import pandas as pd
+
+    w = taxonomy["work"]
+    out = w / "reps"
+    an.representatives_step(grid=str(w / "grid.json"), series=str(w / "series.npz"), clusters=str(w / "k4.npz"),
+                            aligned=taxonomy["aligned"], model="geo", out_dir=str(out),
+                            params=RepresentativesParams.from_json("{}"))
+    label_of = dict(zip(taxonomy["tile_ids"].tolist(), taxonomy["labels"].tolist(), strict=True))
+    reps = pd.read_csv(out / "representatives.csv")
+    assert all(label_of[t] == c for t, c in zip(reps["tile_id"], reps["cluster"], strict=True))
+    assert set(reps["cluster"]) == set(range(4)) and reps.groupby("cluster").size().max() == 3
+    interp = pd.read_csv(out / "interpolation.csv")
+    assert list(interp["w"]) == [0, 0.25, 0.5, 0.75, 1]
+    assert label_of[interp["tile_id"].iloc[0]] == 0 and label_of[interp["tile_id"].iloc[-1]] == 1
+    with pytest.raises(ValueError, match="2 aligned images for the series' 3 dates"):
+        an.representatives_step(grid=str(w / "grid.json"), series=str(w / "series.npz"), clusters=str(w / "k4.npz"),
+                                aligned=taxonomy["aligned"][:2], model="geo", out_dir=str(out),
+                                params=RepresentativesParams.from_json("{}"))
+
+
+def test_stability_step(taxonomy) -> None:
+    w = taxonomy["work"]
+    an.stability_step(series=str(w / "series.npz"), clusters=str(w / "k4.npz"), model="geo",
+                      out=str(w / "stability.json"), png=str(w / "stability.png"),
+                      params=StabilityParams.from_json('{"restarts": 3, "seed": 5}'))
+    stab = read_json(w / "stability.json")
+    ari = np.array(stab["ari"])
+    assert stab["seeds"] == [6, 7, 8]
+    assert ari.shape == (4, 4) and np.allclose(np.diag(ari), 1) and np.allclose(ari, ari.T)
+    assert len(stab["jaccard"]) == 4 and all(0 < j <= 1 for j in stab["jaccard"])
+
+
+def test_k_choice_table(tmp_path: Path) -> None:
+    import pandas as pd
+
+    metrics = [{"k": k, "inertia": 100 / k, "silhouette": s, "geo_silhouette": 0.1, "calinski_harabasz": 5.0,
+                "ari": 0.5, "nmi": 0.6, "n_tiles": 50} for k, s in ((5, 0.4), (3, 0.6), (4, 0.5))]
+    best = an.write_k_choice(metrics, "geo", tmp_path / "k.csv", tmp_path / "k.png")
+    table = pd.read_csv(tmp_path / "k.csv")
+    assert best == 3 and list(table["k"]) == [3, 4, 5]
+    assert list(table["silhouette_best"]) == [True, False, False]
+    assert "n_tiles" not in table.columns and (tmp_path / "k.png").stat().st_size > 1000

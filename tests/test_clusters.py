@@ -1,7 +1,9 @@
-"""Tests of Euclidean time-series K-means (landtaxa.clusters) against tslearn."""
+"""Tests of time-series clustering (landtaxa.clusters): exact K-means against tslearn, the other
+methods (minibatch, dtw, softdtw), the registry of methods and the shared distance helper."""
 
 from __future__ import annotations
 
+import logging
 import tracemalloc
 import warnings
 
@@ -10,15 +12,24 @@ import pytest
 from series_data import blobs, match
 from sklearn.metrics import adjusted_rand_score
 
-from landtaxa.clusters import kmeans_series
+from landtaxa.cli import main
+from landtaxa.clusters import CHUNK, METHODS, Clustering, assign_chunked, cluster_series, sq_distance_blocks
+from landtaxa.grid import Grid
+from landtaxa.params import ClusterParams, schema_property
+from landtaxa.storage import save_npz
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # tslearn warns about optional h5py
     from tslearn.clustering import TimeSeriesKMeans
+    from tslearn.metrics import dtw, soft_dtw
 
 T, D = 5, 3
 
 
+def kmeans_series(x: np.ndarray, k: int, init: np.ndarray | None = None, tol: float | None = None,
+                  **settings) -> Clustering:
+    """``cluster_series`` with the schema's defaults but for ``settings`` (seed, n_init, method...)."""
+    return cluster_series(x, k, ClusterParams.from_json("{}", settings), init=init, tol=tol)
 
 
 @pytest.mark.parametrize(("sizes", "spread", "seed"), [([120, 80, 60, 40], 1.2, 0), ([50, 50, 50], 2.0, 1)])
@@ -133,3 +144,167 @@ def test_tol_stops_earlier_than_strict_convergence() -> None:
     loose = kmeans_series(x, 5, seed=0, init=init, tol=10.0)
     assert strict.n_iter > 3 and loose.n_iter < strict.n_iter
     assert strict.inertia <= loose.inertia
+
+
+def _sse(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> float:
+    return float(((x.astype(np.float64) - centroids.astype(np.float64)[labels]) ** 2).sum())
+
+
+def test_minibatch_recovers_clusters_with_exact_inertia() -> None:
+    sizes = [4001, 3000, 1500, 506]  # N = 9007: two full chunks of CHUNK rows and a partial one
+    x, truth = blobs(sizes, 0.3, 0)
+    assert len(x) % CHUNK != 0 and len(x) > 2 * CHUNK
+    res = kmeans_series(x, 4, seed=1, n_init=3, method="minibatch", batch_size=512)
+    assert adjusted_rand_score(truth, res.labels) == 1.0
+    assert np.bincount(res.labels).tolist() == sizes  # renumbered by decreasing size
+    assert res.centroids.shape == (4, 5, 3) and res.centroids.dtype == np.float32
+    assert res.inertia == pytest.approx(_sse(x, res.labels, res.centroids), rel=1e-5)
+    # each series carries the label of its nearest centroid
+    dist = ((x.reshape(len(x), 1, -1) - res.centroids.reshape(1, 4, -1)) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(res.labels, dist.argmin(axis=1))
+    # the centres are close to the cluster means (MiniBatchKMeans is approximate, not exact)
+    for label in range(4):
+        np.testing.assert_allclose(res.centroids[label], x[res.labels == label].mean(axis=0), atol=0.1)
+
+
+def test_minibatch_same_seed_same_result_and_given_init() -> None:
+    x, truth = blobs([300, 200, 100], 0.5, 2)
+    a = kmeans_series(x, 3, seed=4, method="minibatch", batch_size=64)
+    b = kmeans_series(x, 3, seed=4, method="minibatch", batch_size=64)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.centroids, b.centroids)
+    assert a.inertia == b.inertia
+    c = kmeans_series(x, 3, seed=0, method="minibatch", batch_size=64, init=a.centroids[::-1].copy())
+    np.testing.assert_array_equal(c.labels, a.labels)
+    assert adjusted_rand_score(truth, c.labels) == 1.0
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1000, 1003, 5000])
+def test_assign_chunked_any_chunk_size(chunk: int) -> None:
+    rng = np.random.default_rng(3)
+    flat = rng.normal(0, 1, (1003, 12)).astype(np.float32)
+    centers = rng.normal(0, 1, (6, 12)).astype(np.float32)
+    labels, inertia = assign_chunked(flat, centers, chunk=chunk)
+    dist = ((flat.astype(np.float64)[:, None, :] - centers.astype(np.float64)[None]) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(labels, dist.argmin(axis=1))
+    assert inertia == pytest.approx(float(dist.min(axis=1).sum()), rel=1e-6)
+
+
+def test_inertia_exact_far_from_the_origin() -> None:
+    """Embeddings need not be centred: a large common offset must not spoil the inertia (no norm cancellation)."""
+    rng = np.random.default_rng(4)
+    flat = (1000.0 + rng.normal(0, 0.01, (500, 64))).astype(np.float32)
+    centers = np.stack([flat[:250].mean(axis=0), flat[250:].mean(axis=0)])
+    labels, inertia = assign_chunked(flat, centers)
+    exact = ((flat.astype(np.float64) - centers.astype(np.float64)[labels]) ** 2).sum()
+    assert inertia == pytest.approx(float(exact), rel=1e-5)
+
+
+def test_minibatch_makes_no_copy_of_the_series() -> None:
+    """Peak extra memory stays far below a float64 copy (2 x nbytes), even below a float32 one."""
+    x, _ = blobs([20_000, 20_000, 20_000], 0.5, 5, t=8, d=16)  # 60,000 x 128 float32: 30.7 MB
+    kmeans_series(x[:3000], 3, seed=0, n_init=1, method="minibatch", batch_size=1024)  # warm-up imports
+    tracemalloc.start()
+    try:
+        res = kmeans_series(x, 3, seed=0, n_init=1, method="minibatch", batch_size=1024)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.bincount(res.labels).tolist() == [20_000] * 3
+    assert peak < 0.4 * x.nbytes, f"peak {peak / 1e6:.1f} MB for a {x.nbytes / 1e6:.1f} MB series"
+
+
+@pytest.mark.parametrize("method", ["dtw", "softdtw"])
+def test_dtw_methods_agree_with_tslearn(method: str) -> None:
+    x, truth = blobs([18, 14, 10], 0.3, 6, t=6, d=2)
+    k, n = 3, len(x)
+    gamma = 0.5
+    ours = kmeans_series(x, k, seed=2, n_init=2, max_iter=10, method=method, gamma=gamma)
+    ref = TimeSeriesKMeans(
+        n_clusters=k, metric=method, metric_params={"gamma": gamma} if method == "softdtw" else None,
+        n_init=2, max_iter=10, random_state=2,
+    ).fit(x)
+    mapping = match(ours.labels, ref.labels_, k)
+    assert adjusted_rand_score(truth, ours.labels) == 1.0
+    assert np.bincount(ours.labels).tolist() == [18, 14, 10]
+    assert ours.centroids.shape == (k, 6, 2) and ours.centroids.dtype == np.float32
+    np.testing.assert_allclose(ours.centroids, ref.cluster_centers_[mapping], atol=1e-5)
+    centres = ref.cluster_centers_
+    if method == "dtw":  # the sum of squared DTW distances to the own centroid
+        expected = sum(dtw(x[i], centres[ref.labels_[i]]) ** 2 for i in range(n))
+    else:  # the sum of soft-DTW values to the own centroid
+        expected = sum(soft_dtw(x[i], centres[ref.labels_[i]], gamma=gamma) for i in range(n))
+    assert ours.inertia == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("method", ["dtw", "softdtw"])
+def test_dtw_methods_refuse_large_n(method: str) -> None:
+    x, _ = blobs([16, 15], 0.3, 7)
+    with pytest.raises(ValueError, match=rf"'{method}'.*limited to 30 tiles.*N=31"):
+        kmeans_series(x, 2, seed=0, method=method, max_dtw_tiles=30)
+
+
+def test_unknown_method_lists_the_valid_ones() -> None:
+    x, _ = blobs([5, 5], 0.3, 8)
+    with pytest.raises(ValueError, match="unknown clustering method 'hdbscan'; valid methods: kmeans, minibatch, "
+                                         "dtw, softdtw"):
+        kmeans_series(x, 2, seed=0, method="hdbscan")
+
+
+def test_kmeans_method_is_the_default() -> None:
+    x, _ = blobs([40, 30, 20], 1.5, 9)
+    assert schema_property("cluster.method")["default"] == "kmeans"
+    a = kmeans_series(x, 3, seed=5, n_init=2)
+    b = kmeans_series(x, 3, seed=5, n_init=2, method="kmeans", batch_size=7, gamma=3.0, max_dtw_tiles=1)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.centroids, b.centroids)
+    assert a.inertia == b.inertia
+
+
+def test_schema_enum_is_the_registry() -> None:
+    """Adding a method is one registry entry and its name in the schema's enum."""
+    assert schema_property("cluster.method")["enum"] == list(METHODS)
+
+
+def test_a_registered_method_is_used(monkeypatch) -> None:
+    x, truth = blobs([30, 20], 0.2, 8)
+
+    def halves(series, k, params, init, tol):
+        labels = (np.arange(len(series)) >= len(series) // 2).astype(np.int64)
+        cen = np.stack([series[labels == c].mean(0) for c in range(k)])
+        return Clustering(labels, cen.astype(np.float32), 0.0, 1)
+
+    monkeypatch.setitem(METHODS, "halves", halves)
+    res = kmeans_series(x, 2, method="halves")
+    assert res.labels.tolist() == [0] * 25 + [1] * 25
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 1000])
+def test_sq_distance_blocks(chunk: int) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(3, 1, (17, 6)).astype(np.float32)
+    c = rng.normal(3, 1, (4, 6)).astype(np.float32)
+    got = np.concatenate([d for _, d in sq_distance_blocks(x, c, chunk)])
+    starts = [s for s, _ in sq_distance_blocks(x, c, chunk)]
+    assert starts == list(range(0, 17, chunk))
+    np.testing.assert_allclose(got, ((x[:, None] - c[None]) ** 2).sum(-1), rtol=1e-4, atol=1e-4)
+    assert (got >= 0).all()
+
+
+def test_more_clusters_than_valid_tiles_stops_before_fitting(tmp_path, caplog) -> None:
+    """Valid tiles are known only once the series exists: the clusters step refuses K before fitting."""
+    grid = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=40, height=40, tile_size=8,
+                bands=[1], dtype="uint16", scale_min=[0], scale_max=[1])
+    grid.save(tmp_path / "grid.json")
+    series = tmp_path / "series" / "geo.npz"
+    save_npz(series, series=np.zeros((3, 2, 4), np.float32), tile_ids=np.arange(3), dates=np.array(["a", "b"]))
+    logger = logging.getLogger("landtaxa")
+    logger.addHandler(caplog.handler)
+    try:
+        rc = main(["clusters", "--grid", str(tmp_path / "grid.json"), "--series", str(series), "--k", "5",
+                   "--model", "geo", "--out", str(tmp_path / "k5.npz"), "--metrics", str(tmp_path / "k5.json")])
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert rc == 1
+    assert f"{series}: n_clusters asks for K=5 clusters but the series holds only 3 valid tiles" in caplog.text
+    assert not (tmp_path / "k5.npz").exists() and not (tmp_path / "k5.json").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import time
 from pathlib import Path
@@ -18,11 +19,13 @@ from landtaxa.demo import (
     DemoSpec,
     demo_dates,
     demo_inventory,
+    demo_step,
     granule_names,
-    main,
     make_demo,
+    spec_of,
     truth_path,
 )
+from landtaxa.params import DemoParams, schema_defaults
 
 SMALL = DemoSpec(size=96, n_dates=4, seed=3)
 WATER, EVERGREEN, DECIDUOUS, CROPLAND, URBAN, MOUNTAIN, CLEARCUT = range(1, 8)
@@ -426,32 +429,32 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: p
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == sorted(p.name for _, _, p in inventory)
 
 
-def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "cli"
-    argv = ["--out", str(out), "--size", "64", "--n-dates", "3", "--granules", "2"]
-    argv += ["--overlap", "0.15", "--pixel-size", "30", "--crs", "EPSG:32631", "--bands", "4"]
-    argv += ["--change-date", "1", "--seed", "4", "--year", "2022"]
-    assert main(argv) == 0
-    err = capsys.readouterr().err
-    spec = DemoSpec(
-        size=64,
-        n_dates=3,
-        granules=2,
-        overlap=0.15,
-        pixel_size=30.0,
-        crs="EPSG:32631",
-        bands=4,
-        change_date=1,
-        seed=4,
-        year=2022,
-    )
+def test_step_writes_the_region_of_its_parameters(tmp_path: Path, caplog) -> None:
+    params = DemoParams.from_json('{"size": 64, "n_dates": 3, "granules": 2, "overlap": 0.15, "pixel_size": 30, '
+                                  '"bands": 4, "change_date": 1, "seed": 4, "year": 2022}')
+    out = tmp_path / "step"
+    logger = logging.getLogger("landtaxa")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="landtaxa"):
+            demo_step(out=str(out), params=params)
+    finally:
+        logger.removeHandler(caplog.handler)
+    spec = DemoSpec(size=64, n_dates=3, granules=2, overlap=0.15, pixel_size=30.0, bands=4, change_date=1, seed=4,
+                    year=2022)
+    assert spec_of(params) == spec
     dates = demo_dates(spec)
-    progress = [line for line in err.splitlines() if "date" in line and "/3" in line]
-    assert len(progress) == 3
-    assert all(d in line for d, line in zip(dates, progress, strict=True))
+    progress = [r.getMessage() for r in caplog.records if "/3" in r.getMessage()]
+    assert len(progress) == 3 and all(d in line for d, line in zip(dates, progress, strict=True))
     inventory = demo_inventory(spec, out)
     assert all(p.is_file() for _, _, p in inventory)
     with rasterio.open(inventory[0][2]) as src:
         assert src.res == (30.0, 30.0)
     assert np.array_equal(_read(inventory[-1][2]), _read(make_demo(spec, tmp_path / "api")[-1][2]))
-    assert main(["--out", str(out), "--n-dates", "2", "--change-date", "5"]) == 2
+    with pytest.raises(ValueError, match="change_date must be in 0..1"):
+        demo_step(out=str(out), params=DemoParams.from_json('{"n_dates": 2, "change_date": 5}'))
+
+
+def test_spec_defaults_are_the_schemas() -> None:
+    """DemoSpec() (for notebooks) is the region a run without config generates."""
+    assert spec_of(DemoParams.from_config(schema_defaults())) == DemoSpec()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import rasterio
 import torch
+from rasters import write_raster
 
-from landtaxa.embed import default_batch_size, embed_date, encode, fill_invalid, to_tiles
-from landtaxa.encoder import TileNet, build_encoder
-from landtaxa.grid import Grid
+from landtaxa.embed import default_batch_size, embed_date, encode, encode_adaptive, fill_invalid
+from landtaxa.encoders import build_encoder
+from landtaxa.grid import Grid, to_tiles
+from landtaxa.networks import TileNet
 from landtaxa.storage import load_npz
 
 CPU = torch.device("cpu")
@@ -192,3 +196,62 @@ def test_default_batch_size_per_encoder_and_device() -> None:
     assert default_batch_size(torch.device("cpu"), lite, tile_size=8) == 1024
     assert default_batch_size(torch.device("cpu"), tilenet, tile_size=1000) == 1
     assert default_batch_size(torch.device("cuda"), lite) == default_batch_size(torch.device("cuda"), tilenet) == 512
+
+
+# --------------------------------------------------------------------------- out of GPU memory
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(quiet_one_thread) -> TileNet:
+    torch.manual_seed(0)
+    return TileNet(2, z_dim=8, widths=(8, 8, 8, 8)).eval()
+
+
+def _capped(model: TileNet, cap: int, error: type[Exception]):
+    """The model's forward, raising ``error`` like CUDA does for batches above ``cap`` tiles."""
+    forward = model.forward
+
+    def capped(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > cap:
+            raise error("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(x)
+
+    return capped
+
+
+@pytest.mark.parametrize("error", [torch.cuda.OutOfMemoryError, RuntimeError])
+def test_out_of_memory_halves_the_batch(tiny_encoder, monkeypatch, caplog, error) -> None:
+    tiles = np.random.default_rng(0).uniform(0, 1, (23, 2, 8, 8)).astype(np.float32)
+    expected, _ = encode_adaptive(tiny_encoder, tiles, 23, torch.device("cpu"))
+    monkeypatch.setattr(tiny_encoder, "forward", _capped(tiny_encoder, 5, error))
+    with caplog.at_level(logging.WARNING, logger="landtaxa"):
+        logging.getLogger("landtaxa").addHandler(caplog.handler)
+        try:
+            got, batch = encode_adaptive(tiny_encoder, tiles, 16, torch.device("cpu"))
+        finally:
+            logging.getLogger("landtaxa").removeHandler(caplog.handler)
+    assert batch == 4
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["out of GPU memory at batch 16: retrying with batch 8",
+                        "out of GPU memory at batch 8: retrying with batch 4"]
+
+
+def test_out_of_memory_with_one_tile_is_an_error(tiny_encoder, monkeypatch) -> None:
+    monkeypatch.setattr(tiny_encoder, "forward", _capped(tiny_encoder, 0, torch.cuda.OutOfMemoryError))
+    with pytest.raises(MemoryError, match="batch of one tile"):
+        encode_adaptive(tiny_encoder, np.zeros((3, 2, 8, 8), np.float32), 2, torch.device("cpu"))
+
+
+def test_embed_date_after_out_of_memory_equals_a_run_without(tiny_encoder, monkeypatch, tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    path = write_raster(tmp_path / "aligned.tif", rng.integers(0, 1000, (2, 32, 40)).astype("uint16"),
+                        "EPSG:32631", (500000, 4000000, 10))
+    grid = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=40, height=32, tile_size=8,
+                bands=[1, 2], dtype="uint16", scale_min=[0, 0], scale_max=[1000, 1000])
+    fractions = np.ones((4, 5), np.float32)
+    embed_date(tiny_encoder, grid, path, fractions, tmp_path / "plain.npz", 0.5, 64, torch.device("cpu"))
+    monkeypatch.setattr(tiny_encoder, "forward", _capped(tiny_encoder, 3, torch.cuda.OutOfMemoryError))
+    embed_date(tiny_encoder, grid, path, fractions, tmp_path / "oom.npz", 0.5, 64, torch.device("cpu"))
+    np.testing.assert_allclose(load_npz(tmp_path / "oom.npz")["embeddings"],
+                               load_npz(tmp_path / "plain.npz")["embeddings"], rtol=1e-5, atol=1e-6)

@@ -1,16 +1,23 @@
 """Tests of the evolution over time (landtaxa.evolution): per-date kinds, transitions, changes.
 
 A synthetic "forest, clear-cut, water" series checks that a clear-cut shows as change on its date
-and nowhere else. On the demo's own clear-cut, with the trained encoders' series, the end-to-end
-test of the default demo (tests/test_workflow.py) checks the change map.
+and nowhere else; its products are read back, at four dates, and at one and two dates (a single
+mosaic is a real archive too). On the demo's own clear-cut, with the trained encoders' series, the
+end-to-end test of the default demo (tests/workflow/test_demo.py) checks the change map.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pytest
+import rasterio
 from series_data import centroids_of
 
 from landtaxa import evolution as ev
+from landtaxa.grid import Grid
+from landtaxa.params import EvolutionParams
+from landtaxa.storage import read_json, save_npz
 
 
 def _forest_clearcut_water(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -58,3 +65,57 @@ def test_transition_rows_sum_to_tile_counts() -> None:
         np.testing.assert_array_equal(trans[t].sum(1), np.bincount(kind[:, t], minlength=4))
         np.testing.assert_array_equal(trans[t].sum(0), np.bincount(kind[:, t + 1], minlength=4))
         assert np.trace(trans[t]) == int((kind[:, t] == kind[:, t + 1]).sum())
+
+
+def test_first_lasting_change() -> None:
+    kind = np.array([[0, 0, 1, 1], [0, 1, 0, 1], [2, 2, 2, 2], [0, 1, 2, 2]])
+    np.testing.assert_array_equal(ev.first_lasting_change(kind), [2, 0, 0, 1])
+    np.testing.assert_array_equal(ev.first_lasting_change(kind[:, :1]), [0, 0, 0, 0])  # one date: no change
+
+
+@pytest.mark.parametrize("n_dates", [4, 2, 1])
+def test_products_read_back(tmp_path, n_dates: int) -> None:
+    """Every file of the evolution step, written from a series of 4, 2 or 1 dates."""
+    x, labels, cen = _forest_clearcut_water()
+    keep = {4: [0, 1, 2, 3], 2: [1, 2], 1: [3]}[n_dates]  # with 2 dates, the cut falls between them
+    x, cen = x[:, keep], cen[:, keep]
+    dates = [["2021-01-01", "2021-04-01", "2021-07-01", "2021-10-01"][t] for t in keep]
+    grid = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=20 * 8, height=20 * 8,
+                tile_size=8, bands=[1], dtype="uint16", scale_min=[0], scale_max=[1])
+    grid.save(tmp_path / "grid.json")
+    tile_ids = np.sort(np.random.default_rng(0).choice(400, 320, replace=False))
+    save_npz(tmp_path / "series.npz", series=x, tile_ids=tile_ids, dates=np.array(dates))
+    save_npz(tmp_path / "k3.npz", labels=labels, centroids=cen, tile_ids=tile_ids, dates=np.array(dates))
+    out = tmp_path / "evolution"
+    ev.evolution_step(grid=str(tmp_path / "grid.json"), series=str(tmp_path / "series.npz"),
+                      clusters=str(tmp_path / "k3.npz"), model="geo", labels=str(out / "labels.parquet"),
+                      out_dir=str(out), params=EvolutionParams.from_json("{}"))
+    table = pd.read_parquet(out / "labels.parquet")
+    assert len(table) == 320 * n_dates and sorted(table["date"].unique()) == dates
+    assert set(table.columns) >= {"tile_id", "row", "col", "date", "cluster", "nearest", "kind"}
+    kind = table.pivot(index="tile_id", columns="date", values="kind").loc[tile_ids, dates].to_numpy()
+    trans = pd.read_csv(out / "transitions.csv")
+    assert list(trans.columns) == ["date_from", "date_to", "kind_from", "kind_to", "tiles"]
+    assert len(trans) == 9 * (n_dates - 1)
+    for t in range(n_dates - 1):
+        pair = trans[trans["date_from"] == dates[t]]
+        rows = pair.groupby("kind_from")["tiles"].sum().reindex(range(3), fill_value=0).to_numpy()
+        np.testing.assert_array_equal(rows, np.bincount(kind[:, t], minlength=3))
+        stayed = pair[pair["kind_from"] == pair["kind_to"]]["tiles"].sum()
+        assert stayed == int((kind[:, t] == kind[:, t + 1]).sum())
+    with rasterio.open(out / "change.tif") as src:
+        assert src.count == n_dates and src.transform == grid.tile_transform and src.nodata == 255
+        change = src.read().reshape(n_dates, -1)[:, tile_ids]
+    np.testing.assert_array_equal(change[1:].T, kind[:, 1:] != kind[:, :-1])
+    np.testing.assert_array_equal(change[0], ev.first_lasting_change(kind))
+    for t, date in enumerate(dates):
+        with rasterio.open(out / f"{date}.tif") as src:
+            np.testing.assert_array_equal(src.read(1).reshape(-1)[tile_ids], kind[:, t])
+    summary = read_json(out / "summary.json")
+    assert summary["dates"] == dates and len(summary["changed_tiles"]) == n_dates - 1
+    if n_dates >= 2:  # the clear-cut is seen changing, and the change lasts
+        assert summary["changed_tiles"][-1 if n_dates == 2 else 1] == 20
+        assert summary["lasting_changes"][-1 if n_dates == 2 else 1] == 20
+    else:
+        assert summary["tiles_ever_changed"] == 0 and "one date" in summary["note"]
+    assert (out / "evolution.png").stat().st_size > 1000 and (out / "transitions.png").stat().st_size > 1000

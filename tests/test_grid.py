@@ -12,7 +12,7 @@ from rasterio.warp import transform as warp_points
 from rasterio.windows import Window
 from rasters import write_raster
 
-from landtaxa.grid import Grid, build_grid
+from landtaxa.grid import Grid, build_grid, pixel_areas_km2, tile_areas_km2
 
 UTM31 = "EPSG:32631"
 UTM30 = "EPSG:32630"
@@ -322,3 +322,32 @@ def test_raster_without_crs_names_the_file(tmp_path):
 def test_no_paths():
     with pytest.raises(ValueError, match="no images"):
         build_grid([], tile_size=16)
+
+
+# --------------------------------------------------------------------------- areas
+
+
+def test_pixel_and_tile_areas_in_projected_crss() -> None:
+    rows, cols = np.mgrid[0:2, 0:3]
+    np.testing.assert_allclose(pixel_areas_km2("EPSG:32630", Affine(10, 0, 0, 0, -10, 0), rows, cols), 1e-4)
+    ft = pixel_areas_km2("EPSG:2263", Affine(1000, 0, 0, 0, -1000, 0), rows, cols)  # US survey feet
+    np.testing.assert_allclose(ft, (1000 * 1200 / 3937) ** 2 / 1e6)
+    grid = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=40, height=30, tile_size=10,
+                bands=[1], dtype="uint8")
+    np.testing.assert_allclose(tile_areas_km2(grid), np.full(12, 0.01))
+    np.testing.assert_allclose(tile_areas_km2(grid, np.array([3, 7])), [0.01, 0.01])
+
+
+def test_tile_areas_in_a_geographic_crs_follow_latitude() -> None:
+    world = Grid(crs="EPSG:4326", transform=(1.0, 0.0, -180.0, 0.0, -1.0, 90.0), width=360, height=180, tile_size=1,
+                 bands=[1], dtype="uint8")
+    areas = tile_areas_km2(world).reshape(180, 360)
+    assert areas.sum() == pytest.approx(510_065_621.7, abs=1.0)  # the WGS 84 ellipsoid's surface, km2
+    # One 1 x 1 degree tile at the equator, against a numerical integral of the ellipsoid's area element.
+    a, f = 6378137.0, 1 / 298.257223563
+    e2 = f * (2 - f)
+    lat = np.linspace(0.0, math.radians(1.0), 20001)
+    element = a * a * (1 - e2) * np.cos(lat) / (1 - e2 * np.sin(lat) ** 2) ** 2
+    integral = ((element[1:] + element[:-1]) / 2 * np.diff(lat)).sum() * math.radians(1.0) / 1e6
+    assert areas[89, 0] == pytest.approx(integral, rel=1e-9) and areas[90, 0] == pytest.approx(integral, rel=1e-9)
+    assert areas[0, 0] < areas[45, 0] < areas[89, 0]

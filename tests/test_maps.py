@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import rasterio
 from rasterio.crs import CRS
 
 from landtaxa.grid import Grid
-from landtaxa.maps import NODATA, pca_colours, plot_cluster_map, write_cluster_map
+from landtaxa.maps import NODATA, map_step, pca_colours, write_cluster_map
+from landtaxa.storage import save_npz
 
 
 def _grid() -> Grid:
@@ -122,17 +122,23 @@ def test_write_cluster_map_too_many_clusters(tmp_path) -> None:
     assert not (tmp_path / "x.tif").exists()
 
 
-# --- plot_cluster_map ---------------------------------------------------------------------
+def test_map_step_writes_map_picture_and_legend_in_one_colour_table(tmp_path) -> None:
+    import matplotlib.image as mpimg
 
-def test_plot_cluster_map(cluster_map, tmp_path) -> None:
-    _, _, img = cluster_map
-    out = tmp_path / "png" / "clusters.png"
-    plot_cluster_map(img, COLOURS, "K=3", out)
-    png = mpimg.imread(out)
-    assert png.shape[:2] == (600, 700)  # figsize 7 x 6 in at 100 dpi
-    assert png.shape[2] in (3, 4)
-    rgb = png[..., :3].reshape(-1, 3)
-    # every cluster colour is drawn somewhere (map cells and legend patches)
-    for c in COLOURS:
-        assert (np.abs(rgb - c).max(axis=1) < 0.01).any(), c
-    assert list(out.parent.iterdir()) == [out]  # no temporary left
+    grid = _grid()
+    grid.save(tmp_path / "grid.json")
+    cen = np.random.default_rng(5).normal(0, 1, (3, 2, 4)).astype(np.float32)
+    save_npz(tmp_path / "k3.npz", labels=LABELS, centroids=cen, tile_ids=TILE_IDS, dates=np.array(["a", "b"]))
+    out = {name: tmp_path / "maps" / f"x_{name}.{ext}" for name, ext in (("tif", "tif"), ("png", "png"),
+                                                                       ("legend", "png"))}
+    map_step(grid=str(tmp_path / "grid.json"), clusters=str(tmp_path / "k3.npz"), model="geo",
+             **{k: str(v) for k, v in out.items()})
+    expected = {i: tuple(int(round(255 * v)) for v in c) for i, c in enumerate(pca_colours(cen))}
+    with rasterio.open(out["tif"]) as src:
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert {i: src.colormap(1)[i][:3] for i in range(3)} == expected
+        np.testing.assert_array_equal(src.read(1).reshape(-1)[TILE_IDS], LABELS)
+    # every swatch of the legend is drawn in its colour-table colour
+    legend = (mpimg.imread(out["legend"])[..., :3] * 255).round().astype(int).reshape(-1, 3)
+    assert set(expected.values()) <= {tuple(p) for p in np.unique(legend, axis=0)}
+    assert out["png"].stat().st_size > 1000

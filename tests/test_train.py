@@ -7,8 +7,8 @@ import pytest
 import rasterio
 import torch
 
-from landtaxa.encoder import TileNet
 from landtaxa.grid import Grid
+from landtaxa.networks import TileNet
 from landtaxa.train import augment, extract_triplet_tiles, train_triplets
 
 CPU = torch.device("cpu")

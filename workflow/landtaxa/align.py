@@ -29,26 +29,11 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from landtaxa.grid import Grid, unreadable_pixels
+from landtaxa.grid import Grid, strip_windows, tile_fractions, unreadable_pixels
+from landtaxa.params import AlignParams
 from landtaxa.storage import atomic_path, get_logger, save_npz
 
 log = get_logger()
-
-
-def strip_windows(grid: Grid, block_rows: int) -> list[tuple[int, Window]]:
-    """Windows of ``block_rows`` tile rows each, with the index of their first tile row."""
-    out = []
-    for r0 in range(0, grid.n_rows, block_rows):
-        nr = min(block_rows, grid.n_rows - r0)
-        out.append((r0, Window(0, r0 * grid.tile_size, grid.width, nr * grid.tile_size)))
-    return out
-
-
-def tile_fractions(mask: np.ndarray, tile_size: int) -> np.ndarray:
-    """Fraction of valid pixels per tile of a (rows*ts, cols*ts) boolean mask."""
-    h, w = mask.shape
-    blocks = mask.reshape(h // tile_size, tile_size, w // tile_size, tile_size)
-    return blocks.mean(axis=(1, 3), dtype=np.float64).astype(np.float32)
 
 
 def align_date(
@@ -63,13 +48,16 @@ def align_date(
     invalid_values: Sequence[float] = (),
     nodata: float | None = None,
     keep_empty: bool = False,
+    tiles: np.ndarray | None = None,
 ) -> np.ndarray:
     """Mosaic ``paths`` (one date, inventory order) onto ``grid``; return tile valid fractions.
 
     ``masks`` gives an optional mask raster per path; ``mask_band`` a band of each image
     holding classes; pixels whose mask value is in ``invalid_values`` are invalid.
     ``nodata`` overrides the images' own nodata value. ``keep_empty`` accepts a date without
-    any valid pixel (a warning instead of an error).
+    any valid pixel (a warning instead of an error). ``tiles`` (n_tiles,) bool, when given, are the
+    tiles in use (the area of interest's): the others get a valid fraction of 0, so no later step
+    uses them.
     """
     masks = list(masks) if masks is not None else [None] * len(paths)
     if len(masks) != len(paths):
@@ -134,6 +122,8 @@ def align_date(
                     dst.write_mask((filled * 255).astype(np.uint8), window=win)
                     fractions[r0 : r0 + win.height // grid.tile_size] = tile_fractions(filled, grid.tile_size)
                     log.info("aligned tile rows %d-%d of %d", r0, r0 + win.height // grid.tile_size - 1, grid.n_rows)
+                if tiles is not None:
+                    fractions *= tiles.reshape(fractions.shape)
                 if not fractions.any():
                     problem = f"{', '.join(map(str, paths))}: every pixel of this date is nodata or masked (clouds)"
                     if not keep_empty:
@@ -187,3 +177,21 @@ def read_block(
     data = src.read(window=window)
     mask = src.read_masks(1, window=window) > 0
     return data, mask
+
+
+def align_step(*, grid: str, images: list[str], masks: list[str] | None = None, out: str, valid: str,
+               params: AlignParams) -> None:
+    """Mosaic one date's granules onto the grid (``masks``: one per image, '-' for none)."""
+    g = Grid.load(grid)
+    tiles = None
+    if g.aoi:
+        from landtaxa.aoi import tile_mask
+
+        tiles = tile_mask(g, g.aoi)
+    fr = align_date(
+        g, images, out, valid, block_rows=params.block_rows, resampling=params.resampling,
+        masks=[None if m in ("-", "") else m for m in masks] if masks else None, mask_band=params.mask_band,
+        invalid_values=params.invalid or (), nodata=params.nodata, keep_empty=params.empty_dates == "keep",
+        tiles=tiles,
+    )
+    log.info("aligned %d granule(s); %d of %d tiles hold data", len(images), int((fr > 0).sum()), fr.size)

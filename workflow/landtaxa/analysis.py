@@ -1,39 +1,49 @@
-"""Reading a taxonomy: representatives, interpolation, semantic graph, projections, stability.
+"""Reading a taxonomy: representatives, interpolation, semantic graph, projections, stability, K.
 
 Everything here works on the (N, T, D) series and one clustering (labels, K x T x D centroids)
 with Euclidean distances between whole series (flattened to T*D), the metric the K-means uses.
-The figures drawing these live in :mod:`landtaxa.figures`.
+The ``write_*`` functions write one product each (atomically) and the ``*_step`` functions are
+the workflow's steps; the figures themselves are drawn by :mod:`landtaxa.figures`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Sequence
 from xml.sax.saxutils import escape
 
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from landtaxa.storage import atomic_path
+from landtaxa.clusters import sq_distance_blocks
+from landtaxa.params import AnalysisParams, ClusterParams, RepresentativesParams, StabilityParams
+from landtaxa.storage import atomic_path, get_logger, load_npz, read_json, write_json
+
+log = get_logger()
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
     return np.asarray(a, np.float32).reshape(len(a), -1)
 
 
-def sq_distances(x: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """(N, M) squared Euclidean distances between rows of ``x`` (N, F) and ``c`` (M, F)."""
-    x, c = np.asarray(x, np.float64), np.asarray(c, np.float64)
-    return np.maximum((x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None], 0.0)
+def centroid_distances(centroids: np.ndarray) -> np.ndarray:
+    """(K, K) Euclidean distances between whole centroid series (float64)."""
+    c = _flat(centroids).astype(np.float64)
+    sq = (c * c).sum(1)
+    return np.sqrt(np.maximum(sq[:, None] - 2 * c @ c.T + sq[None], 0.0))
 
 
 def representatives(series: np.ndarray, labels: np.ndarray, centroids: np.ndarray, n: int) -> list[np.ndarray]:
     """For each cluster, the indexes (into ``series``) of its ``n`` members closest to its centroid."""
     flat, cen = _flat(series), _flat(centroids)
+    own = np.empty(len(flat), np.float32)  # each series' squared distance to its own centroid
+    for start, d in sq_distance_blocks(flat, cen):
+        own[start:start + len(d)] = d[np.arange(len(d)), labels[start:start + len(d)]]
     out = []
     for k in range(len(cen)):
         members = np.flatnonzero(labels == k)
-        d = sq_distances(flat[members], cen[k : k + 1])[:, 0]
-        out.append(members[np.argsort(d, kind="stable")[:n]])
+        out.append(members[np.argsort(own[members], kind="stable")[:n]])
     return out
 
 
@@ -45,14 +55,19 @@ def interpolate(centroids: np.ndarray, a: int, b: int, weights: list[float]) -> 
 
 def closest(series: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the series closest to each point (M, T, D), and its Euclidean distance."""
-    d = sq_distances(_flat(series), _flat(points))
-    idx = np.argmin(d, axis=0)
-    return idx, np.sqrt(d[idx, np.arange(len(idx))])
+    best = np.full(len(points), np.inf)
+    idx = np.zeros(len(points), np.int64)
+    for start, d in sq_distance_blocks(_flat(series), _flat(points)):
+        rows = np.argmin(d, axis=0)
+        closer = d[rows, np.arange(len(points))] < best
+        best[closer] = d[rows, np.arange(len(points))][closer]
+        idx[closer] = start + rows[closer]
+    return idx, np.sqrt(best)
 
 
 def minimum_spanning_tree(centroids: np.ndarray) -> list[tuple[int, int, float]]:
     """Edges (i, j, distance), i < j, of the minimum spanning tree over centroid distances (Prim)."""
-    dist = np.sqrt(sq_distances(_flat(centroids), _flat(centroids)))
+    dist = centroid_distances(centroids)
     k = len(dist)
     in_tree = np.zeros(k, bool)
     in_tree[0] = True
@@ -117,16 +132,16 @@ def projections(series: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     return {"tsne": tsne.astype(np.float32), "mds": mds.astype(np.float32)}
 
 
-def stability(series: np.ndarray, labels: np.ndarray, k: int, seeds: list[int], **kmeans_args) -> dict:
+def stability(series: np.ndarray, labels: np.ndarray, k: int, seeds: list[int], params: ClusterParams) -> dict:
     """Agreement of the clustering with re-runs from other seeds.
 
     Returns ``ari`` ((R+1) x (R+1) pairwise ARI, the given clustering first), ``seeds`` and
     ``jaccard`` (K,): for each cluster, the mean over re-runs of its best Jaccard overlap with
     a cluster of the re-run (1 = found again every time; below about 0.5 = not reproducible).
     """
-    from landtaxa.clusters import kmeans_series
+    from landtaxa.clusters import cluster_series
 
-    runs = [labels] + [kmeans_series(series, k, seed=s, **kmeans_args).labels for s in seeds]
+    runs = [labels] + [cluster_series(series, k, dataclasses.replace(params, seed=s)).labels for s in seeds]
     r = len(runs)
     ari = np.eye(r)
     for i in range(r):
@@ -174,7 +189,194 @@ def centroid_layout(centroids: np.ndarray, seed: int = 0) -> np.ndarray:
     k = len(centroids)
     if k < 3:
         return np.array([[0.0, 0.0], [1.0, 0.0]])[:k]
-    dist = np.sqrt(np.sqrt(sq_distances(_flat(centroids), _flat(centroids))))
+    dist = np.sqrt(centroid_distances(centroids))
     np.fill_diagonal(dist, 0.0)
     return MDS(n_components=2, metric="precomputed", n_init=4, init="random", random_state=seed,
                max_iter=500).fit_transform(dist)
+
+
+# --------------------------------------------------------------------------- products
+
+
+def _csv(frame, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def _loaded(series: str, clusters: str) -> tuple[dict, dict]:
+    s, c = load_npz(series), load_npz(clusters)
+    if not np.array_equal(c["tile_ids"], s["tile_ids"]):
+        raise ValueError(f"{clusters} and {series} hold different tiles")
+    return s, c
+
+
+def write_series_pca(grid, tile_ids: np.ndarray, series: np.ndarray, seed: int, title: str, out_tif: str,
+                     out_png: str) -> None:
+    """Every tile coloured by a 3-component PCA of its whole series: RGBA COG and picture."""
+    from landtaxa import figures
+    from landtaxa.maps import write_rgb_map
+
+    rgb = series_pca_rgb(series, seed=seed)
+    write_rgb_map(grid, tile_ids, rgb, out_tif)
+    rgba = np.zeros((grid.n_tiles, 4))
+    rgba[tile_ids, :3], rgba[tile_ids, 3] = rgb, 1.0
+    figures.plot_rgb_map(rgba.reshape(grid.n_rows, grid.n_cols, 4), title, out_png)
+
+
+def write_graph(centroids: np.ndarray, sizes: np.ndarray, colours: np.ndarray, seed: int, title: str,
+                out_dir: str) -> list[tuple[int, int, float]]:
+    """The semantic graph (MST over centroid distances): graph.png, graph.graphml, graph_edges.csv."""
+    import pandas as pd
+
+    from landtaxa import figures
+
+    edges = minimum_spanning_tree(centroids)
+    write_graphml(f"{out_dir}/graph.graphml", sizes, colours, edges)
+    _csv(pd.DataFrame(edges, columns=["source", "target", "distance"]), f"{out_dir}/graph_edges.csv")
+    figures.plot_graph(centroid_layout(centroids, seed), sizes, colours, edges, title, f"{out_dir}/graph.png")
+    return edges
+
+
+def write_representatives(grid, aligned: Sequence[str], series: np.ndarray, tile_ids: np.ndarray,
+                          labels: np.ndarray, centroids: np.ndarray, dates: Sequence[str], n: int,
+                          rgb_bands: Sequence[int] | None, colours: np.ndarray, title: str, out_dir: str) -> None:
+    """The ``n`` tiles closest to each centroid, date by date: representatives.png and .csv."""
+    import pandas as pd
+
+    from landtaxa import figures
+
+    reps = representatives(series, labels, centroids, n)
+    flat = np.concatenate(reps)
+    images = figures.tile_images(grid, aligned, tile_ids[flat], rgb_bands)
+    figures.plot_representatives(images, reps, tile_ids, colours, dates, title, f"{out_dir}/representatives.png")
+    _csv(pd.DataFrame({"cluster": np.repeat(np.arange(len(reps)), [len(r) for r in reps]),
+                       "rank": np.concatenate([np.arange(len(r)) for r in reps]), "tile_id": tile_ids[flat]}),
+         f"{out_dir}/representatives.csv")
+
+
+def write_interpolation(grid, aligned: Sequence[str], series: np.ndarray, tile_ids: np.ndarray, labels: np.ndarray,
+                        centroids: np.ndarray, dates: Sequence[str], pair: Sequence[int], weights: Sequence[float],
+                        rgb_bands: Sequence[int] | None, title: str, out_dir: str) -> None:
+    """The real sequences closest to (1 - w) a + w b for w = 0, ``weights``, 1: interpolation.png and .csv."""
+    import pandas as pd
+
+    from landtaxa import figures
+
+    k = len(centroids)
+    if len(pair) != 2 or max(pair) >= k or min(pair) < 0 or pair[0] == pair[1]:
+        raise ValueError(f"analysis.interpolate must name two different clusters of 0..{k - 1}, got {list(pair)}")
+    weights = [0.0, *weights, 1.0]
+    idx, dist = closest(series, interpolate(centroids, pair[0], pair[1], weights))
+    images = figures.tile_images(grid, aligned, tile_ids[idx], rgb_bands)
+    figures.plot_interpolation(images, weights, tile_ids[idx], labels[idx], dist, dates,
+                               f"from cluster {pair[0]} (w=0) to cluster {pair[1]} (w=1): {title}",
+                               f"{out_dir}/interpolation.png")
+    _csv(pd.DataFrame({"w": weights, "tile_id": tile_ids[idx], "cluster": labels[idx], "distance": dist}),
+         f"{out_dir}/interpolation.csv")
+
+
+def write_stability(series: np.ndarray, labels: np.ndarray, k: int, params: StabilityParams, colours: np.ndarray,
+                    title: str, out_json: str, out_png: str) -> dict:
+    """Agreement with K-means re-runs from seeds seed+1..seed+restarts: stability.json and .png."""
+    from landtaxa import figures
+
+    seeds = [params.seed + 1 + i for i in range(params.restarts)]
+    st = stability(series, labels, k, seeds, params)
+    figures.plot_stability(st["ari"], st["jaccard"], colours, seeds, f"stability over {len(seeds)} re-runs: {title}",
+                           out_png)
+    off = st["ari"][np.triu_indices(len(st["ari"]), 1)]
+    out = {"seeds": seeds, "ari": st["ari"].tolist(), "mean_ari": float(off.mean()) if len(off) else 1.0,
+           "min_ari": float(off.min()) if len(off) else 1.0, "jaccard": st["jaccard"].tolist()}
+    write_json(out_json, out)
+    return out
+
+
+K_CHOICE_KEYS = ("k", "inertia", "silhouette", "geo_silhouette", "calinski_harabasz", "ari", "nmi")
+
+
+def write_k_choice(metrics: Sequence[dict], model: str, out_csv: str, out_png: str) -> int:
+    """The metrics against K (table and figure); returns the K the silhouette prefers."""
+    import pandas as pd
+
+    from landtaxa.figures import plot_k_choice
+
+    table = sorted(({key: m[key] for key in K_CHOICE_KEYS if key in m} for m in metrics), key=lambda r: r["k"])
+    best = best_k(table)
+    for row in table:
+        row["silhouette_best"] = row["k"] == best
+    _csv(pd.DataFrame(table), out_csv)
+    plot_k_choice(table, best, f"choice of K, {model} model", out_png)
+    return best
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def analysis_step(*, grid: str, series: str, clusters: str, model: str, out_dir: str, params: AnalysisParams) -> None:
+    """What needs only the series and one clustering: series PCA map, semantic graph, projections."""
+    import time
+
+    from landtaxa import figures
+    from landtaxa.grid import Grid
+    from landtaxa.maps import pca_colours
+
+    t0 = time.perf_counter()
+    g = Grid.load(grid)
+    s, c = _loaded(series, clusters)
+    x, tile_ids, labels, cen = s["series"], c["tile_ids"], c["labels"], c["centroids"]
+    colours, k = pca_colours(cen), len(cen)
+    name = f"{model} model, K={k}"
+    os.makedirs(out_dir, exist_ok=True)
+    write_series_pca(g, tile_ids, x, params.seed, f"PCA colours of every tile's series: {name}",
+                     f"{out_dir}/series_pca.tif", f"{out_dir}/series_pca.png")
+    write_graph(cen, np.bincount(labels, minlength=k), colours, params.seed,
+                f"semantic graph (MST of centroid distances): {name}", out_dir)
+    log.info("series PCA and graph done (%.1f s)", time.perf_counter() - t0)
+    sub = subsample(len(x), params.projection_tiles, params.seed)
+    figures.plot_projections(projections(x[sub], params.seed), labels[sub], colours,
+                             f"{len(sub)} of {len(x)} series: {name}", f"{out_dir}/projections.png")
+    log.info("projections of %d series done (%.1f s)", len(sub), time.perf_counter() - t0)
+
+
+def representatives_step(*, grid: str, series: str, clusters: str, aligned: list[str], model: str, out_dir: str,
+                         params: RepresentativesParams) -> None:
+    """What shows the tiles themselves (read from the aligned dates): representatives and interpolation."""
+    from landtaxa.grid import Grid
+    from landtaxa.maps import pca_colours
+
+    g = Grid.load(grid)
+    s, c = _loaded(series, clusters)
+    x, tile_ids, labels, cen = s["series"], c["tile_ids"], c["labels"], c["centroids"]
+    dates = [str(d) for d in s["dates"]]
+    if len(aligned) != len(dates):
+        raise ValueError(f"{len(aligned)} aligned images for the series' {len(dates)} dates")
+    rgb_bands = params.rgb_bands
+    if rgb_bands and g.n_bands < 3:
+        log.info("%d band(s): tiles shown as the first band on a colour ramp", g.n_bands)
+        rgb_bands = None
+    if rgb_bands and max(rgb_bands) > g.n_bands:
+        raise ValueError(f"analysis.rgb_bands {rgb_bands} asks for band {max(rgb_bands)} of {g.n_bands}")
+    name = f"{model} model, K={len(cen)}"
+    os.makedirs(out_dir, exist_ok=True)
+    write_representatives(g, aligned, x, tile_ids, labels, cen, dates, params.representatives, rgb_bands,
+                          pca_colours(cen), f"representatives: {name}", out_dir)
+    write_interpolation(g, aligned, x, tile_ids, labels, cen, dates, params.interpolate or [0, 1], params.weights,
+                        rgb_bands, name, out_dir)
+    log.info("representatives and interpolation: tiles read on %d dates", len(dates))
+
+
+def stability_step(*, series: str, clusters: str, model: str, out: str, png: str, params: StabilityParams) -> None:
+    """How much of the clustering comes back from other K-means seeds (ARI, per-cluster Jaccard)."""
+    from landtaxa.maps import pca_colours
+
+    s, c = _loaded(series, clusters)
+    k = len(c["centroids"])
+    st = write_stability(s["series"], c["labels"], k, params, pca_colours(c["centroids"]),
+                         f"{model} model, K={k}", out, png)
+    log.info("stability over %d re-runs: mean ARI %.3f", params.restarts, st["mean_ari"])
+
+
+def kchoice_step(*, inputs: list[str], model: str, png: str, csv: str) -> None:
+    """The metrics against K of one model (its clusterings' metrics files)."""
+    best = write_k_choice([read_json(p) for p in inputs], model, csv, png)
+    log.info("choice of K (%s): the silhouette prefers K=%d", model, best)

@@ -22,6 +22,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
+from landtaxa.grid import footprint
 from landtaxa.inventory import InventoryError
 
 
@@ -57,24 +58,16 @@ def image_region(
 ) -> Region:
     """The region the grid will cover; refuse a region, then a raster, smaller than one tile.
 
-    Follows :func:`landtaxa.grid.build_grid`: the CRS defaults to the first raster's and
-    the pixel size to its pixel width.
+    The same footprint as :func:`landtaxa.grid.build_grid` (:func:`landtaxa.grid.footprint`).
     """
-    with rasterio.open(paths[0]) as first:
-        dst = CRS.from_user_input(crs) if crs else first.crs
-        res = float(resolution) if resolution else abs(first.transform.a)
-        n_bands = len(bands) if bands else first.count
-        itemsize = np.dtype(first.dtypes[0]).itemsize
-    boxes = []
-    for path in paths:
-        with rasterio.open(path) as src:
-            boxes.append(transform_bounds(src.crs, dst, *src.bounds, densify_pts=21))
-    box = np.array(boxes)
-    bounds = (box[:, 0].min(), box[:, 1].min(), box[:, 2].max(), box[:, 3].max())
-    region = Region(dst, tuple(float(v) for v in bounds), res, n_bands, itemsize)
+    try:
+        fp = footprint(paths, crs, resolution, bands)
+    except ValueError as err:
+        raise InventoryError(str(err)) from err
+    region = Region(fp.crs, fp.bounds, fp.resolution, len(fp.bands), np.dtype(fp.dtype).itemsize)
     check_tile_size(region, tile_size)
-    for path, b in zip(paths, boxes, strict=True):
-        w, h = round((b[2] - b[0]) / res), round((b[3] - b[1]) / res)
+    for path, box in zip(paths, fp.boxes, strict=True):
+        w, h = fp.box_pixels(box)
         if w < tile_size or h < tile_size:
             raise InventoryError(
                 f"{path}: the raster covers {w} x {h} px of the grid, smaller than one tile "
@@ -222,7 +215,7 @@ def encoder_bytes(name: str, in_channels: int, z_dim: int) -> int:
     try:
         import torch
 
-        from landtaxa.encoder import build_encoder
+        from landtaxa.encoders import build_encoder
     except ImportError:
         return 4 * (12_000_000 + 9 * (512 * z_dim + 3 * z_dim * z_dim)) + 64 * 1024
 

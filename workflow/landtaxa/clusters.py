@@ -29,12 +29,14 @@ mean, not a sum. Clusters are renumbered by decreasing size, so label 0 is the l
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.cluster import MiniBatchKMeans, kmeans_plusplus
 
-METHODS = ("kmeans", "minibatch", "dtw", "softdtw")
+from landtaxa.params import ClusterParams
+
 CHUNK = 1024  # rows per block in the chunked nearest-centroid pass
 LLOYD_CHUNK = 1024  # rows per block in a Lloyd iteration
 
@@ -47,76 +49,106 @@ class Clustering:
     n_iter: int  # iterations of the kept run (epochs for minibatch)
 
 
-def kmeans_series(
-    series: np.ndarray,
-    k: int,
-    seed: int,
-    n_init: int = 5,
-    max_iter: int = 300,
-    tol: float | None = None,
-    init: np.ndarray | None = None,
-    *,
-    method: str = "kmeans",
-    batch_size: int = 4096,
-    gamma: float = 1.0,
-    max_dtw_tiles: int = 5000,
-) -> Clustering:
-    """Cluster (N, T, D) series into ``k`` clusters with ``method`` (see the module docstring).
+# A clustering method: (series (N, T, D), K, settings, initial centres (K, T, D) or None, tol or None).
+ClusterMethod = Callable[[np.ndarray, int, ClusterParams, "np.ndarray | None", "float | None"], Clustering]
+METHODS: dict[str, ClusterMethod] = {}
 
-    ``n_init`` restarts from k-means++ seeding (one run from ``init``, (K, T, D), when given);
-    ``max_iter`` is the iteration limit (epochs over the data for ``minibatch``); ``tol`` the
+
+def register_method(name: str, fit: ClusterMethod) -> ClusterMethod:
+    """Make ``name`` a value of ``cluster.method`` (a later registration replaces an earlier one)."""
+    METHODS[name] = fit
+    return fit
+
+
+def cluster_series(
+    series: np.ndarray, k: int, params: ClusterParams, init: np.ndarray | None = None, tol: float | None = None
+) -> Clustering:
+    """Cluster (N, T, D) series into ``k`` clusters with ``params.method`` (see the module docstring).
+
+    ``params.n_init`` restarts from k-means++ seeding (one run from ``init``, (K, T, D), when given);
+    ``params.max_iter`` is the iteration limit (epochs over the data for ``minibatch``); ``tol`` the
     convergence threshold of the underlying estimator (None: 0.0 for kmeans and minibatch,
     tslearn's 1e-6 on the mean inertia for dtw and softdtw; for minibatch, tol > 0 costs
-    scikit-learn one float32 temporary of the series). ``batch_size`` only matters for
-    minibatch, ``gamma`` for softdtw and ``max_dtw_tiles`` for dtw and softdtw.
-    A float32 C-contiguous ``series`` is never copied by kmeans and minibatch (other dtypes are
-    converted to float32 once); it is never modified.
+    scikit-learn one float32 temporary of the series). A float32 C-contiguous ``series`` is never
+    copied by kmeans and minibatch (other dtypes are converted to float32 once); it is never modified.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown clustering method {method!r}; valid methods: {', '.join(METHODS)}")
-    n, t, d = series.shape
+    if params.method not in METHODS:
+        raise ValueError(f"unknown clustering method {params.method!r}; valid methods: {', '.join(METHODS)}")
+    n = len(series)
     if k < 2:
         raise ValueError(f"n_clusters must be at least 2, got {k}")
     if k > n:
         raise ValueError(f"n_clusters={k} is larger than the number of valid tiles ({n})")
-    if method in ("dtw", "softdtw"):
-        if n > max_dtw_tiles:
-            raise ValueError(
-                f"method {method!r} is limited to {max_dtw_tiles} tiles (cluster.max_dtw_tiles) and this run "
-                f"has N={n}: each iteration aligns every series with every centre at O(T^2) per pair; "
-                "use 'kmeans' or 'minibatch', or raise max_dtw_tiles"
-            )
-        return _tslearn(series, k, seed, n_init, max_iter, 1e-6 if tol is None else tol, init, method, gamma)
-    flat = np.ascontiguousarray(series.reshape(n, t * d), dtype=np.float32)
-    init_flat = None if init is None else np.asarray(init, np.float32).reshape(k, t * d)
-    if method == "minibatch":
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        mbk = MiniBatchKMeans(
-            n_clusters=k,
-            init="k-means++" if init_flat is None else init_flat,
-            n_init=n_init if init_flat is None else 1,
-            max_iter=max_iter,
-            batch_size=batch_size,
-            tol=tol or 0.0,
-            compute_labels=False,  # labelled below, with the exact inertia
-            random_state=seed,
-        ).fit(flat)
-        centers = mbk.cluster_centers_.astype(np.float32)
-        labels, inertia = assign_chunked(flat, centers)
-        return _renumbered(labels, centers, inertia, int(mbk.n_iter_), (t, d))
-    rng = np.random.RandomState(seed)
+    return METHODS[params.method](series, k, params, init, tol)
+
+
+def _flat32(series: np.ndarray) -> np.ndarray:
+    n = len(series)
+    return np.ascontiguousarray(series.reshape(n, -1), dtype=np.float32)
+
+
+def _fit_kmeans(series: np.ndarray, k: int, p: ClusterParams, init: np.ndarray | None, tol: float | None) -> Clustering:
+    flat = _flat32(series)
+    rng = np.random.RandomState(p.seed)
     best = None
-    for _ in range(n_init if init_flat is None else 1):
-        if init_flat is None:
-            centers, _ = kmeans_plusplus(flat, k, random_state=rng)
-        else:
-            centers = init_flat
-        run = lloyd(flat, centers, max_iter=max_iter, tol=tol or 0.0)
+    for _ in range(p.n_init if init is None else 1):
+        centers = kmeans_plusplus(flat, k, random_state=rng)[0] if init is None else np.reshape(init, (k, -1))
+        run = lloyd(flat, centers, max_iter=p.max_iter, tol=tol or 0.0)
         if best is None or run[2] < best[2]:
             best = run
     labels, centers, inertia, n_iter = best
-    return _renumbered(labels, centers, inertia, n_iter, (t, d))
+    return _renumbered(labels, centers, inertia, n_iter, series.shape[1:])
+
+
+def _fit_minibatch(series: np.ndarray, k: int, p: ClusterParams, init: np.ndarray | None,
+                   tol: float | None) -> Clustering:
+    if p.batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {p.batch_size}")
+    flat = _flat32(series)
+    mbk = MiniBatchKMeans(
+        n_clusters=k,
+        init="k-means++" if init is None else np.asarray(init, np.float32).reshape(k, -1),
+        n_init=p.n_init if init is None else 1,
+        max_iter=p.max_iter,
+        batch_size=p.batch_size,
+        tol=tol or 0.0,
+        compute_labels=False,  # labelled below, with the exact inertia
+        random_state=p.seed,
+    ).fit(flat)
+    centers = mbk.cluster_centers_.astype(np.float32)
+    labels, inertia = assign_chunked(flat, centers)
+    return _renumbered(labels, centers, inertia, int(mbk.n_iter_), series.shape[1:])
+
+
+def _fit_dtw(series: np.ndarray, k: int, p: ClusterParams, init: np.ndarray | None, tol: float | None) -> Clustering:
+    if len(series) > p.max_dtw_tiles:
+        raise ValueError(
+            f"method {p.method!r} is limited to {p.max_dtw_tiles} tiles (cluster.max_dtw_tiles) and this run "
+            f"has N={len(series)}: each iteration aligns every series with every centre at O(T^2) per pair; "
+            "use 'kmeans' or 'minibatch', or raise max_dtw_tiles"
+        )
+    return _tslearn(series, k, p.seed, p.n_init, p.max_iter, 1e-6 if tol is None else tol, init, p.method, p.gamma)
+
+
+register_method("kmeans", _fit_kmeans)
+register_method("minibatch", _fit_minibatch)
+register_method("dtw", _fit_dtw)
+register_method("softdtw", _fit_dtw)
+
+
+def sq_distance_blocks(x: np.ndarray, centers: np.ndarray, chunk: int = CHUNK) -> Iterator[tuple[int, np.ndarray]]:
+    """Squared Euclidean distances of the rows of (N, F) ``x`` to (M, F) ``centers``, block by block.
+
+    Yields (first row, (rows, M) distances) for ``chunk`` rows at a time, computed in float32 from
+    the rows as they are (a memory map works; no copy of ``x``). The one distance helper of the
+    clustering, the analysis (closest series) and the evolution (nearest centroid slice).
+    """
+    centers = np.asarray(centers, np.float32)
+    c_sq = np.einsum("kf,kf->k", centers, centers)
+    for start in range(0, len(x), chunk):
+        block = np.asarray(x[start:start + chunk], np.float32)
+        d = c_sq[None] - 2 * (block @ centers.T) + np.einsum("if,if->i", block, block)[:, None]
+        yield start, np.maximum(d, 0.0, out=d)
 
 
 def lloyd(
@@ -205,14 +237,12 @@ def _relocate_empty(
 def assign_chunked(flat: np.ndarray, centers: np.ndarray, chunk: int = CHUNK) -> tuple[np.ndarray, float]:
     """Nearest centre of each row of (N, F) ``flat`` and the summed squared distance, ``chunk`` rows at a time.
 
-    Distances are computed in the rows' dtype (float32 for the series); the inertia is accumulated
-    in float64. Extra memory is a few small blocks, never a copy of ``flat``.
+    Extra memory is a few small blocks, never a copy of ``flat``; the inertia is computed from the
+    differences themselves (:func:`squared_distances_sum`), in float64.
     """
-    centers = np.asarray(centers, flat.dtype)
-    c_sq = np.einsum("kf,kf->k", centers, centers)
     labels = np.empty(len(flat), np.int64)
-    for start in range(0, len(flat), chunk):
-        labels[start:start + chunk] = np.argmin(c_sq - 2 * (flat[start:start + chunk] @ centers.T), axis=1)
+    for start, d in sq_distance_blocks(flat, centers, chunk):
+        labels[start:start + len(d)] = np.argmin(d, axis=1)
     return labels, squared_distances_sum(flat, centers, labels)
 
 
@@ -278,3 +308,32 @@ def _renumbered(
         inertia=inertia,
         n_iter=n_iter,
     )
+
+
+def clusters_step(*, grid: str, series: str, k: int, model: str, truth: str | None = None, out: str,
+                  metrics: str, params: ClusterParams) -> None:
+    """One clustering of a model's series at ``k``, with its metrics (and ARI/NMI when a truth is given)."""
+    import time
+
+    from landtaxa.grid import Grid
+    from landtaxa.metrics import taxonomy_metrics
+    from landtaxa.storage import get_logger, load_npz, save_npz, write_json
+
+    log = get_logger()
+    s = load_npz(series)
+    if k > len(s["series"]):  # valid tiles are known only now; stop before fitting
+        raise ValueError(
+            f"{series}: n_clusters asks for K={k} clusters but the series holds only "
+            f"{len(s['series'])} valid tiles; lower n_clusters (config key) to at most {len(s['series'])}"
+        )
+    t0 = time.perf_counter()
+    result = cluster_series(s["series"], k, params)
+    log.info("K-means (%s), K=%d: inertia %.4g after %d iterations, %.1f s", params.method, k, result.inertia,
+             result.n_iter, time.perf_counter() - t0)
+    m = taxonomy_metrics(Grid.load(grid), s["series"], s["tile_ids"], result.labels, result.inertia,
+                         truth=load_npz(truth)["classes"] if truth else None, seed=params.seed)
+    m["model"] = model
+    m["dates"] = s["dates"].tolist()
+    save_npz(out, labels=result.labels, centroids=result.centroids, tile_ids=s["tile_ids"], dates=s["dates"])
+    write_json(metrics, m)
+    log.info("metrics: %s", {key: v for key, v in m.items() if key not in ("dates", "cluster_sizes")})

@@ -26,16 +26,14 @@ Only numpy, scipy.ndimage and rasterio are used; the default region (512 x 512 p
 8 dates, 2 x 2 granules) is generated in a few seconds.
 
 Use :func:`demo_inventory` to know the files before they exist (the workflow needs it)
-and :func:`make_demo` to write them; :func:`main` is the command-line entry point.
+and :func:`make_demo` to write them; :func:`demo_step` is the workflow's step.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import math
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +44,11 @@ import rasterio
 from rasterio.transform import Affine
 from scipy import ndimage
 
+from landtaxa.params import DemoParams
+from landtaxa.storage import get_logger
+
+log = get_logger()
+
 __all__ = [
     "BAND_NAMES",
     "CLASS_NAMES",
@@ -53,7 +56,8 @@ __all__ = [
     "demo_dates",
     "demo_inventory",
     "granule_names",
-    "main",
+    "demo_step",
+    "spec_of",
     "make_demo",
     "truth_path",
 ]
@@ -643,74 +647,23 @@ def make_demo(
     return inventory
 
 
-# --------------------------------------------------------------------------- CLI
+# --------------------------------------------------------------------------- step
 
 
-def _parser() -> argparse.ArgumentParser:
-    d = DemoSpec()
-    p = argparse.ArgumentParser(
-        prog="landtaxa demo",
-        description="Generate a synthetic multi-granule time series with a known ground truth.",
-    )
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--size", type=int, default=d.size, help="region side in pixels")
-    p.add_argument("--n-dates", type=int, default=d.n_dates, help="number of dates")
-    p.add_argument("--year", type=int, default=d.year)
-    p.add_argument("--granules", type=int, default=d.granules, help="granules per side")
-    p.add_argument("--overlap", type=float, default=d.overlap, help="granule overlap fraction")
-    p.add_argument("--pixel-size", type=float, default=d.pixel_size, help="metres")
-    p.add_argument("--crs", default=d.crs, help="projected CRS")
-    p.add_argument(
-        "--origin",
-        type=float,
-        nargs=2,
-        default=d.origin,
-        metavar=("X", "Y"),
-        help="upper-left corner of the region in CRS units",
-    )
-    p.add_argument("--bands", type=int, default=d.bands, help="number of bands (B, G, R, NIR...)")
-    p.add_argument(
-        "--change-date",
-        type=int,
-        default=None,
-        help="index of the clear-cut date (default: n_dates // 2)",
-    )
-    p.add_argument("--seed", type=int, default=d.seed)
-    return p
+def spec_of(params: DemoParams) -> DemoSpec:
+    """The demo region the config describes (the ``demo`` section; its own seed)."""
+    return DemoSpec(size=params.size, n_dates=params.n_dates, year=params.year, granules=params.granules,
+                    overlap=params.overlap, pixel_size=params.pixel_size, bands=params.bands,
+                    change_date=params.change_date, seed=params.seed)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: generate the demo; returns the exit status."""
-    args = _parser().parse_args(argv)
-    spec = DemoSpec(
-        size=args.size,
-        n_dates=args.n_dates,
-        year=args.year,
-        granules=args.granules,
-        overlap=args.overlap,
-        pixel_size=args.pixel_size,
-        crs=args.crs,
-        origin=(float(args.origin[0]), float(args.origin[1])),
-        bands=args.bands,
-        change_date=args.change_date,
-        seed=args.seed,
-    )
-    try:
-        _check(spec)
-    except ValueError as exc:
-        print(f"landtaxa demo: {exc}", file=sys.stderr)
-        return 2
+def demo_step(*, out: str, params: DemoParams) -> None:
+    """Write the demo's images and truth under ``out`` (progress date by date in the log)."""
+    spec = spec_of(params)
+    _check(spec)
 
     def report(i: int, n: int, date: str) -> None:
-        print(f"demo: date {i}/{n} {date} written", file=sys.stderr, flush=True)
+        log.info("demo: date %d/%d %s written", i, n, date)
 
-    inventory = make_demo(spec, args.out, progress=report)
-    print(
-        f"demo: {len(inventory)} images and {truth_path(args.out)} in {args.out}",
-        file=sys.stderr,
-    )
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    inventory = make_demo(spec, out, progress=report)
+    log.info("demo: %d images and %s in %s", len(inventory), truth_path(out), out)

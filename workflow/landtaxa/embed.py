@@ -23,23 +23,19 @@ import rasterio
 import torch
 from torch import nn
 
-from landtaxa.align import read_block, strip_windows
-from landtaxa.grid import Grid
-from landtaxa.storage import get_logger, save_npz
+from landtaxa.align import read_block
+from landtaxa.grid import Grid, strip_windows, to_tiles
+from landtaxa.networks import load_checkpoint, setup_torch
+from landtaxa.params import EmbedParams
+from landtaxa.storage import get_logger, load_npz, save_npz
 
 log = get_logger()
 
 
-def to_tiles(block: np.ndarray, tile_size: int) -> np.ndarray:
-    """(C, r*ts, c*ts) -> (r*c, C, ts, ts), tiles in row-major order."""
-    c, h, w = block.shape
-    r, k = h // tile_size, w // tile_size
-    t = block.reshape(c, r, tile_size, k, tile_size).transpose(1, 3, 0, 2, 4)
-    return t.reshape(r * k, c, tile_size, tile_size)
-
-
-def fill_invalid(tiles: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Replace invalid pixels of each tile by its per-band mean over valid pixels."""
+def fill_invalid(tiles: np.ndarray, masks: np.ndarray, fill: bool = True) -> np.ndarray:
+    """Replace invalid pixels of each tile by its per-band mean over valid pixels (NaN with ``fill`` False)."""
+    if not fill:
+        return np.where(masks[:, None], tiles, np.nan).astype(np.float32)
     m = masks[:, None].astype(np.float32)
     count = m.sum(axis=(2, 3), keepdims=True)
     mean = np.where(m > 0, tiles, 0).sum(axis=(2, 3), keepdims=True) / np.maximum(count, 1)  # NaN-safe
@@ -104,7 +100,7 @@ def default_batch_size(device: torch.device, model: nn.Module | None = None, til
     A GPU needs large batches to be kept busy. On a CPU what matters is that a batch's
     feature maps stay in the caches, so the batch holds about as many pixels as the
     encoder's best batch of 100 px tiles (its ``cpu_batch_size``, set by
-    :func:`landtaxa.encoder.build_encoder`): the paper's TileNet runs best at 8 such tiles
+    :func:`landtaxa.encoders.build_encoder`): the paper's TileNet runs best at 8 such tiles
     (measured on a 2-core machine: 15.6 tiles/s at 8, 10.5 at 64), tilenet-lite at 64, and
     smaller tiles take proportionally larger batches (TileNet on 16 px tiles: 168 tiles/s at
     8, 331 at 312), up to 1024 tiles.
@@ -148,7 +144,8 @@ def embed_date(
     with rasterio.open(aligned) as src:
         if (src.width, src.height) != (grid.width, grid.height):
             raise ValueError(f"{aligned}: size {src.width}x{src.height} does not match the grid")
-    for ids, tiles in prefetch(_strips(grid, aligned, valid, block_rows), depth=2):
+    fill = bool(getattr(model, "fills_gaps", True))
+    for ids, tiles in prefetch(_strips(grid, aligned, valid, block_rows, fill), depth=2):
         emb[ids], batch_size = encode_adaptive(model, tiles, batch_size, device)
         done += len(tiles)
         rate = done / max(time.perf_counter() - t0, 1e-9)
@@ -157,7 +154,7 @@ def embed_date(
 
 
 def _strips(
-    grid: Grid, aligned: str | os.PathLike, valid: np.ndarray, block_rows: int
+    grid: Grid, aligned: str | os.PathLike, valid: np.ndarray, block_rows: int, fill: bool = True
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Tile ids and prepared (scaled, gap-filled) tiles of each strip holding valid tiles."""
     with rasterio.open(aligned) as src:
@@ -170,7 +167,7 @@ def _strips(
             data, mask = read_block(src, win)
             tiles = to_tiles(grid.scale(data), grid.tile_size)[keep]
             masks = to_tiles(mask[None], grid.tile_size)[keep, 0]
-            yield first + np.flatnonzero(keep), fill_invalid(tiles, masks)
+            yield first + np.flatnonzero(keep), fill_invalid(tiles, masks, fill)
 
 
 def prefetch(items: Iterator, depth: int = 2) -> Iterator:
@@ -206,3 +203,13 @@ def prefetch(items: Iterator, depth: int = 2) -> Iterator:
                 q.get_nowait()
             except queue.Empty:
                 thread.join(timeout=0.05)
+
+
+def embed_step(*, grid: str, model: str, aligned: str, valid: str, out: str, params: EmbedParams,
+               threads: int = 1) -> None:
+    """Every valid tile of one aligned date embedded with one model."""
+    device = setup_torch(threads, params.device)
+    encoder, _ = load_checkpoint(model, device)
+    embed_date(encoder, Grid.load(grid), aligned, load_npz(valid)["fraction"], out, min_valid=params.min_valid,
+               batch_size=params.batch_size or 0, device=device, block_rows=params.block_rows,
+               compile_model=params.compile)

@@ -22,7 +22,15 @@ seasonal swing that comes back within the sequence).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+from landtaxa.clusters import sq_distance_blocks
+from landtaxa.params import EvolutionParams
+from landtaxa.storage import atomic_path, get_logger, write_json
+
+log = get_logger()
 
 
 def date_groups(x_t: np.ndarray, c_t: np.ndarray, labels: np.ndarray, merge_overlap: float) -> np.ndarray:
@@ -62,8 +70,8 @@ def per_date_labels(
     kind = np.empty((n, t), np.int64)
     for d in range(t):
         x, c = series[:, d].astype(np.float32), centroids[:, d].astype(np.float32)
-        dist = (c * c).sum(1)[None] - 2 * x @ c.T
-        nearest[:, d] = np.argmin(dist, axis=1)
+        for start, dist in sq_distance_blocks(x, c):
+            nearest[start:start + len(dist), d] = np.argmin(dist, axis=1)
         group = date_groups(x, c, labels, merge_overlap)
         kind[:, d] = group[nearest[:, d]]
         if d > 0:
@@ -96,3 +104,81 @@ def lasting_changes(kind: np.ndarray) -> np.ndarray:
     before = np.logical_or.accumulate(held, axis=1)[:, :-1]
     after = np.logical_or.accumulate(held[:, ::-1], axis=1)[:, ::-1][:, 1:]
     return ~(before & after).any(-1)
+
+
+def first_lasting_change(kind: np.ndarray) -> np.ndarray:
+    """(N,) index of the date from which each tile's lasting change holds (0 = none, and with one date)."""
+    lasting = lasting_changes(kind)
+    if lasting.shape[1] == 0:
+        return np.zeros(len(kind), np.int64)
+    return np.where(lasting.any(1), lasting.argmax(1) + 1, 0)
+
+
+def write_evolution(grid, tile_ids: np.ndarray, series: np.ndarray, labels: np.ndarray, centroids: np.ndarray,
+                    dates: Sequence[str], model: str, merge_overlap: float, out_dir: str, labels_path: str) -> dict:
+    """Every product of the evolution of one clustering, written under ``out_dir``; returns the summary.
+
+    ``<date>.tif`` (the kind of every tile on that date), ``labels_path`` (Parquet: tile_id, row, col,
+    date, cluster, nearest, kind), ``transitions.csv``/``.png`` (tiles of kind a on one date and b on the
+    next), ``change.tif`` (band 1: the date index of the first lasting change, 0 = none; then one 0/1
+    band per pair of consecutive dates: none with a single date), ``evolution.png`` and ``summary.json``.
+    """
+    import pandas as pd
+
+    from landtaxa import figures
+    from landtaxa.maps import NODATA, label_image, pca_colours, write_change_map, write_cluster_map
+
+    dates = [str(d) for d in dates]
+    k, n_t = len(centroids), len(dates)
+    colours = pca_colours(centroids)
+    cluster, kind = per_date_labels(series, centroids, labels, merge_overlap)
+    maps = np.stack([label_image(grid, tile_ids, kind[:, t]) for t in range(n_t)])
+    for t, date in enumerate(dates):
+        write_cluster_map(grid, tile_ids, kind[:, t], colours, f"{out_dir}/{date}.tif")
+    rows, cols = grid.tile_rowcol(tile_ids)
+    table = pd.DataFrame({
+        "tile_id": np.repeat(tile_ids, n_t), "row": np.repeat(rows, n_t), "col": np.repeat(cols, n_t),
+        "date": np.tile(np.asarray(dates), len(tile_ids)), "cluster": np.repeat(labels, n_t),
+        "nearest": cluster.reshape(-1), "kind": kind.reshape(-1)})
+    with atomic_path(labels_path) as tmp:
+        table.to_parquet(tmp, index=False)
+    trans = transitions(kind, k)
+    long = [{"date_from": dates[t], "date_to": dates[t + 1], "kind_from": a, "kind_to": b, "tiles": int(trans[t, a, b])}
+            for t in range(n_t - 1) for a in range(k) for b in range(k)]
+    columns = ["date_from", "date_to", "kind_from", "kind_to", "tiles"]
+    with atomic_path(f"{out_dir}/transitions.csv") as tmp:
+        pd.DataFrame(long, columns=columns).to_csv(tmp, index=False)
+    changed, lasting = changes(kind), lasting_changes(kind)
+    change = np.full((n_t, grid.n_tiles), NODATA, np.uint8)
+    change[0, tile_ids] = first_lasting_change(kind)
+    change[1:, tile_ids] = changed.T
+    names = [f"date index (0 = {dates[0]}) on which a lasting change is first seen; 0 = none"]
+    names += [f"changed kind {dates[t]} -> {dates[t + 1]}" for t in range(n_t - 1)]
+    change = change.reshape(n_t, grid.n_rows, grid.n_cols)
+    write_change_map(grid, change, names, f"{out_dir}/change.tif")
+    name = f"{model} model, K={k}"
+    figures.plot_evolution(maps, change, colours, dates, f"kind of every tile on each date: {name}",
+                           f"{out_dir}/evolution.png")
+    figures.plot_transitions(trans, colours, dates, f"date-to-date transitions: {name}", f"{out_dir}/transitions.png")
+    summary = {"dates": dates, "merge_overlap": merge_overlap,
+               "changed_tiles": changed.sum(0).tolist(), "lasting_changes": lasting.sum(0).tolist(),
+               "tiles_ever_changed": int(changed.any(1).sum()), "n_tiles": int(len(tile_ids))}
+    if n_t == 1:
+        summary["note"] = "one date: no transitions and no changes (the change map holds band 1 only)"
+    write_json(f"{out_dir}/summary.json", summary)
+    return summary
+
+
+def evolution_step(*, grid: str, series: str, clusters: str, model: str, labels: str, out_dir: str,
+                   params: EvolutionParams) -> None:
+    """The kind of every tile on every date, the transitions between dates and the change map."""
+    from landtaxa.grid import Grid
+    from landtaxa.storage import load_npz
+
+    s, c = load_npz(series), load_npz(clusters)
+    if not np.array_equal(c["tile_ids"], s["tile_ids"]):
+        raise ValueError(f"{clusters} and {series} hold different tiles")
+    summary = write_evolution(Grid.load(grid), c["tile_ids"], s["series"], c["labels"], c["centroids"], s["dates"],
+                              model, params.merge_overlap, out_dir, labels)
+    log.info("evolution: tiles changing kind per date pair %s (lasting: %s); %d of %d tiles change at least once",
+             summary["changed_tiles"], summary["lasting_changes"], summary["tiles_ever_changed"], summary["n_tiles"])

@@ -66,6 +66,32 @@ def _brighten(images: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(out), 0.5, out)
 
 
+def label_rgba(img: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """A label image (NODATA where no tile) as RGBA in [0, 1], clusters in their map colours."""
+    rgba = np.zeros((*img.shape, 4))
+    has = img != NODATA
+    rgba[has, :3] = colours[img[has]]
+    rgba[has, 3] = 1.0
+    return rgba
+
+
+def plot_cluster_map(
+    img: np.ndarray, colours: np.ndarray, title: str, out_png: str | os.PathLike
+) -> None:
+    """A PNG of the map with a legend of cluster numbers and sizes."""
+    k = len(colours)
+    sizes = np.bincount(img[img != NODATA], minlength=k)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(label_rgba(img, colours), interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xlabel("tile column")
+    ax.set_ylabel("tile row")
+    handles = [Patch(color=colours[i], label=f"{i}: {sizes[i]} tiles") for i in range(k)]
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
 def plot_legend(colours: np.ndarray, sizes: np.ndarray, title: str, out_png: str | os.PathLike) -> None:
     """The map's colour table as a legend: one swatch per cluster with its size."""
     k = len(colours)
@@ -234,14 +260,6 @@ def plot_k_choice(table: list[dict], best: int, title: str, out_png: str | os.Pa
     _save(fig, out_png)
 
 
-def label_rgba(img: np.ndarray, colours: np.ndarray) -> np.ndarray:
-    rgba = np.zeros((*img.shape, 4))
-    has = img != NODATA
-    rgba[has, :3] = colours[img[has]]
-    rgba[has, 3] = 1.0
-    return rgba
-
-
 def plot_evolution(maps: np.ndarray, change: np.ndarray, colours: np.ndarray, dates: Sequence[str], title: str,
                    out_png: str | os.PathLike) -> None:
     """Top row: the kind of every tile on each date. Bottom row: tiles whose kind changed since the
@@ -281,6 +299,13 @@ def plot_transitions(trans: np.ndarray, colours: np.ndarray, dates: Sequence[str
                      out_png: str | os.PathLike) -> None:
     """One heat map per pair of consecutive dates: tiles of kind a (row) then kind b (column)."""
     n = len(trans)
+    if n == 0:  # a single date: nothing to move between
+        fig, ax = plt.subplots(figsize=(5, 1.6))
+        ax.text(0.5, 0.5, f"one date ({dates[0]}): no transitions between dates", ha="center", va="center")
+        ax.axis("off")
+        fig.suptitle(title, fontsize=9)
+        _save(fig, out_png)
+        return
     k = trans.shape[1]
     cols = min(n, 4)
     rows = int(np.ceil(n / cols))

@@ -23,7 +23,10 @@ from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from landtaxa.storage import read_json, write_json
+from landtaxa.params import GridParams
+from landtaxa.storage import get_logger, read_json, write_json
+
+log = get_logger()
 
 
 @dataclass
@@ -39,6 +42,8 @@ class Grid:
     dtype: str
     scale_min: list[float] = field(default_factory=list)
     scale_max: list[float] = field(default_factory=list)
+    train_dates: list[str] = field(default_factory=list)  # what the grid's scaling and the encoders learn from
+    aoi: str | None = None  # the area of interest: only tiles whose centre lies inside it are used
 
     @property
     def affine(self) -> Affine:
@@ -112,6 +117,60 @@ def _snap(value: float, origin: float, step: float, up: bool) -> float:
     return origin + n * step
 
 
+@dataclass
+class Footprint:
+    """Where a set of rasters lies in the grid's CRS, from their headers only (no pixels read).
+
+    ``crs`` and ``resolution`` default to the first raster's; ``origin`` is a corner of the
+    first raster's pixel lattice when the grid keeps its CRS (so its pixels are copied, not
+    resampled), else (0, 0); ``boxes`` holds each raster's bounds in ``crs``.
+    """
+
+    crs: CRS
+    resolution: float
+    origin: tuple[float, float]
+    boxes: list[tuple[float, float, float, float]]
+    bands: list[int]
+    dtype: str
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        box = np.array(self.boxes)
+        return (float(box[:, 0].min()), float(box[:, 1].min()), float(box[:, 2].max()), float(box[:, 3].max()))
+
+    def box_pixels(self, box: Sequence[float]) -> tuple[int, int]:
+        """Width and height in grid pixels of a box in the grid's CRS."""
+        return (max(0, round((box[2] - box[0]) / self.resolution)),
+                max(0, round((box[3] - box[1]) / self.resolution)))
+
+
+def footprint(
+    paths: Sequence[str | os.PathLike], crs: str | None = None, resolution: float | None = None,
+    bands: Sequence[int] | None = None,
+) -> Footprint:
+    """The footprint of ``paths`` on the grid they will share (see :class:`Footprint`)."""
+    if not paths:
+        raise ValueError("no images to build the grid from")
+    with rasterio.open(paths[0]) as first:
+        if first.crs is None:
+            raise ValueError(f"{paths[0]}: raster has no CRS")
+        dst_crs = CRS.from_user_input(crs) if crs else first.crs
+        res = float(resolution) if resolution else abs(first.transform.a)
+        keeps_lattice = crs is None or CRS.from_user_input(crs) == first.crs
+        origin = (first.transform.c, first.transform.f) if keeps_lattice else (0.0, 0.0)
+        band_list = list(bands) if bands else list(range(1, first.count + 1))
+        dtype = first.dtypes[0]
+    boxes = []
+    for path in paths:
+        with rasterio.open(path) as src:
+            if src.crs is None:
+                raise ValueError(f"{path}: raster has no CRS")
+            if max(band_list) > src.count:
+                raise ValueError(f"{path}: has {src.count} bands, config asks for band {max(band_list)}")
+            boxes.append(tuple(transform_bounds(src.crs, dst_crs, *src.bounds, densify_pts=21)))
+    return Footprint(dst_crs, res, origin, boxes, band_list, dtype)
+
+
 def build_grid(
     paths: Sequence[str | os.PathLike],
     tile_size: int,
@@ -120,11 +179,13 @@ def build_grid(
     resolution: float | None = None,
     scale_min: Sequence[float] | float | None = None,
     scale_max: Sequence[float] | float | None = None,
-    percentiles: tuple[float, float] = (1.0, 99.0),
+    percentiles: Sequence[float] = (1.0, 99.0),
     nodata: float | None = None,
     scale_paths: Sequence[str | os.PathLike] | None = None,
+    within: tuple[float, float, float, float] | None = None,
 ) -> Grid:
-    """Build the grid covering the union of the footprints of ``paths``.
+    """Build the grid covering the union of the footprints of ``paths`` (cut to ``within``, bounds in
+    the grid's CRS, e.g. an area of interest's).
 
     The CRS defaults to the first raster's and the resolution to its pixel size; the
     origin is snapped to the first raster's pixel lattice, so rasters on that lattice are
@@ -133,35 +194,15 @@ def build_grid(
     sample of valid pixels of ``scale_paths`` (default: ``paths``), so that it reflects the
     whole sequence, not one season.
     """
-    if not paths:
-        raise ValueError("no images to build the grid from")
-    with rasterio.open(paths[0]) as first:
-        if first.crs is None:
-            raise ValueError(f"{paths[0]}: raster has no CRS")
-        dst_crs = CRS.from_user_input(crs) if crs else first.crs
-        res = float(resolution) if resolution else abs(first.transform.a)
-        if crs is None or CRS.from_user_input(crs) == first.crs:
-            ox, oy = first.transform.c, first.transform.f
-        else:
-            ox, oy = 0.0, 0.0
-        band_list = list(bands) if bands else list(range(1, first.count + 1))
-        dtype = first.dtypes[0]
-    lefts, bottoms, rights, tops = [], [], [], []
-    for path in paths:
-        with rasterio.open(path) as src:
-            if src.crs is None:
-                raise ValueError(f"{path}: raster has no CRS")
-            if max(band_list) > src.count:
-                raise ValueError(f"{path}: has {src.count} bands, config asks for band {max(band_list)}")
-            b = transform_bounds(src.crs, dst_crs, *src.bounds, densify_pts=21)
-        lefts.append(b[0])
-        bottoms.append(b[1])
-        rights.append(b[2])
-        tops.append(b[3])
-    left = _snap(min(lefts), ox, res, up=False)
-    top = _snap(max(tops), oy, res, up=True)
-    right = _snap(max(rights), ox, res, up=True)
-    bottom = _snap(min(bottoms), oy, res, up=False)
+    fp = footprint(paths, crs, resolution, bands)
+    (ox, oy), res = fp.origin, fp.resolution
+    b = fp.bounds
+    if within is not None:
+        b = (max(within[0], b[0]), max(within[1], b[1]), min(within[2], b[2]), min(within[3], b[3]))
+    left = _snap(b[0], ox, res, up=False)
+    top = _snap(b[3], oy, res, up=True)
+    right = _snap(b[2], ox, res, up=True)
+    bottom = _snap(b[1], oy, res, up=False)
     width_px = round((right - left) / res)
     height_px = round((top - bottom) / res)
     if width_px < tile_size or height_px < tile_size:
@@ -172,21 +213,122 @@ def build_grid(
     height = math.ceil(height_px / tile_size) * tile_size
     transform = Affine(res, 0.0, left, 0.0, -res, top)
     grid = Grid(
-        crs=dst_crs.to_wkt(),
+        crs=fp.crs.to_wkt(),
         transform=tuple(transform)[:6],
         width=width,
         height=height,
         tile_size=int(tile_size),
-        bands=band_list,
-        dtype=dtype,
+        bands=fp.bands,
+        dtype=fp.dtype,
     )
-    lo, hi = _scaling(scale_paths or paths, band_list, percentiles, nodata)
-    grid.scale_min = _per_band(scale_min, lo, len(band_list))
-    grid.scale_max = _per_band(scale_max, hi, len(band_list))
-    for b, (a, z) in enumerate(zip(grid.scale_min, grid.scale_max, strict=True)):
+    lo, hi = _scaling(scale_paths or paths, fp.bands, tuple(percentiles), nodata)
+    grid.scale_min = _per_band(scale_min, lo, len(fp.bands))
+    grid.scale_max = _per_band(scale_max, hi, len(fp.bands))
+    for i, (a, z) in enumerate(zip(grid.scale_min, grid.scale_max, strict=True)):
         if not z > a:
-            raise ValueError(f"band {band_list[b]}: scaling max {z} is not above min {a}")
+            raise ValueError(f"band {fp.bands[i]}: scaling max {z} is not above min {a}")
     return grid
+
+
+def grid_step(*, images: list[str], scale_images: list[str] | None = None, train_dates: list[str] | None = None,
+              out: str, params: GridParams) -> None:
+    """The common grid over one image per granule, scaled on images of the training dates.
+
+    ``scale_images`` default to ``images``. ``train_dates`` are recorded in the grid: they are what
+    the grid and the encoders learn from, fixed by the first run (see :mod:`landtaxa.plan`).
+    """
+    from landtaxa.inventory import is_gdal_path
+
+    numbered = params.bands if params.bands and all(isinstance(b, int) for b in params.bands) else None
+    within = None
+    if params.aoi:  # the grid covers the area of interest's bounds (within the images')
+        from landtaxa.aoi import aoi_bounds, check_overlap
+
+        fp = footprint(images, params.crs, params.resolution, numbered)
+        check_overlap(params.aoi, fp.bounds, fp.crs)
+        within = aoi_bounds(params.aoi, fp.crs)
+    grid = build_grid(images, tile_size=params.tile_size, bands=numbered, crs=params.crs,
+                      resolution=params.resolution, scale_min=params.scale_min, scale_max=params.scale_max,
+                      percentiles=params.percentiles, nodata=params.nodata, scale_paths=scale_images, within=within)
+    grid.train_dates = list(train_dates or [])
+    grid.aoi = params.aoi if not params.aoi or is_gdal_path(params.aoi) else os.path.abspath(params.aoi)
+    grid.save(out)
+    log.info(
+        "grid: %d x %d px at %.2f, %d x %d tiles of %d px (%.0f units); scaling %s..%s; training dates %s",
+        grid.width, grid.height, grid.resolution, grid.n_rows, grid.n_cols, grid.tile_size,
+        grid.tile_metres, grid.scale_min, grid.scale_max, ", ".join(grid.train_dates),
+    )
+
+
+# --------------------------------------------------------------------------- areas
+
+# WGS 84 ellipsoid, for areas on a geographic grid.
+WGS84_A = 6378137.0
+WGS84_F = 1 / 298.257223563
+
+
+def _authalic_q(lat_rad: np.ndarray) -> np.ndarray:
+    """q(phi) of the WGS 84 ellipsoid: the area from the equator to phi is a^2/2 * dlon * q(phi)."""
+    e2 = WGS84_F * (2 - WGS84_F)
+    e = math.sqrt(e2)
+    s = np.sin(lat_rad)
+    return (1 - e2) * (s / (1 - e2 * s * s) - np.log((1 - e * s) / (1 + e * s)) / (2 * e))
+
+
+def pixel_areas_km2(crs: str | CRS, transform: Affine, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Area in km2 of the pixels at ``rows``, ``cols`` of a raster with this CRS and geotransform.
+
+    Projected CRS: every pixel alike, measured in the projection's plane (in metres, whatever
+    the CRS's unit; UTM's scale factor makes it up to about 0.1% off the ground's). Geographic
+    CRS: each pixel's latitude-longitude box on the WGS 84 ellipsoid, exactly for a north-up
+    raster (for another datum's ellipsoid the error is far below 0.1%).
+    """
+    crs = CRS.from_user_input(crs)
+    rows, cols = np.asarray(rows, np.float64), np.asarray(cols, np.float64)
+    det = abs(transform.a * transform.e - transform.b * transform.d)
+    if not crs.is_geographic:
+        metres = crs.linear_units_factor[1] if crs.is_projected else 1.0
+        return np.full(rows.shape, det * metres**2 / 1e6)
+    top = np.radians(np.clip(transform.d * cols + transform.e * rows + transform.f, -90, 90))
+    bottom = np.radians(np.clip(np.degrees(top) + transform.e, -90, 90))
+    if transform.b == 0 and transform.d == 0:
+        return np.abs(_authalic_q(top) - _authalic_q(bottom)) * WGS84_A**2 / 2 * math.radians(abs(transform.a)) / 1e6
+    radius = WGS84_A * (1 - WGS84_F / 3)  # rotated grid: the cosine-of-latitude approximation
+    return (radius / 1e3) ** 2 * math.radians(1) ** 2 * det * np.cos((top + bottom) / 2)
+
+
+def tile_areas_km2(grid: Grid, tile_ids: np.ndarray | None = None) -> np.ndarray:
+    """Area in km2 of each tile of ``tile_ids`` (default: every tile, in tile-id order)."""
+    ids = np.arange(grid.n_tiles) if tile_ids is None else np.asarray(tile_ids)
+    rows, cols = grid.tile_rowcol(ids)
+    return pixel_areas_km2(grid.crs, grid.tile_transform, rows, cols)
+
+
+# --------------------------------------------------------------------------- tiling
+
+
+def strip_windows(grid: Grid, block_rows: int) -> list[tuple[int, Window]]:
+    """Windows of ``block_rows`` tile rows each, with the index of their first tile row."""
+    out = []
+    for r0 in range(0, grid.n_rows, block_rows):
+        nr = min(block_rows, grid.n_rows - r0)
+        out.append((r0, Window(0, r0 * grid.tile_size, grid.width, nr * grid.tile_size)))
+    return out
+
+
+def to_tiles(block: np.ndarray, tile_size: int) -> np.ndarray:
+    """(C, r*ts, c*ts) -> (r*c, C, ts, ts), tiles in row-major order."""
+    c, h, w = block.shape
+    r, k = h // tile_size, w // tile_size
+    t = block.reshape(c, r, tile_size, k, tile_size).transpose(1, 3, 0, 2, 4)
+    return t.reshape(r * k, c, tile_size, tile_size)
+
+
+def tile_fractions(mask: np.ndarray, tile_size: int) -> np.ndarray:
+    """Fraction of valid pixels per tile of a (rows*ts, cols*ts) boolean mask."""
+    h, w = mask.shape
+    blocks = mask.reshape(h // tile_size, tile_size, w // tile_size, tile_size)
+    return blocks.mean(axis=(1, 3), dtype=np.float64).astype(np.float32)
 
 
 def _per_band(value: Sequence[float] | float | None, fallback: list[float], n: int) -> list[float]:

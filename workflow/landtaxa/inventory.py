@@ -1,10 +1,15 @@
 """The image inventory: which raster holds which granule on which date.
 
 Images come from a sheet (TSV or CSV with columns ``date``, ``path`` and optional
-``granule`` and ``mask``) or from a folder/glob of rasters whose dates are parsed from the file names
-with a regular expression. Several files on one date are that date's granules, mosaicked
-in inventory order (sheet order, or file-name order for a folder). The inventory is
-checked before any work starts; every problem names the file.
+``granule``, ``mask``, ``scale`` and ``offset``), from a folder/glob of rasters whose dates are
+parsed from the file names with a regular expression, or from a STAC catalog
+(:mod:`landtaxa.stac`). Several files on one date are that date's granules, mosaicked in
+inventory order (sheet order, or file-name order for a folder). The inventory is checked
+before any work starts; every problem names the file.
+
+A path may also be any GDAL dataset string (``/vsizip/archive.zip/a.tif``,
+``/vsicurl/https://...``, ``SENTINEL2_L2A:/x/MTD_MSIL2A.xml:10m:EPSG_32630``): such strings
+go to GDAL as they are; only the local file behind one, if any, is checked and tracked.
 """
 
 from __future__ import annotations
@@ -17,6 +22,44 @@ from pathlib import Path
 import pandas as pd
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
+# A GDAL subdataset string: DRIVER:rest, e.g. SENTINEL2_L2A:/x/MTD_MSIL2A.xml:10m:EPSG_32630,
+# HDF5:"f.h5"://band, NETCDF:"f.nc":var. Two or more characters (not a drive letter), no "//".
+_SUBDATASET = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:(?!//)")
+_ARCHIVE = re.compile(r"^/vsi(zip|tar|gzip|7z|rar)/(.+?\.(zip|tar|tgz|tar\.gz|gz|7z|rar))(/|$)", re.I)
+
+
+def is_gdal_path(path: str | os.PathLike) -> bool:
+    """True for a GDAL dataset string that is not a plain local file path.
+
+    That is a ``/vsi...`` path (``/vsizip/a.zip/b.tif``, ``/vsicurl/https://...``) or a
+    subdataset string (``SENTINEL2_L2A:/x/MTD_MSIL2A.xml:10m:EPSG_32630``, ``NETCDF:"f.nc":v``).
+    Such strings are handed to GDAL as they are and never checked with ``os.path``.
+    """
+    text = str(path)
+    return text.startswith("/vsi") or bool(_SUBDATASET.match(text))
+
+
+def local_file(path: str | os.PathLike) -> str | None:
+    """The local file a dataset reads: the path itself, the archive of a ``/vsizip/``-like path, the
+    file of a subdataset string; None for a remote one (``/vsicurl/``, ``/vsis3/``, ...)."""
+    text = str(path)
+    if not is_gdal_path(text):
+        return text
+    if m := _ARCHIVE.match(text):
+        return m.group(2)
+    if _SUBDATASET.match(text):
+        rest = text.split(":", 1)[1].strip('"')
+        for part in (rest.split('":')[0], rest.rsplit(":", 2)[0], rest.split(":")[0]):
+            if os.path.exists(part):
+                return part
+    return None
+
+
+def exists(path: str | os.PathLike) -> bool:
+    """Whether a dataset can be looked for: a local file (or the archive behind a GDAL path) exists;
+    a remote GDAL path counts as present (GDAL itself says when it is not)."""
+    local = local_file(path)
+    return local is None or os.path.exists(local)
 
 
 class InventoryError(ValueError):
@@ -71,21 +114,25 @@ def read_sheet(sheet: str | os.PathLike) -> pd.DataFrame:
     rows = []
     for i, row in df.iterrows():
         where = f"{sheet}, row {i + 2}"
-        path = Path(str(row["path"]).strip())
-        if not path.is_absolute():
-            path = sheet.parent / path
+        path = _sheet_path(sheet, str(row["path"]).strip())
         granule = row.get("granule")
-        granule = str(granule).strip() if isinstance(granule, str) and granule.strip() else default_granule(path)
+        granule = (str(granule).strip() if isinstance(granule, str) and granule.strip()
+                   else default_granule(Path(local_file(path) or path)))
         mask = row.get("mask")
         if isinstance(mask, str) and mask.strip():
-            mask_path = Path(mask.strip())
-            mask = str(mask_path if mask_path.is_absolute() else sheet.parent / mask_path)
+            mask = _sheet_path(sheet, mask.strip())
         else:
             mask = ""
-        rows.append(
-            {"date": parse_date(row["date"], where), "granule": granule, "path": str(path), "mask": mask}
-        )
-    return pd.DataFrame(rows, columns=["date", "granule", "path", "mask"])
+        rows.append({"date": parse_date(row["date"], where), "granule": granule, "path": path, "mask": mask,
+                     "scale": (row.get("scale") or "").strip(), "offset": (row.get("offset") or "").strip()})
+    return pd.DataFrame(rows, columns=["date", "granule", "path", "mask", "scale", "offset"])
+
+
+def _sheet_path(sheet: Path, text: str) -> str:
+    """A path of the sheet: relative ones are relative to the sheet; GDAL strings stay as they are."""
+    if is_gdal_path(text) or Path(text).is_absolute():
+        return text
+    return str(sheet.parent / text)
 
 
 def read_folder(pattern: str, date_pattern: str) -> pd.DataFrame:
@@ -132,12 +179,12 @@ def validate_inventory(df: pd.DataFrame, source: str) -> pd.DataFrame:
             f"({', '.join(dup[(dup.date == first.date) & (dup.granule == first.granule)].path)})"
         )
     for path in df["path"]:
-        if not os.path.isfile(path):
+        if not exists(path):
             raise InventoryError(f"{path}: image file not found (listed in {source})")
     if "mask" not in df.columns:
         df = df.assign(mask="")
     for path in df["mask"]:
-        if path and not os.path.isfile(path):
+        if path and not exists(path):
             raise InventoryError(f"{path}: mask file not found (listed in {source})")
     df = df.assign(_order=range(len(df))).sort_values(["date", "_order"], kind="stable")
     return df.drop(columns="_order").reset_index(drop=True)
@@ -193,7 +240,7 @@ def check_blocks(src, path: str) -> None:
     Reads only the block offsets of the TIFF header, not the pixels. Corruption inside
     the file is found when the alignment reads it, which then names the file.
     """
-    if src.driver != "GTiff":
+    if src.driver != "GTiff" or is_gdal_path(path):
         return
     size = os.path.getsize(path)
     bh, bw = src.block_shapes[0]

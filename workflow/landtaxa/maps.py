@@ -1,4 +1,4 @@
-"""The taxonomy as maps: a GeoTIFF with one pixel per tile, and a PNG to look at.
+"""The taxonomy as GeoTIFF maps with one pixel per tile (their pictures are in :mod:`landtaxa.figures`).
 
 Cluster colours come from a 3-component PCA of the centroids (each component is one RGB
 channel; all share one scale, the widest spanning [0, 1], so a component with negligible
@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.io import MemoryFile
+from sklearn.decomposition import PCA
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import rasterio  # noqa: E402
-import rasterio.shutil  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from rasterio.io import MemoryFile  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
+from landtaxa.grid import Grid
+from landtaxa.params import CoverageParams
+from landtaxa.storage import atomic_path, get_logger, load_npz
 
-from landtaxa.grid import Grid  # noqa: E402
-from landtaxa.storage import atomic_path  # noqa: E402
+log = get_logger()
 
 NODATA = 255
 
@@ -95,29 +93,6 @@ def write_coverage_map(
     return counts
 
 
-def plot_cluster_map(
-    img: np.ndarray, colours: np.ndarray, title: str, out_png: str | os.PathLike
-) -> None:
-    """A PNG of the map with a legend of cluster numbers and sizes."""
-    k = len(colours)
-    rgba = np.zeros((*img.shape, 4))
-    has = img != NODATA
-    rgba[has, :3] = colours[img[has]]
-    rgba[has, 3] = 1.0
-    sizes = np.bincount(img[has], minlength=k)
-    fig, ax = plt.subplots(figsize=(7, 6))
-    ax.imshow(rgba, interpolation="nearest")
-    ax.set_title(title)
-    ax.set_xlabel("tile column")
-    ax.set_ylabel("tile row")
-    handles = [Patch(color=colours[i], label=f"{i}: {sizes[i]} tiles") for i in range(k)]
-    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-
-
 def write_rgb_map(grid: Grid, tile_ids: np.ndarray, rgb: np.ndarray, out_tif: str | os.PathLike) -> None:
     """A 3-band uint8 Cloud-Optimized GeoTIFF with one pixel per tile (alpha 0 where no tile)."""
     img = np.zeros((4, grid.n_tiles), np.uint8)
@@ -144,3 +119,24 @@ def write_change_map(grid: Grid, change: np.ndarray, names: list[str], out_tif: 
             ds.set_band_description(b, name)
 
     _write_cog(profile, fill, out_tif, overview_resampling="nearest")
+
+
+def map_step(*, grid: str, clusters: str, model: str, tif: str, png: str, legend: str) -> None:
+    """The cluster map of one model and K: COG with colour table, its picture and its legend."""
+    from landtaxa import figures
+
+    g = Grid.load(grid)
+    c = load_npz(clusters)
+    colours = pca_colours(c["centroids"])
+    img = write_cluster_map(g, c["tile_ids"], c["labels"], colours, tif)
+    name = f"{model} model, K={len(colours)}"
+    figures.plot_cluster_map(img, colours, f"landtaxa taxonomy: {name}", png)
+    figures.plot_legend(colours, np.bincount(c["labels"], minlength=len(colours)), name, legend)
+
+
+def coverage_step(*, grid: str, valid: list[str], out: str, params: CoverageParams) -> None:
+    """Per tile, on how many dates it holds enough valid pixels."""
+    g = Grid.load(grid)
+    counts = write_coverage_map(g, [load_npz(p)["fraction"] for p in valid], params.min_valid, out)
+    log.info("coverage: %d of %d tiles valid on at least one date; %d valid on every date",
+             int((counts > 0).sum()), counts.size, int((counts == len(valid)).sum()))

@@ -23,8 +23,7 @@ from sklearn.metrics import (
     silhouette_score,
 )
 
-from landtaxa.align import strip_windows
-from landtaxa.grid import Grid
+from landtaxa.grid import Grid, strip_windows, tile_areas_km2
 
 
 def truth_tiles(grid: Grid, truth_path: str | os.PathLike, block_rows: int = 8) -> np.ndarray:
@@ -87,4 +86,43 @@ def taxonomy_metrics(
         out["nmi"] = float(normalized_mutual_info_score(ref[has], labels[has]))
         out["n_truth_tiles"] = int(has.sum())
     out["cluster_sizes"] = np.bincount(labels, minlength=k).tolist()
+    out["cluster_km2"] = np.bincount(labels, weights=tile_areas_km2(grid, tile_ids), minlength=k).round(4).tolist()
     return out
+
+
+def truth_step(*, grid: str, truth: str, out: str) -> None:
+    """The reference class of every tile (majority vote), for ARI and NMI."""
+    from landtaxa.storage import get_logger, save_npz
+
+    classes = truth_tiles(Grid.load(grid), truth)
+    save_npz(out, classes=classes)
+    get_logger().info("truth: %d tiles with a reference class, %d classes",
+                      int((classes >= 0).sum()), len(np.unique(classes[classes >= 0])))
+
+
+BASELINE = "spectral"  # the model every other one is compared with (needs no training)
+COMPARED = ("ari", "nmi", "silhouette", "geo_silhouette")
+
+
+def gather_metrics(per_model: dict[str, dict]) -> dict[str, dict]:
+    """One object per model; each model other than the baseline says how it compares with it.
+
+    ``compared_with_spectral`` holds, for ARI and NMI (when a truth is known) and the two
+    silhouettes, the model's value minus the baseline's: above 0, the model does better than
+    clustering plain per-band statistics of the same pixels.
+    """
+    out = {}
+    base = per_model.get(BASELINE)
+    for model, m in per_model.items():
+        m = {key: v for key, v in m.items() if key != "model"}
+        if base is not None and model != BASELINE:
+            m[f"compared_with_{BASELINE}"] = {key: m[key] - base[key] for key in COMPARED if key in m and key in base}
+        out[model] = m
+    return out
+
+
+def metrics_step(*, inputs: list[str], models: list[str], out: str) -> None:
+    """``results/metrics.json``: the metrics of every model at the main K, side by side."""
+    from landtaxa.storage import read_json, write_json
+
+    write_json(out, gather_metrics({m: read_json(p) for m, p in zip(models, inputs, strict=True)}))

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from landtaxa.params import SeriesParams
 from landtaxa.storage import get_logger, load_npz, save_npz
 
 log = get_logger()
@@ -67,3 +68,8 @@ def assemble_series(
         dates=np.asarray(dates, dtype="U10"),
         valid=valid[keep],
     )
+
+
+def series_step(*, embeddings: list[str], dates: list[str], out: str, params: SeriesParams) -> None:
+    """The N x T x D series of one model from its per-date embeddings (in date order)."""
+    assemble_series(embeddings, dates, out, max_missing=params.max_missing)

@@ -22,9 +22,12 @@ import torch
 from rasterio.windows import Window
 from torch import nn
 
-from landtaxa.encoder import triplet_loss
+from landtaxa.encoders import build_encoder
 from landtaxa.grid import Grid
-from landtaxa.storage import get_logger
+from landtaxa.networks import load_checkpoint, save_checkpoint, setup_torch, triplet_loss
+from landtaxa.params import RefineParams, TrainingParams, TrainParams
+from landtaxa.storage import get_logger, load_npz
+from landtaxa.triplets import cluster_triplets, geographic_triplets
 
 log = get_logger()
 
@@ -136,3 +139,60 @@ def scratch_dir_for(path: str | os.PathLike) -> Path:
     parent = Path(path).parent
     parent.mkdir(parents=True, exist_ok=True)
     return parent
+
+
+def _fractions(paths: Sequence[str]) -> list[np.ndarray]:
+    return [load_npz(p)["fraction"] for p in paths]
+
+
+def _fit_and_save(model: nn.Module, triplets: np.ndarray, grid: Grid, aligned: Sequence[str], out: str,
+                  params: TrainingParams, meta: dict, device: torch.device) -> None:
+    tiles = extract_triplet_tiles(grid, aligned, triplets, scratch_dir_for(out), params.cache_mb)
+    t0 = time.perf_counter()
+    history = train_triplets(
+        model, tiles, epochs=params.epochs, batch_size=params.batch_size, lr=params.lr, betas=tuple(params.betas),
+        margin=params.margin, l2=params.l2, seed=params.seed, device=device, augmentation=params.augment,
+    )
+    meta.update({"loss_history": history, "train_seconds": time.perf_counter() - t0, "n_triplets": int(len(triplets))})
+    save_checkpoint(out, model, meta)
+    log.info("saved %s", out)
+
+
+def train_step(*, grid: str, aligned: list[str], valid: list[str], out: str, params: TrainParams,
+               threads: int = 1) -> None:
+    """The geographic encoder f^g (Tile2Vec) on triplets of the training dates."""
+    device = setup_torch(threads, params.device)
+    g = Grid.load(grid)
+    rng = np.random.default_rng(params.seed)
+    triplets = geographic_triplets(g, _fractions(valid), params.triplets, params.radius or g.tile_size,
+                                   params.min_valid, rng)
+    torch.manual_seed(params.seed)
+    model = build_encoder(params.encoder, g.n_bands, params.z_dim)
+    meta = {"encoder": params.encoder, "in_channels": g.n_bands, "z_dim": params.z_dim,
+            "tile_size": g.tile_size, "kind": "geographic", "seed": params.seed}
+    _fit_and_save(model, triplets, g, aligned, out, params, meta, device)
+
+
+def refine_step(*, grid: str, parent: str, clusters: str, aligned: list[str], valid: list[str], out: str,
+                params: RefineParams, threads: int = 1) -> None:
+    """A refined encoder: ``parent`` fine-tuned on triplets guided by the parent's clusters."""
+    device = setup_torch(threads, params.device)
+    g = Grid.load(grid)
+    model, meta = load_checkpoint(parent, device)
+    c = load_npz(clusters)
+    rng = np.random.default_rng(params.seed)
+    triplets = cluster_triplets(g, c["tile_ids"], c["labels"], _fractions(valid), params.triplets,
+                                params.min_valid, rng)
+    log.info("sampled %d cluster-guided triplets over %d dates", len(triplets), len(valid))
+    meta = {**{k: meta[k] for k in ("encoder", "in_channels", "z_dim", "tile_size")},
+            "kind": "refined", "parent": os.path.basename(parent), "seed": params.seed}
+    _fit_and_save(model, triplets, g, aligned, out, params, meta, device)
+
+
+def untrained_step(*, grid: str, encoder: str, out: str) -> None:
+    """The model file of an encoder that learns nothing (``trains`` False, e.g. the spectral baseline)."""
+    g = Grid.load(grid)
+    model = build_encoder(encoder, g.n_bands, 0)
+    save_checkpoint(out, model, {"encoder": encoder, "in_channels": g.n_bands, "z_dim": int(model.z_dim),
+                                 "tile_size": g.tile_size, "kind": "untrained"})
+    log.info("%s: %d features per tile and date", encoder, model.z_dim)

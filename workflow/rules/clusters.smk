@@ -1,12 +1,15 @@
 # Time-series K-means per model and K, with its metrics (and the truth per tile if given).
+import shlex
 
 
 rule truth:
     input:
         grid=rules.grid.output.grid,
-        truth=TRUTH or [],
+        truth=PLAN.local([PLAN.truth] if PLAN.truth else []),
     output:
-        classes=f"{RESULTS}/truth_tiles.npz",
+        classes=f"{R}/truth_tiles.npz",
+    params:
+        truth=lambda wc: PLAN.truth or "",
     log:
         "logs/truth/truth.log",
     conda:
@@ -15,74 +18,69 @@ rule truth:
         mem_mb=2000,
         runtime=30,
     shell:
-        "python -m landtaxa truth --grid {input.grid:q} --truth {input.truth:q} --out {output.classes:q} 2> {log:q}"
+        "python -m landtaxa truth --grid {input.grid:q} --truth {params.truth:q} --out {output.classes:q} 2> {log:q}"
 
 
 rule clusters:
     input:
         grid=rules.grid.output.grid,
-        series=f"{RESULTS}/series/{{model}}.npz",
-        truth=rules.truth.output.classes if TRUTH else [],
+        series=f"{R}/series/{{model}}.npz",
+        truth=rules.truth.output.classes if PLAN.truth else [],
     output:
-        clusters=f"{RESULTS}/clusters/{{model}}/k{{k}}.npz",
-        metrics=f"{RESULTS}/clusters/{{model}}/k{{k}}.json",
+        clusters=f"{R}/clusters/{{model}}/k{{k}}.npz",
+        metrics=f"{R}/clusters/{{model}}/k{{k}}.json",
     params:
-        seed=config["seed"],
-        n_init=config["cluster"]["n_init"],
-        max_iter=config["cluster"]["max_iter"],
-        method=config["cluster"]["method"],
-        batch_size=config["cluster"]["batch_size"],
-        gamma=config["cluster"]["gamma"],
-        max_dtw_tiles=config["cluster"]["max_dtw_tiles"],
-        truth=lambda wc, input: f"--truth {shlex.quote(input.truth)}" if TRUTH else "",
-    # one thread: the demo's and most regions' clusterings take seconds, and one-thread jobs of
-    # several K run side by side; for a very large N give it more with --set-threads clusters=8
+        truth=lambda wc, input: f"--truth {shlex.quote(input.truth)}" if PLAN.truth else "",
+        p=p("clusters"),
+    # one thread: most clusterings take seconds, and one-thread jobs of several K run side by side;
+    # for a very large N give it more with --set-threads clusters=8
     threads: 1
     log:
         "logs/clusters/{model}/k{k}.log",
     benchmark:
-        "results/benchmarks/clusters/{model}/k{k}.tsv"
+        f"{R}/benchmarks/clusters/{{model}}/k{{k}}.tsv"
     conda:
         "../../envs/cluster.yaml"
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
+        mem_mb=mem(4000),
         runtime=60,
     shell:
-        "OMP_NUM_THREADS={threads} python -m landtaxa clusters --grid {input.grid:q} --series {input.series:q}"
-        " --k {wildcards.k} --model {wildcards.model} --seed {params.seed} --n-init {params.n_init}"
-        " --max-iter {params.max_iter} --method {params.method} --batch-size {params.batch_size}"
-        " --gamma {params.gamma} --max-dtw-tiles {params.max_dtw_tiles} {params.truth} --out {output.clusters:q}"
-        " --metrics {output.metrics:q} 2> {log:q}"
+        "python -m landtaxa clusters --grid {input.grid:q} --series {input.series:q} --k {wildcards.k}"
+        " --model {wildcards.model} {params.truth} --out {output.clusters:q} --metrics {output.metrics:q}"
+        " --threads {threads} --params {params.p:q} 2> {log:q}"
 
 
-rule clusters_train:
+# The clustering of the training dates' series, which guides the refinement.
+use rule clusters as clusters_train with:
     input:
         grid=rules.grid.output.grid,
-        series=f"{RESULTS}/series/train/{{model}}.npz",
+        series=f"{R}/series/train/{{model}}.npz",
     output:
-        clusters=f"{RESULTS}/clusters/train/{{model}}/k{{k}}.npz",
-        metrics=f"{RESULTS}/clusters/train/{{model}}/k{{k}}.json",
+        clusters=f"{R}/clusters/train/{{model}}/k{{k}}.npz",
+        metrics=f"{R}/clusters/train/{{model}}/k{{k}}.json",
     params:
-        seed=config["seed"],
-        n_init=config["cluster"]["n_init"],
-        max_iter=config["cluster"]["max_iter"],
-        method=config["cluster"]["method"],
-        batch_size=config["cluster"]["batch_size"],
-        gamma=config["cluster"]["gamma"],
-        max_dtw_tiles=config["cluster"]["max_dtw_tiles"],
-    # one thread: the demo's and most regions' clusterings take seconds, and one-thread jobs of
-    # several K run side by side; for a very large N give it more with --set-threads clusters=8
-    threads: 1
+        truth="",
+        p=p("clusters"),
     log:
         "logs/clusters_train/{model}/k{k}.log",
+    benchmark:
+        f"{R}/benchmarks/clusters_train/{{model}}/k{{k}}.tsv"
+
+
+rule metrics:
+    input:
+        metrics=expand(f"{R}/clusters/{{model}}/k{PLAN.k_main}.json", model=PLAN.models),
+    output:
+        metrics=report(f"{R}/metrics.json", caption="../report/metrics.rst", category="Metrics"),
+    params:
+        models=PLAN.models,
+    log:
+        "logs/metrics/metrics.log",
     conda:
-        "../../envs/cluster.yaml"
+        "../../envs/report.yaml"
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=60,
+        mem_mb=500,
+        runtime=5,
     shell:
-        "OMP_NUM_THREADS={threads} python -m landtaxa clusters --grid {input.grid:q} --series {input.series:q}"
-        " --k {wildcards.k} --model {wildcards.model} --seed {params.seed} --n-init {params.n_init}"
-        " --max-iter {params.max_iter} --method {params.method} --batch-size {params.batch_size}"
-        " --gamma {params.gamma} --max-dtw-tiles {params.max_dtw_tiles}"
-        " --out {output.clusters:q} --metrics {output.metrics:q} 2> {log:q}"
+        "python -m landtaxa metrics --inputs {input.metrics:q} --models {params.models} --out {output.metrics:q}"
+        " 2> {log:q}"

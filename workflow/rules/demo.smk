@@ -3,20 +3,17 @@
 
 rule demo:
     output:
-        images=[p for p in INVENTORY["path"]] if IS_DEMO else [],
-        truth=str(truth_path(DEMO_DIR)),
+        images=PLAN.inventory["path"].tolist() if PLAN.demo else [],
+        truth=f"{R}/demo/truth.tif",
     params:
-        out=lambda wc, output: os.path.dirname(os.path.dirname(output.images[0])),
-        spec=lambda wc: demo_spec(),
-        change=lambda wc: (
-            "" if demo_spec().change_date is None else f"--change-date {demo_spec().change_date}"
-        ),
+        out=lambda wc, output: os.path.dirname(output.truth),
+        p=p("demo"),
     log:
         "logs/demo/demo.log",
     conda:
         "../../envs/io.yaml"
+    resources:
+        mem_mb=mem(2000),
+        runtime=30,
     shell:
-        "python -m landtaxa demo --out {params.out:q} --size {params.spec.size} --n-dates {params.spec.n_dates}"
-        " --year {params.spec.year} --granules {params.spec.granules} --overlap {params.spec.overlap}"
-        " --pixel-size {params.spec.pixel_size} --bands {params.spec.bands}"
-        " {params.change} --seed {params.spec.seed} 2> {log}"
+        "python -m landtaxa demo --out {params.out:q} --params {params.p:q} 2> {log:q}"

@@ -1,75 +1,80 @@
 # Every tile embedded on every date (one job per model and date), then the N x T x D series.
 
 
-rule embeddings:
+rule embed:
     input:
         grid=rules.grid.output.grid,
-        model=f"{RESULTS}/models/{{model}}.pt",
-        aligned=f"{RESULTS}/aligned/{{date}}.tif",
-        valid=f"{RESULTS}/aligned/{{date}}_valid.npz",
+        model=f"{R}/models/{{model}}.pt",
+        aligned=f"{R}/aligned/{{date}}.tif",
+        valid=f"{R}/aligned/{{date}}_valid.npz",
     output:
-        embeddings=f"{RESULTS}/embeddings/{{model}}/{{date}}.npz",
+        embeddings=f"{R}/embeddings/{{model}}/{{date}}.npz",
+    wildcard_constraints:
+        model="|".join(PLAN.trained),
     params:
-        min_valid=config["min_valid"],
-        batch_size=config["embed"]["batch_size"] or 0,
-        block_rows=config["block_rows"],
-        gdal_cache_mb=config["gdal_cache_mb"],
-        device=config["device"],
-        compile="--compile" if config["embed"]["compile"] else "",
+        p=p("embed"),
     threads: 1
     log:
-        "logs/embeddings/{model}/{date}.log",
+        "logs/embed/{model}/{date}.log",
     benchmark:
-        "results/benchmarks/embeddings/{model}/{date}.tsv"
+        f"{R}/benchmarks/embed/{{model}}/{{date}}.tsv"
     conda:
         "../../envs/torch.yaml"
     resources:
         gpu=1,
-        mem_mb=lambda wc, attempt: 4000 * attempt,
+        mem_mb=mem(4000),
         runtime=lambda wc, attempt: 60 * attempt,
     shell:
-        "GDAL_CACHEMAX={params.gdal_cache_mb} python -m landtaxa embed --grid {input.grid:q} --model {input.model:q}"
-        " --aligned {input.aligned:q}"
-        " --valid {input.valid:q} --out {output.embeddings:q} --min-valid {params.min_valid}"
-        " --batch-size {params.batch_size} --block-rows {params.block_rows}"
-        " --device {params.device} {params.compile} --threads {threads} 2> {log:q}"
+        "python -m landtaxa embed --grid {input.grid:q} --model {input.model:q} --aligned {input.aligned:q}"
+        " --valid {input.valid:q} --out {output.embeddings:q} --threads {threads} --params {params.p:q} 2> {log:q}"
+
+
+# The baseline's features come from the pixels alone: no GPU.
+use rule embed as embed_baseline with:
+    input:
+        grid=rules.grid.output.grid,
+        model=rules.untrained.output.model,
+        aligned=f"{R}/aligned/{{date}}.tif",
+        valid=f"{R}/aligned/{{date}}_valid.npz",
+    output:
+        embeddings=f"{R}/embeddings/{PLAN.baseline}/{{date}}.npz",
+    log:
+        f"logs/embed/{PLAN.baseline}/{{date}}.log",
+    benchmark:
+        f"{R}/benchmarks/embed/{PLAN.baseline}/{{date}}.tsv"
+    resources:
+        mem_mb=mem(2000),
+        runtime=lambda wc, attempt: 30 * attempt,
 
 
 rule series:
     input:
-        embeddings=expand(f"{RESULTS}/embeddings/{{{{model}}}}/{{date}}.npz", date=DATES),
+        embeddings=expand(f"{R}/embeddings/{{{{model}}}}/{{date}}.npz", date=PLAN.dates),
     output:
-        series=f"{RESULTS}/series/{{model}}.npz",
+        series=f"{R}/series/{{model}}.npz",
     params:
-        dates=DATES,
-        max_missing=config["max_missing"],
+        dates=PLAN.dates,
+        p=p("series"),
     log:
         "logs/series/{model}.log",
     conda:
         "../../envs/io.yaml"
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
+        mem_mb=mem(4000),
         runtime=30,
     shell:
         "python -m landtaxa series --embeddings {input.embeddings:q} --dates {params.dates}"
-        " --max-missing {params.max_missing} --out {output.series:q} 2> {log:q}"
+        " --out {output.series:q} --params {params.p:q} 2> {log:q}"
 
 
-rule series_train:
+# The series of the training dates only: what the refinement learns from stays put as dates are added.
+use rule series as series_train with:
     input:
-        embeddings=expand(f"{RESULTS}/embeddings/{{{{model}}}}/{{date}}.npz", date=TRAIN_DATES),
+        embeddings=expand(f"{R}/embeddings/{{{{model}}}}/{{date}}.npz", date=PLAN.train_dates),
     output:
-        series=f"{RESULTS}/series/train/{{model}}.npz",
+        series=f"{R}/series/train/{{model}}.npz",
     params:
-        dates=TRAIN_DATES,
-        max_missing=config["max_missing"],
+        dates=PLAN.train_dates,
+        p=p("series"),
     log:
         "logs/series_train/{model}.log",
-    conda:
-        "../../envs/io.yaml"
-    resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=30,
-    shell:
-        "python -m landtaxa series --embeddings {input.embeddings:q} --dates {params.dates}"
-        " --max-missing {params.max_missing} --out {output.series:q} 2> {log:q}"

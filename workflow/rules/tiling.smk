@@ -3,62 +3,49 @@
 
 rule grid:
     input:
-        images=grid_images(),
-        scale_images=scale_images(),
+        images=PLAN.local(PLAN.grid_images()),
+        scale_images=PLAN.local(PLAN.scale_images()),
+        aoi=PLAN.local([config["aoi"]] if config["aoi"] else []),
     output:
-        grid=f"{RESULTS}/grid.json",
+        grid=f"{R}/grid.json",
     params:
-        tile_size=config["tile_size"],
-        bands=opt(config["bands"]),
-        crs=opt(config["crs"]),
-        resolution=config["resolution"] or 0,
-        scale_min=opt(config["scale"]["min"]),
-        scale_max=opt(config["scale"]["max"]),
-        percentiles=opt(config["scale"]["percentiles"]),
-        nodata=opt(config["nodata"]),
+        images=PLAN.grid_images(),
+        scale_images=PLAN.scale_images(),
+        p=p("grid"),
+        train_dates=PLAN.train_dates,
     log:
         "logs/grid/grid.log",
     conda:
         "../../envs/io.yaml"
     resources:
-        mem_mb=lambda wc, attempt: 2000 * attempt,
+        mem_mb=mem(2000),
         runtime=30,
     shell:
-        "python -m landtaxa grid --images {input.images:q} --tile-size {params.tile_size}"
-        " --bands {params.bands} --crs {params.crs} --resolution {params.resolution}"
-        " --scale-min {params.scale_min} --scale-max {params.scale_max}"
-        " --percentiles {params.percentiles} --nodata {params.nodata} --scale-images {input.scale_images:q}"
-        " --out {output.grid:q} 2> {log:q}"
+        "python -m landtaxa grid --images {params.images:q} --scale-images {params.scale_images:q}"
+        " --train-dates {params.train_dates} --out {output.grid:q} --params {params.p:q} 2> {log:q}"
 
 
-rule aligned:
+rule align:
     input:
         grid=rules.grid.output.grid,
-        images=lambda wc: images_of(wc.date),
-        masks=lambda wc: [m for m in masks_of(wc.date) if m != "-"],
+        images=lambda wc: PLAN.local(PLAN.images_of(wc.date)),
+        masks=lambda wc: PLAN.local(PLAN.masks_of(wc.date)),
     output:
-        tif=f"{RESULTS}/aligned/{{date}}.tif",
-        valid=f"{RESULTS}/aligned/{{date}}_valid.npz",
+        tif=f"{R}/aligned/{{date}}.tif",
+        valid=f"{R}/aligned/{{date}}_valid.npz",
     params:
-        block_rows=config["block_rows"],
-        gdal_cache_mb=config["gdal_cache_mb"],
-        resampling=config["resampling"],
-        masks=lambda wc: ("--masks " + " ".join(shlex.quote(m) for m in masks_of(wc.date))) if has_masks(wc.date) else "",
-        mask_band=config["masks"]["band"] or 0,
-        invalid=opt(config["masks"]["invalid"]),
-        nodata=opt(config["nodata"]),
-        empty_dates=config["empty_dates"],
+        images=lambda wc: PLAN.images_of(wc.date),
+        masks=lambda wc: PLAN.masks_of(wc.date),
+        p=p("align"),
     log:
-        "logs/aligned/{date}.log",
+        "logs/align/{date}.log",
     benchmark:
-        "results/benchmarks/aligned/{date}.tsv"
+        f"{R}/benchmarks/align/{{date}}.tsv"
     conda:
         "../../envs/io.yaml"
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
+        mem_mb=mem(4000),
         runtime=60,
     shell:
-        "GDAL_CACHEMAX={params.gdal_cache_mb} python -m landtaxa align --grid {input.grid:q} --images {input.images:q}"
-        " --out {output.tif:q} --valid {output.valid:q} --block-rows {params.block_rows}"
-        " --resampling {params.resampling} --mask-band {params.mask_band} --invalid {params.invalid}"
-        " --nodata {params.nodata} --empty-dates {params.empty_dates} {params.masks} 2> {log:q}"
+        "python -m landtaxa align --grid {input.grid:q} --images {params.images:q} --masks {params.masks:q}"
+        " --out {output.tif:q} --valid {output.valid:q} --params {params.p:q} 2> {log:q}"

@@ -1,0 +1,133 @@
+"""Tests of the run plan (landtaxa.plan): what the workflow decides from the config, without snakemake."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from landtaxa.configcheck import check_config
+from landtaxa.demo import DemoSpec, demo_dates, make_demo
+from landtaxa.params import SCHEMA
+from landtaxa.plan import PlanError, RunPlan
+
+CONFIG = yaml.safe_load((SCHEMA.parents[2] / "config" / "config.yaml").read_text())
+SPEC = DemoSpec(size=64, n_dates=4)
+
+
+def plan_of(workdir: Path, **overrides) -> RunPlan:
+    config = copy.deepcopy(CONFIG)
+    for key, value in overrides.items():
+        node = config
+        *parents, last = key.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    check_config(config, SCHEMA)
+    return RunPlan.from_config(config, workdir)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    """A folder of per-date, per-granule GeoTIFFs, as a user's archive looks."""
+    out = tmp_path_factory.mktemp("archive")
+    make_demo(SPEC, out)
+    return out / "images"
+
+
+def test_demo_plan(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path)
+    assert plan.models == ["spectral", "geo", "refined"] and plan.parents == {"refined": "geo"}
+    assert plan.trained == ["geo", "refined"] and plan.encoder_of("spectral") == "spectral"
+    assert plan.k_list == [7, 5, 9] and plan.k_main == 7 and plan.analysed_k == [7]
+    dates = demo_dates(DemoSpec())
+    assert plan.dates == dates and plan.train_dates == dates and not plan.retrain
+    assert plan.truth == "results/demo/truth.tif"
+    assert len(plan.grid_images()) == 4 and all("2023-01-23" in p for p in plan.grid_images())
+    outputs = plan.final_outputs()
+    for model in plan.models:  # the contracts every run writes
+        assert f"results/maps/{model}_clusters.tif" in outputs
+        assert f"results/analysis/{model}/k_choice.csv" in outputs
+    assert "results/metrics.json" in outputs and "results/analysis/geo/k5/clusters.tif" not in outputs
+    assert plan.params("evolution") == '{"merge_overlap": 0.25}'
+
+
+def test_refinement_rounds_chain_the_models(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, refine__iterations=3, analysis__all_k=True)
+    assert plan.models == ["spectral", "geo", "refined1", "refined2", "refined"]
+    assert plan.parents == {"refined1": "geo", "refined2": "refined1", "refined": "refined2"}
+    assert plan.refine_clusters("refined2") == "results/clusters/train/refined1/k7.npz"
+    assert "results/analysis/geo/k5/clusters.tif" in plan.final_outputs()  # every K analysed, with its map
+    assert plan_of(tmp_path, refine__iterations=0).models == ["spectral", "geo"]
+
+
+def test_training_dates_are_fixed_by_the_first_grid(archive: Path, tmp_path: Path) -> None:
+    dates = demo_dates(SPEC)
+    first = plan_of(tmp_path, images=str(archive), truth=None, tile_size=16, n_clusters=3)
+    assert first.dates == dates and first.train_dates == dates
+    # the first grid records them: later runs train on those, whatever dates were added since
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results/grid.json").write_text(json.dumps({"train_dates": dates[:3]}))
+    later = plan_of(tmp_path, images=str(archive), truth=None, tile_size=16, n_clusters=3)
+    assert later.dates == dates and later.train_dates == dates[:3] and not later.retrain
+    assert later.refine_clusters("refined") == "results/clusters/train/geo/k3.npz"
+    # scaling images come from the training dates only (up to 16, spread over them)
+    assert all(any(d in p for d in dates[:3]) for p in later.scale_images())
+    assert len(later.scale_images(max_images=5)) == 5
+    # all: every run's dates; a list: those
+    every = plan_of(tmp_path, images=str(archive), truth=None, tile_size=16, n_clusters=3, train__dates="all")
+    assert every.train_dates == dates and every.retrain
+    assert every.refine_clusters("refined") == "results/clusters/geo/k3.npz"
+    chosen = plan_of(tmp_path, images=str(archive), truth=None, tile_size=16, n_clusters=3,
+                     train__dates=[dates[1], dates[0]])
+    assert chosen.train_dates == dates[:2]
+
+
+def test_training_dates_no_longer_in_the_archive_are_named(archive: Path, tmp_path: Path) -> None:
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results/grid.json").write_text(json.dumps({"train_dates": ["1999-01-01"]}))
+    with pytest.raises(PlanError, match=r"results/grid.json records the training dates .* 1999-01-01, not in the "
+                                        "inventory"):
+        plan_of(tmp_path, images=str(archive), truth=None, tile_size=16, n_clusters=3)
+    with pytest.raises(PlanError, match="train.dates lists 2000-02-02, not in the inventory"):
+        plan_of(tmp_path, images=str(archive), truth=None, tile_size=16, n_clusters=3, train__dates=["2000-02-02"])
+
+
+def test_images_and_masks_of_a_date(archive: Path, tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, images=str(archive), truth=None, tile_size=16, n_clusters=3)
+    date = demo_dates(SPEC)[1]
+    assert [Path(p).name for p in plan.images_of(date)] == [f"{date}_g{r}{c}.tif" for r in "01" for c in "01"]
+    assert plan.masks_of(date) == []
+    assert plan.aligned([date]) == [f"results/aligned/{date}.tif"]
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"n_clusters": 30}, "n_clusters asks for K=30 clusters but there are only 16 tiles"),
+    ({"tile_size": 128}, "config key tile_size: 128 px is larger than the region"),
+    ({"truth": "nowhere.tif"}, "nowhere.tif: truth raster not found (config key truth)"),
+    ({"encoder__name": "spectral"}, "config key encoder.name: spectral learns nothing from triplets"),
+])
+def test_runs_that_cannot_work_stop_in_the_plan(archive: Path, tmp_path: Path, overrides: dict, message: str) -> None:
+    config = {"images": str(archive), "truth": None, "tile_size": 16, "n_clusters": 3, **overrides}
+    with pytest.raises(PlanError) as err:
+        plan_of(tmp_path, **config)
+    assert message in str(err.value)
+
+
+def test_disk_need_shrinks_as_outputs_exist(archive: Path, tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, images=str(archive), truth=None, tile_size=16, n_clusters=3)
+    before = plan.disk_need(tmp_path)
+    date = plan.dates[0]
+    (tmp_path / "results/aligned").mkdir(parents=True)
+    (tmp_path / f"results/aligned/{date}.tif").write_bytes(b"x")
+    assert 0 < plan.disk_need(tmp_path) < before
+    assert "need about" in plan.check_disk(tmp_path)
+    config = copy.deepcopy(plan.config)
+    config["disk"]["margin_gb"] = 1e9
+    with pytest.raises(PlanError, match="not enough disk space"):
+        RunPlan.from_config(config, tmp_path).check_disk(tmp_path)
+    assert np.isfinite(before)

@@ -1,0 +1,162 @@
+"""The encoders' networks, the triplet loss and safe checkpoints (the registry is :mod:`landtaxa.encoders`).
+
+- :class:`TileNet`: Tile2Vec's encoder, the paper's. A ResNet-18-like network: a 3x3 stem, then
+  five residual stages of two basic blocks with widths 64-128-256-512-``z_dim`` and strides
+  1-2-2-2-2, and an average pool over the whole final feature map, so any tile size works.
+- :class:`SpectralStats`: no weights: each band's mean and standard deviation over the tile's
+  valid pixels, the baseline every run is compared with.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from landtaxa.storage import atomic_path
+
+PAPER_WIDTHS = (64, 128, 256, 512)
+PAPER_STRIDES = (1, 2, 2, 2, 2)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class TileNet(nn.Module):
+    """Tile2Vec's encoder: stem + five residual stages + global average pooling."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        z_dim: int = 512,
+        widths: Sequence[int] = PAPER_WIDTHS,
+        strides: Sequence[int] = PAPER_STRIDES,
+        blocks_per_stage: int = 2,
+        stem_stride: int = 1,
+    ) -> None:
+        super().__init__()
+        stage_widths = [*widths, z_dim]
+        if len(stage_widths) != len(strides):
+            raise ValueError(f"{len(stage_widths)} stage widths but {len(strides)} strides")
+        self.in_channels = in_channels
+        self.z_dim = z_dim
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, stage_widths[0], 3, stride=stem_stride, padding=1, bias=False),
+            nn.BatchNorm2d(stage_widths[0]),
+            nn.ReLU(inplace=True),
+        )
+        stages = []
+        ch = stage_widths[0]
+        for width, stride in zip(stage_widths, strides, strict=True):
+            blocks = [BasicBlock(ch, width, stride)]
+            blocks += [BasicBlock(width, width, 1) for _ in range(blocks_per_stage - 1)]
+            stages.append(nn.Sequential(*blocks))
+            ch = width
+        self.stages = nn.Sequential(*stages)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+
+class SpectralStats(nn.Module):
+    """Per-band mean and standard deviation of each tile's valid pixels (NaN = missing): (B, 2C).
+
+    Has no weights. A tile without any valid pixel gives zeros (the workflow never embeds one).
+    """
+
+    def __init__(self, in_channels: int, z_dim: int = 0) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.z_dim = 2 * in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float().flatten(2)
+        ok = ~torch.isnan(x)
+        n = ok.sum(-1).clamp(min=1)
+        v = torch.where(ok, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        mean = v.sum(-1) / n
+        var = (torch.where(ok, x - mean[..., None], torch.zeros((), dtype=x.dtype, device=x.device)) ** 2).sum(-1) / n
+        return torch.cat([mean, var.sqrt()], dim=1)
+
+
+def triplet_loss(
+    z_a: torch.Tensor, z_n: torch.Tensor, z_d: torch.Tensor, margin: float, l2: float
+) -> torch.Tensor:
+    """Tile2Vec's loss: ``max(0, |a-n| - |a-d| + margin)`` plus ``l2`` times the embedding norms.
+
+    Both terms are averaged over the batch, so the loss scale does not depend on batch size.
+    """
+    d_an = torch.linalg.vector_norm(z_a - z_n, dim=1)
+    d_ad = torch.linalg.vector_norm(z_a - z_d, dim=1)
+    hinge = F.relu(d_an - d_ad + margin).mean()
+    norms = sum(torch.linalg.vector_norm(z, dim=1).mean() for z in (z_a, z_n, z_d))
+    return hinge + l2 * norms
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """CUDA when present (honouring CUDA_VISIBLE_DEVICES), the CPU otherwise."""
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(preference)
+
+
+def setup_torch(threads: int, preference: str = "auto") -> torch.device:
+    """Thread count and repeatable kernels for a step; the device it runs on (logged)."""
+    from landtaxa.storage import get_logger
+
+    torch.set_num_threads(max(1, int(threads)))
+    torch.backends.cudnn.deterministic = True  # repeatable convolutions on a GPU (see README)
+    torch.backends.cudnn.benchmark = False
+    device = pick_device(preference)
+    get_logger().info("device: %s (torch %s, %d CPU threads)", device, torch.__version__, torch.get_num_threads())
+    return device
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict[str, Any]) -> None:
+    """Save the encoder as a plain state dict plus JSON-like metadata, atomically.
+
+    Only tensors and plain Python values are stored, so the file loads with
+    ``torch.load(weights_only=True)`` and can never carry executable code.
+    """
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, "meta": meta}, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Load an encoder saved by :func:`save_checkpoint` (weights only; no code runs)."""
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - re-raised with the file named
+        raise ValueError(f"{path}: not a landtaxa encoder checkpoint ({err})") from err
+    if not isinstance(payload, dict) or "state_dict" not in payload or "meta" not in payload:
+        raise ValueError(f"{path}: not a landtaxa encoder checkpoint (no state_dict/meta)")
+    meta = payload["meta"]
+    from landtaxa.encoders import build_encoder
+
+    model = build_encoder(meta["encoder"], meta["in_channels"], meta["z_dim"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device), meta

@@ -1,0 +1,315 @@
+"""The run plan: everything the workflow decides from the config before any job runs.
+
+:meth:`RunPlan.from_config` reads the validated config once: the image inventory (a sheet,
+a folder, or the built-in demo), the dates, the dates the grid and the encoders learn from,
+the models and the model each refined one starts from, the K to cluster at, the region the
+grid will cover, and the outputs of a whole run. It checks what can be checked from the
+headers (every problem names the file or config key) and the disk space the outputs need,
+so a bad run stops before its first job. The Snakemake rules only ask it questions
+(``workflow/rules/common.smk``); it never imports snakemake, so it is unit-tested alone.
+
+Training dates: with ``train.dates`` null, the dates present when the grid is first built
+are recorded in ``results/grid.json`` and used from then on, so new dates added to the
+archive change neither the grid nor the models (only the new date is aligned and embedded,
+then the cheap steps run again). ``train.dates: all`` retrains everything on every run's
+dates; a list of dates fixes them explicitly. The built-in demo's dates are those of its config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rasterio.crs import CRS
+
+from landtaxa import params as P
+from landtaxa.aoi import aoi_bounds, check_overlap
+from landtaxa.checks import (
+    Region,
+    RunCheckError,
+    RunShape,
+    bytes_needed,
+    check_disk,
+    check_k,
+    check_tile_size,
+    check_truth_overlap,
+    encoder_bytes,
+    image_region,
+)
+from landtaxa.demo import DemoSpec, demo_inventory, spec_of, truth_path
+from landtaxa.encoders import encoder_spec
+from landtaxa.inventory import (
+    InventoryError,
+    check_images,
+    exists,
+    is_gdal_path,
+    local_file,
+    read_inventory,
+    validate_inventory,
+)
+from landtaxa.stac import is_stac, parse_band_values, read_items, vrt_name, wrap_raster, write_vrts
+
+# the parameter object of every step that has settings (steps not listed have none)
+STEP_PARAMS: dict[str, type[P.StepParams]] = {
+    "demo": P.DemoParams, "grid": P.GridParams, "align": P.AlignParams, "train": P.TrainParams,
+    "refine": P.RefineParams, "embed": P.EmbedParams, "series": P.SeriesParams, "clusters": P.ClusterParams,
+    "coverage": P.CoverageParams, "analysis": P.AnalysisParams, "representatives": P.RepresentativesParams,
+    "stability": P.StabilityParams, "evolution": P.EvolutionParams,
+}
+BASELINE = "spectral"  # the model that needs no training, run beside the method's models
+
+
+class PlanError(ValueError):
+    """The config, the images or the machine cannot carry the run."""
+
+
+def band_numbers(bands: list | None) -> list[int] | None:
+    """The config's bands when they are 1-based numbers; None when they name STAC assets (their VRTs
+    hold exactly those bands, in order) or are not given (all)."""
+    return bands if bands and all(isinstance(b, int) for b in bands) else None
+
+
+@dataclass
+class RunPlan:
+    config: dict
+    inventory: pd.DataFrame  # date, granule, path, mask; sorted by date, inventory order within a date
+    region: Region
+    train_dates: list[str]
+    retrain: bool  # train.dates: all (the models follow every run's dates)
+    truth: str | None
+    results: str = "results"
+    demo: DemoSpec | None = None
+    models: list[str] = field(init=False)
+    parents: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = self.config["refine"]["iterations"]
+        refined = [f"refined{i}" for i in range(1, n)] + (["refined"] if n > 0 else [])
+        self.models = [BASELINE, "geo", *refined]
+        self.parents = dict(zip(refined, ["geo", *refined][: len(refined)], strict=True))
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def from_config(cls, config: dict, workdir: str | os.PathLike = ".", results: str = "results") -> RunPlan:
+        """The plan of a run of ``config`` (validated, defaults filled) in ``workdir``; PlanError if it cannot run."""
+        try:
+            return cls._build(config, Path(workdir), results)
+        except (InventoryError, RunCheckError) as err:
+            raise PlanError(str(err)) from err
+
+    @classmethod
+    def _build(cls, config: dict, workdir: Path, results: str) -> RunPlan:
+        demo = None
+        if config["images"] == "demo":
+            demo = spec_of(P.DemoParams.from_config(config))
+            inventory = pd.DataFrame([{"date": d, "granule": g, "path": str(p), "mask": ""}
+                                      for d, g, p in demo_inventory(demo, f"{results}/demo")])
+            x0, y0 = demo.origin
+            side = demo.size * demo.pixel_size
+            region = Region(CRS.from_user_input(demo.crs), (x0, y0 - side, x0 + side, y0), demo.pixel_size,
+                            demo.bands, 2)
+        else:
+            inventory = cls._images(config, workdir / results / "sources")
+            numbered = band_numbers(config["bands"])
+            check_images(inventory, numbered, config["masks"]["band"])
+            region = image_region(inventory["path"].tolist(), config["tile_size"], config["crs"],
+                                  config["resolution"], numbered)
+        if config["aoi"]:
+            region = cls._within_aoi(config["aoi"], region)
+        dates = sorted(inventory["date"].unique())
+        # the demo's dates are its config's: a changed demo is a new region, not new dates
+        recorded = None if demo else workdir / results / "grid.json"
+        train_dates, retrain = cls._training_dates(config["train"]["dates"], dates, recorded)
+        truth = config["truth"]
+        if truth == "demo":  # the demo's own ground truth; none for other images
+            truth = str(truth_path(f"{results}/demo")) if demo else None
+        elif truth and not exists(truth if os.path.isabs(truth) or is_gdal_path(truth) else workdir / truth):
+            raise RunCheckError(f"{truth}: truth raster not found (config key truth)")
+        if not encoder_spec(config["encoder"]["name"]).trains:
+            raise RunCheckError(f"config key encoder.name: {config['encoder']['name']} learns nothing from triplets; "
+                                "choose an encoder that trains (the spectral baseline runs in every run anyway)")
+        plan = cls(config, inventory, region, train_dates, retrain, truth, results, demo)
+        check_tile_size(region, config["tile_size"])
+        check_k(plan.k_list, region.n_tiles(config["tile_size"]), f"the region's grid ({config['images']})")
+        if truth and not demo:
+            check_truth_overlap(truth, region)
+        return plan
+
+    @staticmethod
+    def _images(config: dict, sources: Path) -> pd.DataFrame:
+        """The inventory of a sheet, a folder or a STAC catalog (its items as VRTs under ``sources``).
+
+        Sheet rows with ``scale``/``offset`` are wrapped likewise in a VRT in physical units.
+        """
+        images, bands = config["images"], config["bands"] or []
+        if is_stac(images):
+            if not bands or not all(isinstance(b, str) for b in bands):
+                raise RunCheckError(f"{images}: a STAC catalog needs config key bands to name its assets, e.g. "
+                                    "[B04, B03, B02, B08] or [red, green, blue, nir]")
+            items = read_items(images, bands, config["masks"]["asset"], config["max_cloud_cover"])
+            return validate_inventory(write_vrts(items, sources, config["resampling"]), images)
+        if any(isinstance(b, str) for b in bands):
+            raise RunCheckError(f"config key bands: band names ({', '.join(map(str, bands))}) need a STAC catalog as "
+                                "images; give 1-based band numbers for rasters")
+        if config["masks"]["asset"]:
+            raise RunCheckError("config key masks.asset: masks from assets need a STAC catalog as images; use the "
+                                "sheet's mask column or masks.band")
+        inventory = read_inventory(images, config["date_pattern"])
+        for i, row in inventory.iterrows():
+            if row.get("scale") or row.get("offset"):
+                where = f"{images}, row of {row['path']}"
+                vrt = sources / "scaled" / f"{row['date']}_{vrt_name(row['granule'])}"
+                inventory.loc[i, "path"] = str(wrap_raster(row["path"], vrt, parse_band_values(row["scale"], where),
+                                                           parse_band_values(row["offset"], where)))
+        return inventory
+
+    @staticmethod
+    def _within_aoi(path: str, region: Region) -> Region:
+        """The region cut to the area of interest's bounds (refused when they miss each other)."""
+        if not exists(path):
+            raise RunCheckError(f"{path}: area of interest not found (config key aoi)")
+        check_overlap(path, region.bounds, region.crs)
+        a, r = aoi_bounds(path, region.crs), region.bounds
+        bounds = (max(a[0], r[0]), max(a[1], r[1]), min(a[2], r[2]), min(a[3], r[3]))
+        return dataclasses.replace(region, bounds=bounds)
+
+    @staticmethod
+    def _training_dates(setting, dates: list[str], grid_json: Path | None) -> tuple[list[str], bool]:
+        if setting == "all":
+            return dates, True
+        if setting:
+            chosen, where = [str(d) for d in setting], "train.dates lists"
+        elif grid_json is not None and grid_json.exists():
+            chosen = json.loads(grid_json.read_text()).get("train_dates") or dates
+            where = f"{grid_json} records the training dates (fixed when the grid was first built)"
+        else:
+            return dates, False
+        unknown = sorted(set(chosen) - set(dates))
+        if unknown:
+            raise RunCheckError(
+                f"{where} {', '.join(unknown)}, not in the inventory; put those images back, set train.dates "
+                "(a list, or all), or start afresh in an empty results folder"
+            )
+        return sorted(chosen), False
+
+    # ------------------------------------------------------------------ questions the rules ask
+
+    @property
+    def dates(self) -> list[str]:
+        return sorted(self.inventory["date"].unique())
+
+    @property
+    def k_list(self) -> list[int]:
+        k = self.config["n_clusters"]
+        return list(k) if isinstance(k, list) else [k]
+
+    @property
+    def k_main(self) -> int:
+        return self.k_list[0]
+
+    @property
+    def analysed_k(self) -> list[int]:
+        return self.k_list if self.config["analysis"]["all_k"] else [self.k_main]
+
+    def params(self, step: str) -> str:
+        """The parameters of ``step`` as JSON: the config keys that step reads, and only those."""
+        return STEP_PARAMS[step].from_config(self.config).to_json()
+
+    def images_of(self, date: str) -> list[str]:
+        return self.inventory.loc[self.inventory["date"] == date, "path"].tolist()
+
+    @staticmethod
+    def local(paths: list[str]) -> list[str]:
+        """The local files behind datasets (what Snakemake can track; remote ones have none)."""
+        return [f for f in map(local_file, paths) if f and f != "-"]
+
+    def masks_of(self, date: str) -> list[str]:
+        """The mask raster of each image of a date, '-' where an image has none (none at all: [])."""
+        masks = [m or "-" for m in self.inventory.loc[self.inventory["date"] == date, "mask"]]
+        return masks if any(m != "-" for m in masks) else []
+
+    def grid_images(self) -> list[str]:
+        """One file per granule (its earliest date): the grid does not change when dates are added."""
+        return self.inventory.drop_duplicates("granule", keep="first")["path"].tolist()
+
+    def scale_images(self, max_images: int = 16) -> list[str]:
+        """Images sampled for the radiometric scaling: spread evenly over the training dates."""
+        rows = self.inventory[self.inventory["date"].isin(self.train_dates)]
+        if len(rows) > max_images:
+            rows = rows.iloc[np.linspace(0, len(rows) - 1, max_images).round().astype(int)]
+        return rows["path"].tolist()
+
+    @property
+    def baseline(self) -> str:
+        return BASELINE
+
+    @property
+    def trained(self) -> list[str]:
+        """The models whose encoder learns (all but the baseline)."""
+        return [m for m in self.models if m != BASELINE]
+
+    def encoder_of(self, model: str) -> str:
+        return BASELINE if model == BASELINE else self.config["encoder"]["name"]
+
+    def refine_clusters(self, model: str) -> str:
+        """The clustering that guides a refinement: of the training dates, unless they follow every run."""
+        part = "" if self.retrain else "train/"
+        return f"{self.results}/clusters/{part}{self.parents[model]}/k{self.k_main}.npz"
+
+    def aligned(self, dates: list[str]) -> list[str]:
+        return [f"{self.results}/aligned/{d}.tif" for d in dates]
+
+    def valid(self, dates: list[str]) -> list[str]:
+        return [f"{self.results}/aligned/{d}_valid.npz" for d in dates]
+
+    def final_outputs(self) -> list[str]:
+        r = self.results
+        out = [f"{r}/metrics.json", f"{r}/maps/coverage.tif"]
+        for model in self.models:
+            out += [f"{r}/maps/{model}_clusters.tif"]
+            for k in self.analysed_k:
+                folder = f"{r}/analysis/{model}/k{k}"
+                out += [f"{folder}/series_pca.tif", f"{folder}/representatives.csv", f"{folder}/stability.json",
+                        f"{r}/evolution/{model}/k{k}/summary.json"]
+                if k != self.k_main:
+                    out.append(f"{folder}/clusters.tif")
+            if len(self.k_list) > 1:
+                out.append(f"{r}/analysis/{model}/k_choice.csv")
+        return out
+
+    # ------------------------------------------------------------------ disk
+
+    def disk_need(self, workdir: str | os.PathLike = ".") -> int:
+        """Bytes the outputs still to write need (see :func:`landtaxa.checks.output_estimates`)."""
+        c, reg = self.config, self.region
+        ts = c["tile_size"]
+        models_missing = any(not (Path(workdir) / f"{self.results}/models/{m}.pt").exists() for m in self.models)
+        tile_bytes = 3 * reg.n_bands * ts * ts * 2
+        scratch = [c[s]["triplets"] * tile_bytes for s in ("train", "refine")
+                   if c[s]["triplets"] * tile_bytes > c[s]["cache_mb"] * 2**20]
+        shape = RunShape(
+            width=reg.width, height=reg.height, n_bands=reg.n_bands, itemsize=reg.itemsize, tile_size=ts,
+            dates=self.dates, models=self.models, z_dim=max(c["encoder"]["z_dim"], 2 * reg.n_bands), ks=self.k_list,
+            model_bytes=encoder_bytes(c["encoder"]["name"], reg.n_bands, c["encoder"]["z_dim"]) if models_missing
+            else 0,
+            scratch_bytes=max(scratch, default=0),
+        )
+        needed = bytes_needed(shape, workdir, self.results)
+        if self.demo and not (Path(workdir) / truth_path(f"{self.results}/demo")).exists():
+            needed += int(reg.width * reg.height * reg.n_bands * 2 * len(self.dates) * (1 + self.demo.overlap) ** 2)
+        return needed
+
+    def check_disk(self, workdir: str | os.PathLike = ".") -> str:
+        """The line stating the space the run needs; PlanError when the disk has less (config key disk)."""
+        d = self.config["disk"]
+        try:
+            return check_disk(self.disk_need(workdir), Path(workdir) / self.results,
+                              d["margin_gb"] if d["check"] else -float("inf"))
+        except RunCheckError as err:
+            raise PlanError(str(err)) from err
