@@ -230,3 +230,27 @@ def test_k_choice_table(tmp_path: Path) -> None:
     assert best == 3 and list(table["k"]) == [3, 4, 5]
     assert list(table["silhouette_best"]) == [True, False, False]
     assert "n_tiles" not in table.columns and (tmp_path / "k.png").stat().st_size > 1000
+
+
+def test_kinds_step(taxonomy) -> None:
+    import pandas as pd
+
+    from landtaxa.storage import write_json
+
+    w = taxonomy["work"]
+    labels, tile_ids = taxonomy["labels"], taxonomy["tile_ids"]
+    kind = np.stack([labels, labels, np.where(labels == 3, 0, labels)], axis=1)  # cluster 3 becomes kind 0
+    dates = ["2021-01-01", "2021-05-01", "2021-09-01"]
+    pd.DataFrame({"tile_id": np.repeat(tile_ids, 3), "date": np.tile(dates, len(tile_ids)),
+                  "kind": kind.reshape(-1)}).to_parquet(w / "labels.parquet")
+    write_json(w / "stab.json", {"jaccard": [1.0, 0.9, 0.5, 0.25]})
+    an.kinds_step(grid=str(w / "grid.json"), series=str(w / "series.npz"), clusters=str(w / "k4.npz"),
+                  stability=str(w / "stab.json"), kinds=str(w / "labels.parquet"), model="geo",
+                  csv=str(w / "kinds.csv"), json=str(w / "kinds.json"))
+    table = pd.read_csv(w / "kinds.csv")
+    assert table["tiles"].tolist() == np.bincount(labels, minlength=4).tolist()
+    assert table["km2"].sum() == pytest.approx(len(tile_ids) * 0.0064)  # 80 m tiles
+    assert table["stability_jaccard"].tolist() == [1.0, 0.9, 0.5, 0.25]
+    assert (table["mean_valid_dates"] == 3).all()
+    assert "-> c0 on 2021-09-01 (4 tiles)" in table.loc[3, "transitions"]
+    assert read_json(w / "kinds.json")["model"] == "geo"

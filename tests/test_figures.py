@@ -39,7 +39,7 @@ def test_plot_cluster_map(tmp_path) -> None:
 
 def test_legend_swatches_in_map_colours(tmp_path) -> None:
     out = tmp_path / "legend.png"
-    plot_legend(COLOURS, np.array([3, 2, 1]), "K=3", out)
+    plot_legend(COLOURS, ["c0: 3 tiles", "c1: 2 tiles", "c2: 1 tile, stable"], "K=3", out)
     legend = (mpimg.imread(out)[..., :3] * 255).reshape(-1, 3)
     for c in COLOURS:  # every swatch is drawn in its colour (to within 8-bit rounding)
         assert (np.abs(legend - 255 * c).max(axis=1) <= 1).sum() > 20, c

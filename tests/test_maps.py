@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 from rasterio.crs import CRS
@@ -129,10 +130,13 @@ def test_map_step_writes_map_picture_and_legend_in_one_colour_table(tmp_path) ->
     grid.save(tmp_path / "grid.json")
     cen = np.random.default_rng(5).normal(0, 1, (3, 2, 4)).astype(np.float32)
     save_npz(tmp_path / "k3.npz", labels=LABELS, centroids=cen, tile_ids=TILE_IDS, dates=np.array(["a", "b"]))
+    kind = np.stack([LABELS, np.where(TILE_IDS == 11, 0, LABELS)], axis=1)  # tile 11 changes kind on date b
+    pd.DataFrame({"tile_id": np.repeat(TILE_IDS, 2), "date": np.tile(["2020-01-01", "2020-06-01"], 6),
+                  "kind": kind.reshape(-1)}).to_parquet(tmp_path / "labels.parquet")
     out = {name: tmp_path / "maps" / f"x_{name}.{ext}" for name, ext in (("tif", "tif"), ("png", "png"),
                                                                        ("legend", "png"))}
-    map_step(grid=str(tmp_path / "grid.json"), clusters=str(tmp_path / "k3.npz"), model="geo",
-             **{k: str(v) for k, v in out.items()})
+    map_step(grid=str(tmp_path / "grid.json"), clusters=str(tmp_path / "k3.npz"), kinds=str(tmp_path / "labels.parquet"),
+             model="geo", **{k: str(v) for k, v in out.items()})
     expected = {i: tuple(int(round(255 * v)) for v in c) for i, c in enumerate(pca_colours(cen))}
     with rasterio.open(out["tif"]) as src:
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
@@ -142,3 +146,8 @@ def test_map_step_writes_map_picture_and_legend_in_one_colour_table(tmp_path) ->
     legend = (mpimg.imread(out["legend"])[..., :3] * 255).round().astype(int).reshape(-1, 3)
     assert set(expected.values()) <= {tuple(p) for p in np.unique(legend, axis=0)}
     assert out["png"].stat().st_size > 1000
+    # the class names, from the data, beside the map for GDAL and QGIS
+    aux = (tmp_path / "maps" / "x_tif.tif.aux.xml").read_text()
+    qml = (tmp_path / "maps" / "x_tif.qml").read_text()
+    for name in ("c0: 2 tiles, 0.0512 km2, 33%, stable", "c2: 2 tiles, 0.0512 km2, 33%, changes on 2020-06-01 (50%)"):
+        assert name in aux and name in qml

@@ -380,3 +380,23 @@ def kchoice_step(*, inputs: list[str], model: str, png: str, csv: str) -> None:
     """The metrics against K of one model (its clusterings' metrics files)."""
     best = write_k_choice([read_json(p) for p in inputs], model, csv, png)
     log.info("choice of K (%s): the silhouette prefers K=%d", model, best)
+
+
+def kinds_step(*, grid: str, series: str, clusters: str, stability: str, kinds: str, model: str, csv: str,
+               json: str) -> None:
+    """One row per kind of land: tiles, km2, share, mean valid dates, stability and its usual changes."""
+    from landtaxa.evolution import class_names, read_kinds, transitions
+    from landtaxa.grid import Grid, tile_areas_km2
+    from landtaxa.maps import pca_colours
+    from landtaxa.tables import write_kinds_table
+
+    g = Grid.load(grid)
+    s, c = _loaded(series, clusters)
+    kind, dates = read_kinds(kinds, c["tile_ids"])
+    k = len(c["centroids"])
+    table = write_kinds_table(
+        csv, json, c["labels"], k, tile_areas_km2(g, c["tile_ids"]), s["valid"].sum(axis=1),
+        np.asarray(read_json(stability)["jaccard"]), transitions(kind, k), dates,
+        class_labels=class_names(g, c["tile_ids"], c["labels"], k, kind, dates), colours=pca_colours(c["centroids"]),
+        meta={"model": model, "k": k})
+    log.info("kinds of %s, K=%d: %s km2 in all", model, k, f"{table['km2'].sum():.1f}")

@@ -42,6 +42,9 @@ STEPS = {
     "stability": "landtaxa.analysis:stability_step",
     "evolution": "landtaxa.evolution:evolution_step",
     "k_choice": "landtaxa.analysis:kchoice_step",
+    "kinds": "landtaxa.analysis:kinds_step",
+    "tiles": "landtaxa.tables:tiles_step",
+    "viewer": "landtaxa.viewer:viewer_step",
 }
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 

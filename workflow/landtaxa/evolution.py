@@ -114,27 +114,53 @@ def first_lasting_change(kind: np.ndarray) -> np.ndarray:
     return np.where(lasting.any(1), lasting.argmax(1) + 1, 0)
 
 
+def class_names(grid, tile_ids: np.ndarray, labels: np.ndarray, k: int, kind: np.ndarray,
+                dates: Sequence[str]) -> list[str]:
+    """The name of every cluster, from the data: tiles, km2, share and the dates its tiles change kind
+    (:func:`landtaxa.styles.class_labels`); the same on every map of one clustering."""
+    from landtaxa.grid import tile_areas_km2
+    from landtaxa.styles import class_labels
+
+    return class_labels(labels, k, tile_areas_km2(grid, tile_ids), kind, [str(d) for d in dates])
+
+
+def read_kinds(labels_path: str, tile_ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The (N, T) kind of ``tile_ids`` on every date, and the dates, from the evolution's Parquet table."""
+    import pandas as pd
+
+    table = pd.read_parquet(labels_path, columns=["tile_id", "date", "kind"])
+    dates = sorted(table["date"].unique())
+    kind = table.pivot(index="tile_id", columns="date", values="kind")
+    return kind.loc[tile_ids, dates].to_numpy(), [str(d) for d in dates]
+
+
 def write_evolution(grid, tile_ids: np.ndarray, series: np.ndarray, labels: np.ndarray, centroids: np.ndarray,
                     dates: Sequence[str], model: str, merge_overlap: float, out_dir: str, labels_path: str) -> dict:
     """Every product of the evolution of one clustering, written under ``out_dir``; returns the summary.
 
-    ``<date>.tif`` (the kind of every tile on that date), ``labels_path`` (Parquet: tile_id, row, col,
-    date, cluster, nearest, kind), ``transitions.csv``/``.png`` (tiles of kind a on one date and b on the
-    next), ``change.tif`` (band 1: the date index of the first lasting change, 0 = none; then one 0/1
-    band per pair of consecutive dates: none with a single date), ``evolution.png`` and ``summary.json``.
+    ``<date>.tif`` (the kind of every tile on that date), ``kinds.tif`` (the same, one band per date,
+    for QGIS's temporal controller), each with the class names (``.tif.aux.xml``) and a QGIS style
+    (``.qml``); ``labels_path`` (Parquet: tile_id, row, col, date, cluster, nearest, kind),
+    ``transitions.csv``/``.png`` (tiles of kind a on one date and b on the next), ``change.tif``
+    (band 1: the date index of the first lasting change, 0 = none; then one 0/1 band per pair of
+    consecutive dates: none with a single date), ``evolution.png`` and ``summary.json``.
     """
     import pandas as pd
 
     from landtaxa import figures
     from landtaxa.maps import NODATA, label_image, pca_colours, write_change_map, write_cluster_map
+    from landtaxa.styles import write_kinds_stack, write_map_styles
 
     dates = [str(d) for d in dates]
     k, n_t = len(centroids), len(dates)
     colours = pca_colours(centroids)
     cluster, kind = per_date_labels(series, centroids, labels, merge_overlap)
     maps = np.stack([label_image(grid, tile_ids, kind[:, t]) for t in range(n_t)])
+    names = class_names(grid, tile_ids, labels, k, kind, dates)
     for t, date in enumerate(dates):
         write_cluster_map(grid, tile_ids, kind[:, t], colours, f"{out_dir}/{date}.tif")
+        write_map_styles(f"{out_dir}/{date}.tif", colours, names)
+    write_kinds_stack(grid, tile_ids, kind, colours, dates, names, f"{out_dir}/kinds.tif")
     rows, cols = grid.tile_rowcol(tile_ids)
     table = pd.DataFrame({
         "tile_id": np.repeat(tile_ids, n_t), "row": np.repeat(rows, n_t), "col": np.repeat(cols, n_t),

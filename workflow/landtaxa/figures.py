@@ -92,11 +92,12 @@ def plot_cluster_map(
     _save(fig, out_png)
 
 
-def plot_legend(colours: np.ndarray, sizes: np.ndarray, title: str, out_png: str | os.PathLike) -> None:
-    """The map's colour table as a legend: one swatch per cluster with its size."""
+def plot_legend(colours: np.ndarray, names: Sequence[str], title: str, out_png: str | os.PathLike) -> None:
+    """The map's colour table as a legend: one swatch per cluster with its name (size, area, changes)."""
     k = len(colours)
-    fig, ax = plt.subplots(figsize=(2.6, 0.24 * k + 0.5))
-    handles = [Patch(facecolor=colours[i], edgecolor="k", label=f"cluster {i}: {sizes[i]} tiles") for i in range(k)]
+    width = 2.0 + 0.065 * max(len(n) for n in names)
+    fig, ax = plt.subplots(figsize=(width, 0.24 * k + 0.5))
+    handles = [Patch(facecolor=colours[i], edgecolor="k", label=names[i]) for i in range(k)]
     ax.legend(handles=handles, loc="center", frameon=False, title=title, fontsize=9, title_fontsize=9)
     ax.axis("off")
     _save(fig, out_png)

@@ -121,17 +121,23 @@ def write_change_map(grid: Grid, change: np.ndarray, names: list[str], out_tif: 
     _write_cog(profile, fill, out_tif, overview_resampling="nearest")
 
 
-def map_step(*, grid: str, clusters: str, model: str, tif: str, png: str, legend: str) -> None:
-    """The cluster map of one model and K: COG with colour table, its picture and its legend."""
+def map_step(*, grid: str, clusters: str, kinds: str, model: str, tif: str, png: str, legend: str) -> None:
+    """The cluster map of one model and K: COG with colour table, the class names (GDAL's ``.aux.xml``)
+    and a QGIS style (``.qml``) beside it, its picture and its legend. ``kinds`` is the evolution's
+    table of every tile's kind on every date (the names say on which dates a cluster changes)."""
     from landtaxa import figures
+    from landtaxa.evolution import class_names, read_kinds
+    from landtaxa.styles import write_map_styles
 
     g = Grid.load(grid)
     c = load_npz(clusters)
     colours = pca_colours(c["centroids"])
     img = write_cluster_map(g, c["tile_ids"], c["labels"], colours, tif)
-    name = f"{model} model, K={len(colours)}"
-    figures.plot_cluster_map(img, colours, f"landtaxa taxonomy: {name}", png)
-    figures.plot_legend(colours, np.bincount(c["labels"], minlength=len(colours)), name, legend)
+    names = class_names(g, c["tile_ids"], c["labels"], len(colours), *read_kinds(kinds, c["tile_ids"]))
+    write_map_styles(tif, colours, names)
+    title = f"{model} model, K={len(colours)}"
+    figures.plot_cluster_map(img, colours, f"landtaxa taxonomy: {title}", png)
+    figures.plot_legend(colours, names, title, legend)
 
 
 def coverage_step(*, grid: str, valid: list[str], out: str, params: CoverageParams) -> None:

@@ -225,3 +225,10 @@ class RepresentativesParams(StepParams):
 @dataclasses.dataclass(frozen=True)
 class EvolutionParams(StepParams):
     merge_overlap: float = setting("analysis.merge_overlap")
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewerParams(StepParams):
+    viewer_tiles: int = setting("analysis.viewer_tiles")
+    rgb_bands: list[int] | None = setting("analysis.rgb_bands")
+    seed: int = setting("seed")

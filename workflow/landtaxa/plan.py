@@ -59,7 +59,7 @@ STEP_PARAMS: dict[str, type[P.StepParams]] = {
     "demo": P.DemoParams, "grid": P.GridParams, "align": P.AlignParams, "train": P.TrainParams,
     "refine": P.RefineParams, "embed": P.EmbedParams, "series": P.SeriesParams, "clusters": P.ClusterParams,
     "coverage": P.CoverageParams, "analysis": P.AnalysisParams, "representatives": P.RepresentativesParams,
-    "stability": P.StabilityParams, "evolution": P.EvolutionParams,
+    "stability": P.StabilityParams, "evolution": P.EvolutionParams, "viewer": P.ViewerParams,
 }
 BASELINE = "spectral"  # the model that needs no training, run beside the method's models
 
@@ -268,15 +268,20 @@ class RunPlan:
     def valid(self, dates: list[str]) -> list[str]:
         return [f"{self.results}/aligned/{d}_valid.npz" for d in dates]
 
+    @property
+    def main_model(self) -> str:
+        """The method's last model (the refined one, or geo without refinement): the viewer's."""
+        return self.models[-1]
+
     def final_outputs(self) -> list[str]:
         r = self.results
-        out = [f"{r}/metrics.json", f"{r}/maps/coverage.tif"]
+        out = [f"{r}/metrics.json", f"{r}/maps/coverage.tif", f"{r}/tiles.parquet", f"{r}/viewer/index.html"]
         for model in self.models:
             out += [f"{r}/maps/{model}_clusters.tif"]
             for k in self.analysed_k:
                 folder = f"{r}/analysis/{model}/k{k}"
                 out += [f"{folder}/series_pca.tif", f"{folder}/representatives.csv", f"{folder}/stability.json",
-                        f"{r}/evolution/{model}/k{k}/summary.json"]
+                        f"{folder}/kinds.csv", f"{r}/evolution/{model}/k{k}/summary.json"]
                 if k != self.k_main:
                     out.append(f"{folder}/clusters.tif")
             if len(self.k_list) > 1:

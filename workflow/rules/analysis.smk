@@ -92,6 +92,8 @@ rule evolution:
         clusters=f"{R}/clusters/{{model}}/k{{k}}.npz",
     output:
         maps=expand(f"{R}/evolution/{{{{model}}}}/k{{{{k}}}}/{{date}}.tif", date=PLAN.dates),
+        kinds=report_figure("evolution", "kinds.tif", "kinds_tif", "Evolution", "kinds by date (GeoTIFF)"),
+        kinds_qml=f"{R}/evolution/{{model}}/k{{k}}/kinds.qml",
         labels=f"{R}/evolution/{{model}}/k{{k}}/labels.parquet",
         transitions=report_figure("evolution", "transitions.csv", "transitions", "Evolution", "transition table"),
         transitions_png=report_figure("evolution", "transitions.png", "transitions", "Evolution", "transition matrices"),
@@ -140,3 +142,26 @@ rule k_choice:
     shell:
         "python -m landtaxa k_choice --inputs {input.metrics:q} --model {wildcards.model}"
         " --png {output.png:q} --csv {output.csv:q} 2> {log:q}"
+
+
+rule kinds:
+    input:
+        grid=rules.grid.output.grid,
+        series=f"{R}/series/{{model}}.npz",
+        clusters=f"{R}/clusters/{{model}}/k{{k}}.npz",
+        stability=rules.stability.output.json,
+        kinds=rules.evolution.output.labels,
+    output:
+        csv=report_figure("analysis", "kinds.csv", "kinds", "Clusters", "kinds table"),
+        json=f"{R}/analysis/{{model}}/k{{k}}/kinds.json",
+    log:
+        "logs/kinds/{model}/k{k}.log",
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=mem(2000),
+        runtime=15,
+    shell:
+        "python -m landtaxa kinds --grid {input.grid:q} --series {input.series:q} --clusters {input.clusters:q}"
+        " --stability {input.stability:q} --kinds {input.kinds:q} --model {wildcards.model} --csv {output.csv:q}"
+        " --json {output.json:q} 2> {log:q}"

@@ -5,8 +5,16 @@ rule map:
     input:
         grid=rules.grid.output.grid,
         clusters=f"{R}/clusters/{{model}}/k{PLAN.k_main}.npz",
+        kinds=f"{R}/evolution/{{model}}/k{PLAN.k_main}/labels.parquet",
     output:
         tif=f"{R}/maps/{{model}}_clusters.tif",
+        names=f"{R}/maps/{{model}}_clusters.tif.aux.xml",
+        qml=report(
+            f"{R}/maps/{{model}}_clusters.qml",
+            caption="../report/qml.rst",
+            category="Maps",
+            labels={"model": "{model}", "figure": "QGIS style"},
+        ),
         png=report(
             f"{R}/maps/{{model}}_clusters.png",
             caption="../report/cluster_map.rst",
@@ -27,7 +35,8 @@ rule map:
         mem_mb=2000,
         runtime=15,
     shell:
-        "python -m landtaxa map --grid {input.grid:q} --clusters {input.clusters:q} --model {wildcards.model}"
+        "python -m landtaxa map --grid {input.grid:q} --clusters {input.clusters:q} --kinds {input.kinds:q}"
+        " --model {wildcards.model}"
         " --tif {output.tif:q} --png {output.png:q} --legend {output.legend:q} 2> {log:q}"
 
 
@@ -36,8 +45,11 @@ use rule map as map_k with:
     input:
         grid=rules.grid.output.grid,
         clusters=f"{R}/clusters/{{model}}/k{{k}}.npz",
+        kinds=f"{R}/evolution/{{model}}/k{{k}}/labels.parquet",
     output:
         tif=f"{R}/analysis/{{model}}/k{{k}}/clusters.tif",
+        names=f"{R}/analysis/{{model}}/k{{k}}/clusters.tif.aux.xml",
+        qml=f"{R}/analysis/{{model}}/k{{k}}/clusters.qml",
         png=report(
             f"{R}/analysis/{{model}}/k{{k}}/clusters.png",
             caption="../report/cluster_map.rst",
@@ -68,3 +80,49 @@ rule coverage:
     shell:
         "python -m landtaxa coverage --grid {input.grid:q} --valid {input.valid:q} --out {output.tif:q}"
         " --params {params.p:q} 2> {log:q}"
+
+
+rule tiles:
+    input:
+        grid=rules.grid.output.grid,
+        coverage=rules.coverage.output.tif,
+        clusters=expand(f"{R}/clusters/{{model}}/k{PLAN.k_main}.npz", model=PLAN.models),
+    output:
+        parquet=report(f"{R}/tiles.parquet", caption="../report/tiles.rst", category="Tables"),
+    params:
+        models=PLAN.models,
+    log:
+        "logs/tiles/tiles.log",
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=mem(2000),
+        runtime=15,
+    shell:
+        "python -m landtaxa tiles --grid {input.grid:q} --coverage {input.coverage:q} --clusters {input.clusters:q}"
+        " --models {params.models} --out {output.parquet:q} 2> {log:q}"
+
+
+rule viewer:
+    input:
+        grid=rules.grid.output.grid,
+        clusters=f"{R}/clusters/{PLAN.main_model}/k{PLAN.k_main}.npz",
+        kinds=f"{R}/evolution/{PLAN.main_model}/k{PLAN.k_main}/labels.parquet",
+        representatives=f"{R}/analysis/{PLAN.main_model}/k{PLAN.k_main}/representatives.csv",
+        aligned=PLAN.aligned(PLAN.dates),
+    output:
+        html=report(f"{R}/viewer/index.html", caption="../report/viewer.rst", category="Viewer"),
+    params:
+        model=PLAN.main_model,
+        p=p("viewer"),
+    log:
+        "logs/viewer/viewer.log",
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=mem(2000),
+        runtime=15,
+    shell:
+        "python -m landtaxa viewer --grid {input.grid:q} --clusters {input.clusters:q} --kinds {input.kinds:q}"
+        " --representatives {input.representatives:q} --aligned {input.aligned:q} --model {params.model}"
+        " --out {output.html:q} --params {params.p:q} 2> {log:q}"
