@@ -135,8 +135,8 @@ def test_map_step_writes_map_picture_and_legend_in_one_colour_table(tmp_path) ->
                   "kind": kind.reshape(-1)}).to_parquet(tmp_path / "labels.parquet")
     out = {name: tmp_path / "maps" / f"x_{name}.{ext}" for name, ext in (("tif", "tif"), ("png", "png"),
                                                                        ("legend", "png"))}
-    map_step(grid=str(tmp_path / "grid.json"), clusters=str(tmp_path / "k3.npz"), kinds=str(tmp_path / "labels.parquet"),
-             model="geo", **{k: str(v) for k, v in out.items()})
+    map_step(grid=str(tmp_path / "grid.json"), clusters=str(tmp_path / "k3.npz"),
+             kinds=str(tmp_path / "labels.parquet"), model="geo", **{k: str(v) for k, v in out.items()})
     expected = {i: tuple(int(round(255 * v)) for v in c) for i, c in enumerate(pca_colours(cen))}
     with rasterio.open(out["tif"]) as src:
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
