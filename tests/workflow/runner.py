@@ -18,9 +18,9 @@ class Snakemake:
     """``snakemake --snakefile <repo>/Snakefile --directory <workdir> [--configfile ...] <args>``."""
 
     def command(self, workdir: Path, *args: str, configs: Sequence[str | Path] = ()) -> list[str]:
-        files = ["--configfile", *map(str, configs)] if configs else []
+        files = ["--configfile", *map(str, configs)] if configs else []  # last: it takes every word after it
         return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-                str(workdir), *files, *args]
+                str(workdir), *args, *files]
 
     def __call__(self, workdir: Path, *args: str, configs: Sequence[str | Path] = (), timeout: float = 900,
                  env: dict | None = None) -> subprocess.CompletedProcess:
