@@ -16,6 +16,7 @@ from landtaxa import analysis as an
 from landtaxa.clusters import cluster_series
 from landtaxa.grid import Grid
 from landtaxa.params import AnalysisParams, ClusterParams, RepresentativesParams, StabilityParams
+from landtaxa.series import save_series
 from landtaxa.storage import read_json, save_npz
 
 
@@ -162,7 +163,7 @@ def taxonomy(tmp_path_factory) -> dict:
                             (500000, 4000000, 10)) for d in dates]
     x, _ = blobs([10, 7, 5, 4], spread=0.3, seed=2, t=3, d=4)
     tile_ids = np.sort(rng.choice(30, 26, replace=False))
-    save_npz(work / "series.npz", series=x, tile_ids=tile_ids, dates=np.array(dates), valid=np.ones((26, 3), bool))
+    save_series(work / "series.npz", x, tile_ids, dates, grid, valid=np.ones((26, 3), bool))
     res = cluster_series(x, 4, ClusterParams.from_json('{"n_init": 2}'))
     save_npz(work / "k4.npz", labels=res.labels, centroids=res.centroids, tile_ids=tile_ids, dates=np.array(dates))
     return {"work": work, "aligned": [str(a) for a in aligned], "labels": res.labels, "tile_ids": tile_ids, "x": x}

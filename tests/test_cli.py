@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from landtaxa.cli import STEPS, main, step_function, step_parser
+from landtaxa.cube import embedding_store
+from landtaxa.grid import Grid
 from landtaxa.params import schema_property
 from landtaxa.plan import STEP_PARAMS
-from landtaxa.storage import load_npz, save_npz
+from landtaxa.storage import load_npz
 
 
 @pytest.mark.parametrize("step", sorted(STEPS))
@@ -38,15 +40,18 @@ def test_parser_has_the_files_and_one_option_per_parameter() -> None:
 def test_a_step_run_by_hand_takes_the_schema_defaults(tmp_path, caplog) -> None:
     """python -m landtaxa series ... --max-missing 0.4: the one parameter given, and the run done."""
     valid = np.array([True, False, True])
+    row = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=3, height=1, tile_size=1,
+               bands=[1], dtype="uint16")
     for t, date in enumerate(["2020-01-01", "2020-02-01"]):
-        emb = np.full((3, 2), t, np.float32)
-        save_npz(tmp_path / f"{date}.npz", embeddings=emb, valid=valid if t == 0 else np.ones(3, bool))
-    rc = main(["series", "--embeddings", str(tmp_path / "2020-01-01.npz"), str(tmp_path / "2020-02-01.npz"),
+        ok = valid if t == 0 else np.ones(3, bool)
+        with embedding_store(tmp_path / f"{date}.zarr", row, 2, ok) as store:
+            store.put(np.flatnonzero(ok), np.full((int(ok.sum()), 2), t, np.float32))
+    rc = main(["series", "--embeddings", str(tmp_path / "2020-01-01.zarr"), str(tmp_path / "2020-02-01.zarr"),
                "--dates", "2020-01-01", "2020-02-01", "--out", str(tmp_path / "s.npz"), "--max-missing", "0.4"])
     assert rc == 0
     s = load_npz(tmp_path / "s.npz")
     assert s["tile_ids"].tolist() == [0, 2]  # tile 1 misses half the dates: more than 0.4
-    rc = main(["series", "--embeddings", str(tmp_path / "2020-01-01.npz"), str(tmp_path / "2020-02-01.npz"),
+    rc = main(["series", "--embeddings", str(tmp_path / "2020-01-01.zarr"), str(tmp_path / "2020-02-01.zarr"),
                "--dates", "2020-01-01", "2020-02-01", "--out", str(tmp_path / "s.npz")])
     assert rc == 0 and load_npz(tmp_path / "s.npz")["tile_ids"].tolist() == [0, 1, 2]  # the default: 0.5
 
@@ -55,7 +60,7 @@ def test_errors_are_one_line_and_the_exit_status_is_1(tmp_path, caplog) -> None:
     logger = logging.getLogger("landtaxa")
     logger.addHandler(caplog.handler)
     try:
-        rc = main(["series", "--embeddings", str(tmp_path / "a.npz"), "--dates", "2020-01-01", "2020-02-01",
+        rc = main(["series", "--embeddings", str(tmp_path / "a.zarr"), "--dates", "2020-01-01", "2020-02-01",
                    "--out", str(tmp_path / "s.npz")])
     finally:
         logger.removeHandler(caplog.handler)

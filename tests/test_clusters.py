@@ -16,7 +16,7 @@ from landtaxa.cli import main
 from landtaxa.clusters import CHUNK, METHODS, Clustering, assign_chunked, cluster_series, sq_distance_blocks
 from landtaxa.grid import Grid
 from landtaxa.params import ClusterParams, schema_property
-from landtaxa.storage import save_npz
+from landtaxa.series import save_series
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # tslearn warns about optional h5py
@@ -297,7 +297,7 @@ def test_more_clusters_than_valid_tiles_stops_before_fitting(tmp_path, caplog) -
                 bands=[1], dtype="uint16", scale_min=[0], scale_max=[1])
     grid.save(tmp_path / "grid.json")
     series = tmp_path / "series" / "geo.npz"
-    save_npz(series, series=np.zeros((3, 2, 4), np.float32), tile_ids=np.arange(3), dates=np.array(["a", "b"]))
+    save_series(series, np.zeros((3, 2, 4), np.float32), np.arange(3), ["2020-01-01", "2020-02-01"], grid)
     logger = logging.getLogger("landtaxa")
     logger.addHandler(caplog.handler)
     try:
@@ -308,3 +308,82 @@ def test_more_clusters_than_valid_tiles_stops_before_fitting(tmp_path, caplog) -
     assert rc == 1
     assert f"{series}: n_clusters asks for K=5 clusters but the series holds only 3 valid tiles" in caplog.text
     assert not (tmp_path / "k5.npz").exists() and not (tmp_path / "k5.json").exists()
+
+
+# --------------------------------------------------------------------------- a series on disk, read in blocks
+
+
+def _store(tmp_path, x: np.ndarray, block_bytes: int = 20_000):
+    """``x`` written as a series (one grid row per 100 tiles) and opened with small blocks."""
+    from landtaxa.series import Series
+
+    n = len(x)
+    grid = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=100, height=-(-n // 100),
+                tile_size=1, bands=[1], dtype="uint16")
+    dates = [f"2020-01-{d + 1:02d}" for d in range(x.shape[1])]
+    save_series(tmp_path / "s.npz", x, np.arange(n), dates, grid)
+    return Series(tmp_path / "s.npz", block_bytes=block_bytes)
+
+
+def test_kmeans_on_a_store_equals_kmeans_in_memory(tmp_path) -> None:
+    x, truth = blobs([700, 500, 300, 150], 1.5, 11)
+    store = _store(tmp_path, x)
+    assert store.n_blocks() >= 5
+    a = kmeans_series(x, 4, seed=3, n_init=2)
+    b = kmeans_series(store, 4, seed=3, n_init=2)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(a.centroids, b.centroids, rtol=1e-5, atol=1e-5)
+    assert b.inertia == pytest.approx(a.inertia, rel=1e-6)
+    assert b.inertia == pytest.approx(_sse(x, b.labels, b.centroids), rel=1e-5)
+
+
+def test_kmeans_reads_a_store_without_holding_it(tmp_path) -> None:
+    x, truth = blobs([20_000, 20_000, 20_000], 0.5, 5, t=8, d=16)  # 60,000 x 128 float32: 30.7 MB
+    store = _store(tmp_path, x, block_bytes=500_000)
+    kmeans_series(store, 3, seed=0, n_init=1)  # warm-up imports
+    tracemalloc.start()
+    try:
+        res = kmeans_series(store, 3, seed=0, n_init=1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert adjusted_rand_score(truth, res.labels) == 1.0
+    assert peak < 0.25 * x.nbytes, f"peak {peak / 1e6:.1f} MB for a {x.nbytes / 1e6:.1f} MB series"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_seeding_on_a_sample_gives_the_same_inertia_within_1_percent(monkeypatch, seed: int) -> None:
+    """Beyond SEED_ROWS series, k-means++ seeds from a sample of that many; after Lloyd's iterations on
+    every series the inertia is within 1% of seeding from all of them (here: 8,000 overlapping series,
+    a sample of 400)."""
+    import landtaxa.clusters as cl
+
+    x, _ = blobs([2500, 2000, 1500, 1000, 600, 400], 2.0, 20 + seed, t=4, d=3)
+    monkeypatch.setattr(cl, "SEED_ROWS", 10_000)  # up to SEED_ROWS series: seeded from all of them, as before
+    rng = np.random.RandomState(seed)
+    every = cl.seeding_sample(cl.as_series(x), 6, rng)
+    assert np.shares_memory(every, x) and rng.randint(1 << 30) == np.random.RandomState(seed).randint(1 << 30)
+    full = kmeans_series(x, 6, seed=seed, n_init=3)
+    monkeypatch.setattr(cl, "SEED_ROWS", 400)
+    assert cl.seeding_sample(cl.as_series(x), 6, np.random.RandomState(seed)).shape == (400, 12)
+    sampled = kmeans_series(x, 6, seed=seed, n_init=3)
+    assert sampled.inertia == pytest.approx(full.inertia, rel=0.01)
+
+
+def test_minibatch_streams_a_store_larger_than_memory_bytes(tmp_path, monkeypatch) -> None:
+    import landtaxa.clusters as cl
+
+    sizes = [3000, 2000, 1000, 500]
+    x, truth = blobs(sizes, 0.3, 0)
+    store = _store(tmp_path, x)
+    monkeypatch.setattr(cl, "MEMORY_BYTES", 1000)  # the store is "too large": streamed passes
+    res = kmeans_series(store, 4, seed=1, n_init=2, method="minibatch", batch_size=256)
+    assert adjusted_rand_score(truth, res.labels) == 1.0
+    assert np.bincount(res.labels).tolist() == sizes
+    assert res.inertia == pytest.approx(_sse(x, res.labels, res.centroids), rel=1e-5)
+    dist = ((x.reshape(len(x), 1, -1) - res.centroids.reshape(1, 4, -1)) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(res.labels, dist.argmin(axis=1))
+    for label in range(4):
+        np.testing.assert_allclose(res.centroids[label], x[res.labels == label].mean(axis=0), atol=0.1)
+    again = kmeans_series(store, 4, seed=1, n_init=2, method="minibatch", batch_size=256)
+    np.testing.assert_array_equal(again.labels, res.labels)

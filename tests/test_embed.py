@@ -10,11 +10,11 @@ import rasterio
 import torch
 from rasters import write_raster
 
+from landtaxa.cube import read_embeddings
 from landtaxa.embed import default_batch_size, embed_date, encode, encode_adaptive, fill_invalid
 from landtaxa.encoders import build_encoder
 from landtaxa.grid import Grid, to_tiles
 from landtaxa.networks import TileNet
-from landtaxa.storage import load_npz
 
 CPU = torch.device("cpu")
 TS = 8
@@ -128,13 +128,13 @@ def _reference(model: TileNet, grid: Grid, data: np.ndarray, mask: np.ndarray, f
 
 def _run(model, grid, path, fractions, out, block_rows, batch_size) -> dict:
     embed_date(model, grid, path, fractions, out, MIN_VALID, batch_size, CPU, block_rows=block_rows)
-    return load_npz(out)
+    return read_embeddings(out)
 
 
 def test_embed_date_matches_tile_by_tile(raster, model, tmp_path) -> None:
     grid, path, data, mask, fractions = raster
     ref = _reference(model, grid, data, mask, fractions)
-    res = _run(model, grid, path, fractions, tmp_path / "e.npz", block_rows=2, batch_size=3)
+    res = _run(model, grid, path, fractions, tmp_path / "e.zarr", block_rows=2, batch_size=3)
     assert set(res) == {"embeddings", "valid", "fraction"}
     emb, valid = res["embeddings"], res["valid"]
     assert emb.shape == (grid.n_tiles, 16) and emb.dtype == np.float32
@@ -152,7 +152,7 @@ def test_embed_date_matches_tile_by_tile(raster, model, tmp_path) -> None:
 def test_embed_date_independent_of_blocks_and_batches(raster, model, tmp_path) -> None:
     grid, path, _, _, fractions = raster
     runs = [
-        _run(model, grid, path, fractions, tmp_path / f"e{i}.npz", block_rows=br, batch_size=bs)["embeddings"]
+        _run(model, grid, path, fractions, tmp_path / f"e{i}.zarr", block_rows=br, batch_size=bs)["embeddings"]
         for i, (br, bs) in enumerate([(1, 1), (2, 5), (3, 64), (8, 2)])
     ]
     for other in runs[1:]:
@@ -162,7 +162,7 @@ def test_embed_date_independent_of_blocks_and_batches(raster, model, tmp_path) -
 
 def test_embed_date_all_invalid_date(raster, model, tmp_path) -> None:
     grid, path, _, _, fractions = raster
-    res = _run(model, grid, path, np.zeros_like(fractions), tmp_path / "none.npz", 2, 4)
+    res = _run(model, grid, path, np.zeros_like(fractions), tmp_path / "none.zarr", 2, 4)
     assert not res["valid"].any() and np.isnan(res["embeddings"]).all()
 
 
@@ -170,8 +170,8 @@ def test_embed_date_rejects_wrong_size(raster, model, tmp_path) -> None:
     grid, path, _, _, fractions = raster
     bigger = Grid(**{**grid.__dict__, "width": grid.width + TS})
     with pytest.raises(ValueError, match="does not match the grid"):
-        embed_date(model, bigger, path, np.ones((5, 5), np.float32), tmp_path / "x.npz", MIN_VALID, 4, CPU)
-    assert not (tmp_path / "x.npz").exists()
+        embed_date(model, bigger, path, np.ones((5, 5), np.float32), tmp_path / "x.zarr", MIN_VALID, 4, CPU)
+    assert not (tmp_path / "x.zarr").exists()
 
 
 def test_encode_batches() -> None:
@@ -250,8 +250,8 @@ def test_embed_date_after_out_of_memory_equals_a_run_without(tiny_encoder, monke
     grid = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=40, height=32, tile_size=8,
                 bands=[1, 2], dtype="uint16", scale_min=[0, 0], scale_max=[1000, 1000])
     fractions = np.ones((4, 5), np.float32)
-    embed_date(tiny_encoder, grid, path, fractions, tmp_path / "plain.npz", 0.5, 64, torch.device("cpu"))
+    embed_date(tiny_encoder, grid, path, fractions, tmp_path / "plain.zarr", 0.5, 64, torch.device("cpu"))
     monkeypatch.setattr(tiny_encoder, "forward", _capped(tiny_encoder, 3, torch.cuda.OutOfMemoryError))
-    embed_date(tiny_encoder, grid, path, fractions, tmp_path / "oom.npz", 0.5, 64, torch.device("cpu"))
-    np.testing.assert_allclose(load_npz(tmp_path / "oom.npz")["embeddings"],
-                               load_npz(tmp_path / "plain.npz")["embeddings"], rtol=1e-5, atol=1e-6)
+    embed_date(tiny_encoder, grid, path, fractions, tmp_path / "oom.zarr", 0.5, 64, torch.device("cpu"))
+    np.testing.assert_allclose(read_embeddings(tmp_path / "oom.zarr")["embeddings"],
+                               read_embeddings(tmp_path / "plain.zarr")["embeddings"], rtol=1e-5, atol=1e-6)

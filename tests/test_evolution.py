@@ -17,6 +17,7 @@ from series_data import centroids_of
 from landtaxa import evolution as ev
 from landtaxa.grid import Grid
 from landtaxa.params import EvolutionParams
+from landtaxa.series import save_series
 from landtaxa.storage import read_json, save_npz
 
 
@@ -84,7 +85,7 @@ def test_products_read_back(tmp_path, n_dates: int) -> None:
                 tile_size=8, bands=[1], dtype="uint16", scale_min=[0], scale_max=[1])
     grid.save(tmp_path / "grid.json")
     tile_ids = np.sort(np.random.default_rng(0).choice(400, 320, replace=False))
-    save_npz(tmp_path / "series.npz", series=x, tile_ids=tile_ids, dates=np.array(dates))
+    save_series(tmp_path / "series.npz", x, tile_ids, dates, grid)
     save_npz(tmp_path / "k3.npz", labels=labels, centroids=cen, tile_ids=tile_ids, dates=np.array(dates))
     out = tmp_path / "evolution"
     ev.evolution_step(grid=str(tmp_path / "grid.json"), series=str(tmp_path / "series.npz"),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import pytest
 
-from landtaxa.series import assemble_series, nearest_valid_index
-from landtaxa.storage import load_npz, save_npz
+from landtaxa.cube import embedding_store
+from landtaxa.grid import Grid
+from landtaxa.series import Series, assemble_series, nearest_valid_index
+from landtaxa.storage import load_npz
 
 
 @pytest.fixture(autouse=True)
@@ -88,32 +91,40 @@ def _embedding(tile: int, t: int) -> np.ndarray:
     return np.array([tile * 10 + t, -tile, t / 10], np.float32)
 
 
-@pytest.fixture()
-def embedding_files(tmp_path):
+ROW = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=len(PATTERNS), height=1,
+           tile_size=1, bands=[1], dtype="uint16")  # the tiles of PATTERNS in one row
+
+
+def write_dates(folder, grid: Grid, patterns: dict[int, str], dates: list[str], embedding=_embedding,
+                dtype: str = "float32") -> list:
+    """One embedding store per date: tile i holds embedding(i, t) on the dates its pattern marks valid."""
     paths = []
-    n_tiles = len(PATTERNS)
-    for t in range(len(DATES)):
-        emb = np.full((n_tiles, D), np.nan, np.float32)
-        valid = np.zeros(n_tiles, bool)
-        for tile, pat in PATTERNS.items():
-            if pat[t] == "x":
-                emb[tile] = _embedding(tile, t)
-                valid[tile] = True
-        path = tmp_path / f"emb_{t}.npz"
-        save_npz(path, embeddings=emb, valid=valid, fraction=valid.astype(np.float32))
+    for t, date in enumerate(dates):
+        valid = np.zeros(grid.n_tiles, bool)
+        ids = [tile for tile, pat in sorted(patterns.items()) if pat[t] == "x"]
+        valid[ids] = True
+        path = folder / f"{date}.zarr"
+        with embedding_store(path, grid, D, valid, dtype) as store:
+            if ids:
+                store.put(np.array(ids), np.stack([embedding(tile, t) for tile in ids]))
         paths.append(path)
     return paths
+
+
+@pytest.fixture()
+def embedding_files(tmp_path):
+    return write_dates(tmp_path / "embeddings", ROW, PATTERNS, DATES)
 
 
 def test_assemble_series(embedding_files, tmp_path) -> None:
     out = tmp_path / "series.npz"
     assemble_series(embedding_files, DATES, out, max_missing=0.5)
     res = load_npz(out)
-    assert set(res) == {"series", "tile_ids", "dates", "valid"}
+    assert set(res) == {"tile_ids", "dates", "valid", "source", "cube"}
     np.testing.assert_array_equal(res["tile_ids"], [0, 1, 4, 6])
     assert res["tile_ids"].dtype == np.int64
     assert res["dates"].tolist() == DATES
-    x = res["series"]
+    x = Series(out).load()
     assert x.shape == (4, 4, D) and x.dtype == np.float32
     assert np.isfinite(x).all()
     # source date per kept tile, filled from the nearest valid date (ties -> earlier)
@@ -135,10 +146,70 @@ def test_assemble_series_max_missing(embedding_files, tmp_path, max_missing, kep
     assemble_series(embedding_files, DATES, out, max_missing=max_missing)
     res = load_npz(out)
     np.testing.assert_array_equal(res["tile_ids"], kept)  # a never-valid tile is always dropped
-    assert np.isfinite(res["series"]).all()
+    assert np.isfinite(Series(out).load()).all()
 
 
 def test_assemble_series_length_mismatch(embedding_files, tmp_path) -> None:
     with pytest.raises(ValueError, match="4 embedding files for 3 dates"):
         assemble_series(embedding_files, DATES[:3], tmp_path / "s.npz")
     assert not (tmp_path / "s.npz").exists()
+
+
+# --------------------------------------------------------------------------- reading the series from its cube
+
+
+def _grid(rows: int, cols: int) -> Grid:
+    return Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=cols, height=rows, tile_size=1,
+                bands=[1], dtype="uint16")
+
+
+@pytest.mark.parametrize("chunk_bytes", [1 << 20, 3 * 4 * 3, 5 * 4 * 3])  # one chunk; 3 tiles; 5 tiles a chunk
+def test_series_reads_like_the_filled_array(tmp_path, monkeypatch, chunk_bytes: int) -> None:
+    """Blocks, chosen tiles and the whole series equal the array filled from the nearest valid dates,
+    whatever the chunks (whole rows, parts of rows) and the block size."""
+    import landtaxa.cube
+
+    monkeypatch.setattr(landtaxa.cube, "CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(1)
+    grid = _grid(6, 11)
+    tile_ids = np.sort(rng.choice(grid.n_tiles, 50, replace=False))
+    x = rng.normal(0, 1, (50, 5, 3)).astype(np.float32)
+    valid = rng.uniform(size=(50, 5)) > 0.3
+    valid[:, 2] |= ~valid.any(axis=1)
+    valid[tile_ids < 11, 1] = False  # the first grid row missing on date 1: its chunks are never written
+    expected = x[np.arange(50)[:, None], nearest_valid_index(valid)]
+    from landtaxa.series import save_series
+
+    save_series(tmp_path / "s.npz", x, tile_ids, DATES + ["2021-05-30"], grid, valid)
+    for block_bytes in (1, 4 * 5 * 3 * 7, 1 << 20):
+        s = Series(tmp_path / "s.npz", block_bytes=block_bytes)
+        assert s.shape == (50, 5, 3) and s.nbytes == 50 * 5 * 3 * 4
+        np.testing.assert_array_equal(s.tile_ids, tile_ids)
+        seen = np.zeros(50, int)
+        for positions, block in s.blocks():
+            seen[positions] += 1
+            np.testing.assert_array_equal(block, expected[positions])
+        assert (seen == 1).all()
+        order = rng.permutation(s.n_blocks())
+        assert sorted(np.concatenate([p for p, _ in s.blocks(order)]).tolist()) == list(range(50))
+        np.testing.assert_array_equal(s.load(), expected)
+        pick = rng.permutation(50)[:17]
+        np.testing.assert_array_equal(s.take(pick), expected[pick])
+        assert s.take(np.array([], np.int64)).shape == (0, 5, 3)
+
+
+def test_series_step_writes_no_copy_of_the_embeddings(embedding_files, tmp_path) -> None:
+    out = tmp_path / "series" / "geo.npz"
+    assemble_series(embedding_files, DATES, out, max_missing=0.5)
+    cube = out.with_suffix(".zarr")
+    written = sum(os.path.getsize(os.path.join(top, f)) for top, _, files in os.walk(cube) for f in files)
+    assert written < 20_000 and (cube / "embedding" / "0").is_symlink()
+    assert load_npz(out)["source"].tolist() == [[0, 1, 2, 3], [0, 0, 2, 2], [1, 1, 2, 2], [1, 1, 1, 3]]
+
+
+def test_an_index_that_is_no_series_is_refused(tmp_path) -> None:
+    from landtaxa.storage import save_npz
+
+    save_npz(tmp_path / "old.npz", series=np.zeros((2, 2, 2), np.float32), tile_ids=np.arange(2))
+    with pytest.raises(ValueError, match="not a series index"):
+        Series(tmp_path / "old.npz")

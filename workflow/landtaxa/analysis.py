@@ -2,6 +2,9 @@
 
 Everything here works on the (N, T, D) series and one clustering (labels, K x T x D centroids)
 with Euclidean distances between whole series (flattened to T*D), the metric the K-means uses.
+The series is an array or a series on disk (:class:`landtaxa.series.Series`), read block by
+block (distances to centroids, PCA colours) or sampled (projections; the PCA's fit when the
+series is larger than :data:`landtaxa.series.MEMORY_BYTES`): no step holds it whole.
 The ``write_*`` functions write one product each (atomically) and the ``*_step`` functions are
 the workflow's steps; the figures themselves are drawn by :mod:`landtaxa.figures`.
 """
@@ -16,8 +19,9 @@ from xml.sax.saxutils import escape
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from landtaxa.clusters import sq_distance_blocks
+from landtaxa.clusters import flat_blocks, sq_distance_blocks
 from landtaxa.params import AnalysisParams, ClusterParams, RepresentativesParams, StabilityParams
+from landtaxa.series import MEMORY_BYTES, ArraySeries, Series, as_series, sample_rows
 from landtaxa.storage import atomic_path, get_logger, load_npz, read_json, write_json
 
 log = get_logger()
@@ -34,12 +38,14 @@ def centroid_distances(centroids: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(sq[:, None] - 2 * c @ c.T + sq[None], 0.0))
 
 
-def representatives(series: np.ndarray, labels: np.ndarray, centroids: np.ndarray, n: int) -> list[np.ndarray]:
+def representatives(series, labels: np.ndarray, centroids: np.ndarray, n: int) -> list[np.ndarray]:
     """For each cluster, the indexes (into ``series``) of its ``n`` members closest to its centroid."""
-    flat, cen = _flat(series), _flat(centroids)
-    own = np.empty(len(flat), np.float32)  # each series' squared distance to its own centroid
-    for start, d in sq_distance_blocks(flat, cen):
-        own[start:start + len(d)] = d[np.arange(len(d)), labels[start:start + len(d)]]
+    cen = _flat(centroids)
+    own = np.empty(len(labels), np.float32)  # each series' squared distance to its own centroid
+    for positions, flat in flat_blocks(series):
+        for start, d in sq_distance_blocks(flat, cen):
+            rows = positions[start:start + len(d)]
+            own[rows] = d[np.arange(len(d)), labels[rows]]
     out = []
     for k in range(len(cen)):
         members = np.flatnonzero(labels == k)
@@ -53,15 +59,16 @@ def interpolate(centroids: np.ndarray, a: int, b: int, weights: list[float]) -> 
     return ((1 - w) * centroids[a][None] + w * centroids[b][None]).astype(np.float32)
 
 
-def closest(series: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def closest(series, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the series closest to each point (M, T, D), and its Euclidean distance."""
     best = np.full(len(points), np.inf)
     idx = np.zeros(len(points), np.int64)
-    for start, d in sq_distance_blocks(_flat(series), _flat(points)):
-        rows = np.argmin(d, axis=0)
-        closer = d[rows, np.arange(len(points))] < best
-        best[closer] = d[rows, np.arange(len(points))][closer]
-        idx[closer] = start + rows[closer]
+    for positions, flat in flat_blocks(series):
+        for start, d in sq_distance_blocks(flat, _flat(points)):
+            rows = np.argmin(d, axis=0)
+            closer = d[rows, np.arange(len(points))] < best
+            best[closer] = d[rows, np.arange(len(points))][closer]
+            idx[closer] = positions[start + rows[closer]]
     return idx, np.sqrt(best)
 
 
@@ -132,7 +139,7 @@ def projections(series: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     return {"tsne": tsne.astype(np.float32), "mds": mds.astype(np.float32)}
 
 
-def stability(series: np.ndarray, labels: np.ndarray, k: int, seeds: list[int], params: ClusterParams) -> dict:
+def stability(series, labels: np.ndarray, k: int, seeds: list[int], params: ClusterParams) -> dict:
     """Agreement of the clustering with re-runs from other seeds.
 
     Returns ``ari`` ((R+1) x (R+1) pairwise ARI, the given clustering first), ``seeds`` and
@@ -159,15 +166,28 @@ def stability(series: np.ndarray, labels: np.ndarray, k: int, seeds: list[int], 
     return {"seeds": list(seeds), "ari": ari, "jaccard": jac}
 
 
-def series_pca_rgb(series: np.ndarray, seed: int = 0) -> np.ndarray:
-    """(N, 3) colours in [0, 1]: the first three principal components of each whole series."""
+def series_pca_rgb(series, seed: int = 0) -> np.ndarray:
+    """(N, 3) colours in [0, 1]: the first three principal components of each whole series.
+
+    A series on disk larger than :data:`landtaxa.series.MEMORY_BYTES` is not read whole: the
+    components are fitted on a sample of as many series as fit (drawn with ``seed``) and every
+    series is projected on them block by block.
+    """
     from sklearn.decomposition import PCA
 
-    flat = _flat(series)
-    n_comp = min(3, *flat.shape)
-    comps = PCA(n_components=n_comp, random_state=seed).fit_transform(flat)
+    src = as_series(series)
+    n, f = src.n, src.n_features
+    n_comp = min(3, n, f)
+    if isinstance(src, ArraySeries) or src.nbytes <= MEMORY_BYTES:
+        comps = PCA(n_components=n_comp, random_state=seed).fit_transform(src.load().reshape(n, -1))
+    else:
+        rows = sample_rows(src, max(n_comp, MEMORY_BYTES // (4 * f)), np.random.RandomState(seed))
+        pca = PCA(n_components=n_comp, random_state=seed).fit(src.take(rows).reshape(len(rows), -1))
+        comps = np.empty((n, n_comp))
+        for positions, flat in flat_blocks(src):
+            comps[positions] = pca.transform(flat)
     lo, hi = np.percentile(comps, [1, 99], axis=0)
-    rgb = np.full((len(flat), 3), 0.5)
+    rgb = np.full((n, 3), 0.5)
     rgb[:, :n_comp] = np.clip((comps - lo) / np.where(hi > lo, hi - lo, 1.0), 0, 1)
     return rgb
 
@@ -203,14 +223,14 @@ def _csv(frame, path: str | os.PathLike) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def _loaded(series: str, clusters: str) -> tuple[dict, dict]:
-    s, c = load_npz(series), load_npz(clusters)
-    if not np.array_equal(c["tile_ids"], s["tile_ids"]):
+def _loaded(series: str, clusters: str) -> tuple[Series, dict]:
+    s, c = Series(series), load_npz(clusters)
+    if not np.array_equal(c["tile_ids"], s.tile_ids):
         raise ValueError(f"{clusters} and {series} hold different tiles")
     return s, c
 
 
-def write_series_pca(grid, tile_ids: np.ndarray, series: np.ndarray, seed: int, title: str, out_tif: str,
+def write_series_pca(grid, tile_ids: np.ndarray, series, seed: int, title: str, out_tif: str,
                      out_png: str) -> None:
     """Every tile coloured by a 3-component PCA of its whole series: RGBA COG and picture."""
     from landtaxa import figures
@@ -237,7 +257,7 @@ def write_graph(centroids: np.ndarray, sizes: np.ndarray, colours: np.ndarray, s
     return edges
 
 
-def write_representatives(grid, aligned: Sequence[str], series: np.ndarray, tile_ids: np.ndarray,
+def write_representatives(grid, aligned: Sequence[str], series, tile_ids: np.ndarray,
                           labels: np.ndarray, centroids: np.ndarray, dates: Sequence[str], n: int,
                           rgb_bands: Sequence[int] | None, colours: np.ndarray, title: str, out_dir: str) -> None:
     """The ``n`` tiles closest to each centroid, date by date: representatives.png and .csv."""
@@ -254,7 +274,7 @@ def write_representatives(grid, aligned: Sequence[str], series: np.ndarray, tile
          f"{out_dir}/representatives.csv")
 
 
-def write_interpolation(grid, aligned: Sequence[str], series: np.ndarray, tile_ids: np.ndarray, labels: np.ndarray,
+def write_interpolation(grid, aligned: Sequence[str], series, tile_ids: np.ndarray, labels: np.ndarray,
                         centroids: np.ndarray, dates: Sequence[str], pair: Sequence[int], weights: Sequence[float],
                         rgb_bands: Sequence[int] | None, title: str, out_dir: str) -> None:
     """The real sequences closest to (1 - w) a + w b for w = 0, ``weights``, 1: interpolation.png and .csv."""
@@ -275,7 +295,7 @@ def write_interpolation(grid, aligned: Sequence[str], series: np.ndarray, tile_i
          f"{out_dir}/interpolation.csv")
 
 
-def write_stability(series: np.ndarray, labels: np.ndarray, k: int, params: StabilityParams, colours: np.ndarray,
+def write_stability(series, labels: np.ndarray, k: int, params: StabilityParams, colours: np.ndarray,
                     title: str, out_json: str, out_png: str) -> dict:
     """Agreement with K-means re-runs from seeds seed+1..seed+restarts: stability.json and .png."""
     from landtaxa import figures
@@ -322,8 +342,8 @@ def analysis_step(*, grid: str, series: str, clusters: str, model: str, out_dir:
 
     t0 = time.perf_counter()
     g = Grid.load(grid)
-    s, c = _loaded(series, clusters)
-    x, tile_ids, labels, cen = s["series"], c["tile_ids"], c["labels"], c["centroids"]
+    x, c = _loaded(series, clusters)
+    tile_ids, labels, cen = c["tile_ids"], c["labels"], c["centroids"]
     colours, k = pca_colours(cen), len(cen)
     name = f"{model} model, K={k}"
     os.makedirs(out_dir, exist_ok=True)
@@ -332,9 +352,9 @@ def analysis_step(*, grid: str, series: str, clusters: str, model: str, out_dir:
     write_graph(cen, np.bincount(labels, minlength=k), colours, params.seed,
                 f"semantic graph (MST of centroid distances): {name}", out_dir)
     log.info("series PCA and graph done (%.1f s)", time.perf_counter() - t0)
-    sub = subsample(len(x), params.projection_tiles, params.seed)
-    figures.plot_projections(projections(x[sub], params.seed), labels[sub], colours,
-                             f"{len(sub)} of {len(x)} series: {name}", f"{out_dir}/projections.png")
+    sub = subsample(x.n, params.projection_tiles, params.seed)
+    figures.plot_projections(projections(x.take(sub), params.seed), labels[sub], colours,
+                             f"{len(sub)} of {x.n} series: {name}", f"{out_dir}/projections.png")
     log.info("projections of %d series done (%.1f s)", len(sub), time.perf_counter() - t0)
 
 
@@ -345,9 +365,9 @@ def representatives_step(*, grid: str, series: str, clusters: str, aligned: list
     from landtaxa.maps import pca_colours
 
     g = Grid.load(grid)
-    s, c = _loaded(series, clusters)
-    x, tile_ids, labels, cen = s["series"], c["tile_ids"], c["labels"], c["centroids"]
-    dates = [str(d) for d in s["dates"]]
+    x, c = _loaded(series, clusters)
+    tile_ids, labels, cen = c["tile_ids"], c["labels"], c["centroids"]
+    dates = [str(d) for d in x.dates]
     if len(aligned) != len(dates):
         raise ValueError(f"{len(aligned)} aligned images for the series' {len(dates)} dates")
     rgb_bands = params.rgb_bands
@@ -371,7 +391,7 @@ def stability_step(*, series: str, clusters: str, model: str, out: str, png: str
 
     s, c = _loaded(series, clusters)
     k = len(c["centroids"])
-    st = write_stability(s["series"], c["labels"], k, params, pca_colours(c["centroids"]),
+    st = write_stability(s, c["labels"], k, params, pca_colours(c["centroids"]),
                          f"{model} model, K={k}", out, png)
     log.info("stability over %d re-runs: mean ARI %.3f", params.restarts, st["mean_ari"])
 
@@ -395,7 +415,7 @@ def kinds_step(*, grid: str, series: str, clusters: str, stability: str, kinds: 
     kind, dates = read_kinds(kinds, c["tile_ids"])
     k = len(c["centroids"])
     table = write_kinds_table(
-        csv, json, c["labels"], k, tile_areas_km2(g, c["tile_ids"]), s["valid"].sum(axis=1),
+        csv, json, c["labels"], k, tile_areas_km2(g, c["tile_ids"]), s.valid.sum(axis=1),
         np.asarray(read_json(stability)["jaccard"]), transitions(kind, k), dates,
         class_labels=class_names(g, c["tile_ids"], c["labels"], k, kind, dates), colours=pca_colours(c["centroids"]),
         meta={"model": model, "k": k})

@@ -156,9 +156,11 @@ def output_estimates(shape: RunShape, results: str = "results") -> dict[str, int
         out[f"{results}/aligned/{d}_valid.npz"] = n * 4 + npz
     for m in shape.models:
         out[f"{results}/models/{m}.pt"] = shape.model_bytes
-        for d in shape.dates:
-            out[f"{results}/embeddings/{m}/{d}.npz"] = n * (shape.z_dim * 4 + 1 + 4) + npz
-        out[f"{results}/series/{m}.npz"] = n * (t * shape.z_dim * 4 + 8) + npz
+        for d in shape.dates:  # a Zarr store per date (float32 counted: an upper bound for float16)
+            out[f"{results}/embeddings/{m}/{d}.zarr"] = n * (shape.z_dim * 4 + 1 + 4) + 64 * 1024
+        # the series: its index (the cube beside it links the per-date stores: a few kB)
+        out[f"{results}/series/{m}.npz"] = n * (t * 3 + 8) + npz
+        out[f"{results}/series/{m}.zarr"] = 64 * 1024
         for k in shape.ks:
             out[f"{results}/clusters/{m}/k{k}.npz"] = n * 16 + k * shape.z_dim * t * 4 + t * 64 + npz
             out[f"{results}/clusters/{m}/k{k}.json"] = 64 * 1024 + k * 64

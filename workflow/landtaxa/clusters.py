@@ -5,19 +5,33 @@
     With the Euclidean metric, tslearn's ``TimeSeriesKMeans`` is exactly this K-means, so both
     give the same partition from the same initial centres. landtaxa works on the caller's array
     as it is (no float64 copy, no centred copy): each iteration streams over it in blocks of
-    ``LLOYD_CHUNK`` rows, computing the nearest centre and the per-cluster sums in one pass, so
-    the extra memory is a few blocks whatever N, and a memory-mapped series works too.
-    Every iteration passes over all N series: the choice up to a few hundred thousand tiles.
+    ``LLOYD_CHUNK`` rows, computing the nearest centre, the per-cluster sums and the inertia in
+    one pass, so the extra memory is a few blocks whatever N. A series on disk
+    (:class:`landtaxa.series.Series`) is read block by block, once per iteration, never whole.
+    Every iteration passes over all N series.
 ``minibatch``
-    scikit-learn's ``MiniBatchKMeans`` on the same float32 flattened series (no float64 copy),
-    updating the centres from random batches of ``batch_size`` series: for N beyond what full
-    Lloyd iterations handle in time. The final labels come from one chunked nearest-centroid
-    pass (``CHUNK`` rows at a time), so the extra memory stays bounded whatever N.
+    Centres updated from batches of ``batch_size`` series: for N beyond what full Lloyd
+    iterations handle in time. A series that fits :data:`landtaxa.series.MEMORY_BYTES` goes
+    to scikit-learn's ``MiniBatchKMeans`` whole (float32, no float64 copy); a larger one is
+    streamed: each pass visits the blocks in a random order and the rows of the blocks in a
+    random order, batches are drawn from that stream, each centre moves to the running mean of
+    the rows it took (scikit-learn's update, without its reassignment of rarely chosen centres),
+    and the run stops like scikit-learn's, when the smoothed batch inertia has not improved for
+    ``MAX_NO_IMPROVEMENT`` batches (or the centres move less than ``tol``). The final labels come
+    from one nearest-centroid pass, so the extra memory stays bounded whatever N.
 ``dtw`` / ``softdtw``
     tslearn's ``TimeSeriesKMeans`` with the DTW metric (DBA barycentres) or soft-DTW (smoothing
     ``gamma``), which match series shifted or stretched in time. Each iteration aligns every
     series with every centre at O(T^2) per pair, in float64, with a large constant: for small N
     only, and refused above ``max_dtw_tiles`` series.
+
+Seeding: k-means++ (scikit-learn's ``kmeans_plusplus``) on every series up to :data:`SEED_ROWS`
+of them (so small regions are seeded exactly as before), else on a sample of that many (at most
+:data:`SEED_BYTES` in float32), drawn once with the seed and shared by the ``n_init`` restarts;
+Lloyd's iterations then run on all N series. The seeding's cost (K passes over the seeding
+rows, about as long as several Lloyd iterations on them) thus stops growing with N, while the
+final inertia stays within a fraction of a percent of seeding on every series
+(``tests/test_clusters.py`` checks 1%; ``benchmarks/bench_scale.py`` reports both).
 
 ``inertia`` is the sum over series of the squared distance to its own centroid in the method's
 metric: squared Euclidean for ``kmeans`` and ``minibatch`` (for ``minibatch`` computed exactly
@@ -36,9 +50,13 @@ import numpy as np
 from sklearn.cluster import MiniBatchKMeans, kmeans_plusplus
 
 from landtaxa.params import ClusterParams
+from landtaxa.series import MEMORY_BYTES, ArraySeries, as_series, sample_rows
 
 CHUNK = 1024  # rows per block in the chunked nearest-centroid pass
 LLOYD_CHUNK = 1024  # rows per block in a Lloyd iteration
+SEED_ROWS = 4096  # k-means++ seeds from all series up to this many, else from a sample of this many...
+SEED_BYTES = MEMORY_BYTES  # ...and of at most this many bytes (float32)
+MAX_NO_IMPROVEMENT = 10  # streamed minibatch: batches without a better smoothed inertia before it stops
 
 
 @dataclass
@@ -61,63 +79,147 @@ def register_method(name: str, fit: ClusterMethod) -> ClusterMethod:
 
 
 def cluster_series(
-    series: np.ndarray, k: int, params: ClusterParams, init: np.ndarray | None = None, tol: float | None = None
+    series, k: int, params: ClusterParams, init: np.ndarray | None = None, tol: float | None = None
 ) -> Clustering:
     """Cluster (N, T, D) series into ``k`` clusters with ``params.method`` (see the module docstring).
 
+    ``series`` is an array or a :class:`landtaxa.series.Series` on disk, which ``kmeans`` and
+    ``minibatch`` read block by block (other methods get it whole, in memory).
     ``params.n_init`` restarts from k-means++ seeding (one run from ``init``, (K, T, D), when given);
     ``params.max_iter`` is the iteration limit (epochs over the data for ``minibatch``); ``tol`` the
     convergence threshold of the underlying estimator (None: 0.0 for kmeans and minibatch,
-    tslearn's 1e-6 on the mean inertia for dtw and softdtw; for minibatch, tol > 0 costs
+    tslearn's 1e-6 on the mean inertia for dtw and softdtw; for minibatch in memory, tol > 0 costs
     scikit-learn one float32 temporary of the series). A float32 C-contiguous ``series`` is never
     copied by kmeans and minibatch (other dtypes are converted to float32 once); it is never modified.
     """
     if params.method not in METHODS:
         raise ValueError(f"unknown clustering method {params.method!r}; valid methods: {', '.join(METHODS)}")
-    n = len(series)
+    src = as_series(series)
+    n = src.n
     if k < 2:
         raise ValueError(f"n_clusters must be at least 2, got {k}")
     if k > n:
         raise ValueError(f"n_clusters={k} is larger than the number of valid tiles ({n})")
-    return METHODS[params.method](series, k, params, init, tol)
+    return METHODS[params.method](src if params.method in STREAMING else src.load(), k, params, init, tol)
 
 
-def _flat32(series: np.ndarray) -> np.ndarray:
-    n = len(series)
-    return np.ascontiguousarray(series.reshape(n, -1), dtype=np.float32)
+def seeding_sample(src, k: int, rng: np.random.RandomState) -> np.ndarray:
+    """(m, F) float32 series that k-means++ seeds from: all of them up to :data:`SEED_ROWS` (and
+    :data:`SEED_BYTES`), else a sample of that many (at least ``k``), drawn with ``rng``."""
+    size = max(k, min(SEED_ROWS, SEED_BYTES // (4 * src.n_features)))
+    if src.n <= size:
+        return src.load().reshape(src.n, -1)
+    rows = sample_rows(src, size, rng)
+    return src.take(rows).reshape(len(rows), -1)
 
 
-def _fit_kmeans(series: np.ndarray, k: int, p: ClusterParams, init: np.ndarray | None, tol: float | None) -> Clustering:
-    flat = _flat32(series)
+def _fit_kmeans(series, k: int, p: ClusterParams, init: np.ndarray | None, tol: float | None) -> Clustering:
+    src = as_series(series)
     rng = np.random.RandomState(p.seed)
     best = None
+    sample = None
     for _ in range(p.n_init if init is None else 1):
-        centers = kmeans_plusplus(flat, k, random_state=rng)[0] if init is None else np.reshape(init, (k, -1))
-        run = lloyd(flat, centers, max_iter=p.max_iter, tol=tol or 0.0)
+        if init is None:
+            if sample is None:
+                sample = seeding_sample(src, k, rng)
+            centers = kmeans_plusplus(sample, k, random_state=rng)[0]
+        else:
+            centers = np.reshape(init, (k, -1))
+        run = lloyd(src, centers, max_iter=p.max_iter, tol=tol or 0.0)
         if best is None or run[2] < best[2]:
             best = run
     labels, centers, inertia, n_iter = best
-    return _renumbered(labels, centers, inertia, n_iter, series.shape[1:])
+    return _renumbered(labels, centers, inertia, n_iter, src.shape[1:])
 
 
-def _fit_minibatch(series: np.ndarray, k: int, p: ClusterParams, init: np.ndarray | None,
-                   tol: float | None) -> Clustering:
+def _fit_minibatch(series, k: int, p: ClusterParams, init: np.ndarray | None, tol: float | None) -> Clustering:
     if p.batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {p.batch_size}")
-    flat = _flat32(series)
-    mbk = MiniBatchKMeans(
-        n_clusters=k,
-        init="k-means++" if init is None else np.asarray(init, np.float32).reshape(k, -1),
-        n_init=p.n_init if init is None else 1,
-        max_iter=p.max_iter,
-        batch_size=p.batch_size,
-        tol=tol or 0.0,
-        compute_labels=False,  # labelled below, with the exact inertia
-        random_state=p.seed,
-    ).fit(flat)
-    centers = mbk.cluster_centers_.astype(np.float32)
+    src = as_series(series)
+    if isinstance(src, ArraySeries) or src.nbytes <= MEMORY_BYTES:
+        flat = src.load().reshape(src.n, -1)
+        mbk = MiniBatchKMeans(
+            n_clusters=k,
+            init="k-means++" if init is None else np.asarray(init, np.float32).reshape(k, -1),
+            n_init=p.n_init if init is None else 1,
+            max_iter=p.max_iter,
+            batch_size=p.batch_size,
+            tol=tol or 0.0,
+            compute_labels=False,  # labelled below, with the exact inertia
+            random_state=p.seed,
+        ).fit(flat)
+        centers, n_iter = mbk.cluster_centers_.astype(np.float32), int(mbk.n_iter_)
+    else:
+        centers, n_iter = _minibatch_streamed(src, k, p, init, tol or 0.0)
+        flat = src
     labels, inertia = assign_chunked(flat, centers)
-    return _renumbered(labels, centers, inertia, int(mbk.n_iter_), series.shape[1:])
+    return _renumbered(labels, centers, inertia, n_iter, src.shape[1:])
+
+
+def _minibatch_streamed(src, k: int, p: ClusterParams, init: np.ndarray | None, tol: float) -> tuple[np.ndarray, int]:
+    """Centres and passes of mini-batch K-means streamed over a series on disk (module docstring)."""
+    rng = np.random.RandomState(p.seed)
+    if init is None:
+        sample = seeding_sample(src, k, rng)
+        best, best_inertia = None, np.inf
+        for _ in range(p.n_init):  # the seeding with the lowest inertia on the sample, as scikit-learn's init
+            cand = kmeans_plusplus(sample, k, random_state=rng)[0]
+            inertia = assign_chunked(sample, cand)[1]
+            if inertia < best_inertia:
+                best, best_inertia = cand, inertia
+        centers = np.array(best, np.float32)
+        del sample
+    else:
+        centers = np.array(np.reshape(init, (k, -1)), np.float32)
+    counts = np.zeros(k, np.float64)
+    threshold = tol * _mean_variance(src, LLOYD_CHUNK) if tol > 0 else 0.0
+    alpha = min(1.0, 2.0 * p.batch_size / (src.n + 1))
+    ewa, ewa_min, no_improvement = None, np.inf, 0
+
+    def step(x: np.ndarray) -> bool:
+        """One mini-batch update; True when the smoothed inertia has stopped improving."""
+        nonlocal ewa, ewa_min, no_improvement
+        c_sq = np.einsum("kf,kf->k", centers, centers)
+        d = c_sq[None] - 2 * (x @ centers.T) + np.einsum("if,if->i", x, x)[:, None]
+        lab = np.argmin(d, axis=1)
+        batch_inertia = float(np.maximum(d[np.arange(len(x)), lab], 0).sum(dtype=np.float64)) / len(x)
+        weights = np.zeros((k, len(x)), np.float32)
+        weights[lab, np.arange(len(x))] = 1.0
+        sums = weights @ x
+        n_j = np.bincount(lab, minlength=k).astype(np.float64)
+        counts[:] += n_j
+        upd = n_j > 0
+        centers[upd] += ((sums[upd] - n_j[upd, None] * centers[upd]) / counts[upd, None]).astype(np.float32)
+        ewa = batch_inertia if ewa is None else ewa * (1 - alpha) + batch_inertia * alpha
+        if ewa < ewa_min:
+            ewa_min, no_improvement = ewa, 0
+        else:
+            no_improvement += 1
+        return no_improvement >= MAX_NO_IMPROVEMENT
+
+    epochs = 0
+    while epochs < p.max_iter:
+        epochs += 1
+        before = centers.copy()
+        pool: list[np.ndarray] = []
+        pooled = 0
+        stop = False
+        for _, block in src.blocks(rng.permutation(src.n_blocks())):
+            flat = block.reshape(len(block), -1)
+            pool.append(flat[rng.permutation(len(flat))])
+            pooled += len(flat)
+            while pooled >= p.batch_size and not stop:
+                rows = np.concatenate(pool)
+                stop = step(rows[: p.batch_size])
+                pool, pooled = [rows[p.batch_size:]], len(rows) - p.batch_size
+            if stop:
+                break
+        if not stop and pooled:
+            stop = step(np.concatenate(pool))
+        shift = float(((centers.astype(np.float64) - before) ** 2).sum())
+        if stop or shift <= threshold:
+            break
+    return centers, epochs
 
 
 def _fit_dtw(series: np.ndarray, k: int, p: ClusterParams, init: np.ndarray | None, tol: float | None) -> Clustering:
@@ -134,6 +236,7 @@ register_method("kmeans", _fit_kmeans)
 register_method("minibatch", _fit_minibatch)
 register_method("dtw", _fit_dtw)
 register_method("softdtw", _fit_dtw)
+STREAMING = {"kmeans", "minibatch"}  # methods that read a series on disk block by block (others get it in memory)
 
 
 def sq_distance_blocks(x: np.ndarray, centers: np.ndarray, chunk: int = CHUNK) -> Iterator[tuple[int, np.ndarray]]:
@@ -151,112 +254,144 @@ def sq_distance_blocks(x: np.ndarray, centers: np.ndarray, chunk: int = CHUNK) -
         yield start, np.maximum(d, 0.0, out=d)
 
 
+def flat_blocks(series, order: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(positions, (m, F) float32 rows) of every block of ``series`` (an array or a series on disk)."""
+    for positions, block in as_series(series).blocks(order):
+        yield positions, block.reshape(len(block), -1)
+
+
 def lloyd(
-    flat: np.ndarray, init: np.ndarray, max_iter: int = 300, tol: float = 0.0, chunk: int = LLOYD_CHUNK
+    flat, init: np.ndarray, max_iter: int = 300, tol: float = 0.0, chunk: int = LLOYD_CHUNK
 ) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Lloyd's K-means on (N, F) ``flat`` from (K, F) ``init``: labels, centres, inertia, iterations.
 
-    Each iteration is one pass over ``flat`` in blocks of ``chunk`` rows, finding the nearest
-    centre of every row (squared Euclidean, in float32 like the rows). The per-cluster sums (in
-    float64) are kept up to date from the rows whose label changed only, so after the first
-    iterations a pass costs little more than reading the data once; the new centres are the
-    cluster means. It stops when no label changes, or when the centres move by at most ``tol``
-    times the mean per-feature variance of the data (squared Euclidean norm summed over the
-    clusters, as scikit-learn's ``tol``), or after ``max_iter`` iterations. A cluster left empty
-    takes the row farthest from its own centre (one per empty cluster), so K clusters always
-    remain. The returned labels and inertia belong to the returned centres.
+    ``flat`` is an array, or a series on disk (:class:`landtaxa.series.Series`, read block by
+    block once per iteration). Each iteration is one pass over it in blocks of ``chunk`` rows,
+    finding the nearest centre of every row (squared Euclidean, in float32 like the rows). The
+    per-cluster sums (in float64) are kept up to date from the rows whose label changed only, so
+    after the first iterations a pass costs little more than reading the data once; the new
+    centres are the cluster means. It stops when no label changes (the pass's inertia, summed
+    from the differences themselves, is then the result's), or when the centres move by at most
+    ``tol`` times the mean per-feature variance of the data (squared Euclidean norm summed over
+    the clusters, as scikit-learn's ``tol``), or after ``max_iter`` iterations. A cluster left
+    empty takes the row farthest from its own centre (one per empty cluster), so K clusters
+    always remain. The returned labels and inertia belong to the returned centres.
     """
-    n, f = flat.shape
+    src = as_series(flat)
+    n, f = src.n, src.n_features
     k = len(init)
-    centers = np.array(init, np.float32)
+    centers = np.array(init, np.float32).reshape(k, f)
     labels = np.full(n, -1, np.int64)
     sums = np.zeros((k, f), np.float64)
-    threshold = tol * _mean_variance(flat, chunk) if tol > 0 else 0.0
+    threshold = tol * _mean_variance(src, chunk) if tol > 0 else 0.0
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         c_sq = np.einsum("kf,kf->k", centers, centers)
         changed = 0
-        for s0 in range(0, n, chunk):
-            x = flat[s0:s0 + chunk]
-            lab = np.argmin(c_sq - 2 * (x @ centers.T), axis=1)
-            old = labels[s0:s0 + chunk]
-            moved = np.flatnonzero(lab != old)
-            if len(moved) == 0:
-                continue
-            changed += len(moved)
-            # +row to its new cluster's sum, -row from its old one's (none on the first pass)
-            weights = np.zeros((k, len(moved)), np.float32)
-            cols = np.arange(len(moved))
-            weights[lab[moved], cols] = 1.0
-            had = old[moved] >= 0
-            weights[old[moved][had], cols[had]] = -1.0
-            sums += weights @ x[moved]
-            labels[s0:s0 + chunk] = lab
+        inertia = 0.0
+        for positions, block in flat_blocks(src):
+            for s0 in range(0, len(block), chunk):
+                x = block[s0:s0 + chunk]
+                rows = positions[s0:s0 + chunk]
+                lab = np.argmin(c_sq - 2 * (x @ centers.T), axis=1)
+                inertia = _sq_sum(x, centers, lab, inertia)
+                old = labels[rows]
+                moved = np.flatnonzero(lab != old)
+                if len(moved) == 0:
+                    continue
+                changed += len(moved)
+                # +row to its new cluster's sum, -row from its old one's (none on the first pass)
+                weights = np.zeros((k, len(moved)), np.float32)
+                cols = np.arange(len(moved))
+                weights[lab[moved], cols] = 1.0
+                had = old[moved] >= 0
+                weights[old[moved][had], cols[had]] = -1.0
+                sums += weights @ x[moved]
+                labels[rows] = lab
         if changed == 0:  # the centres are already the means of this very assignment
-            return labels, centers, squared_distances_sum(flat, centers, labels), n_iter
+            return labels, centers, inertia, n_iter
         counts = np.bincount(labels, minlength=k)
         new = np.empty_like(centers)
         filled = counts > 0
         new[filled] = (sums[filled] / counts[filled, None]).astype(np.float32)
         if not filled.all():
-            _relocate_empty(flat, centers, labels, new, np.flatnonzero(~filled), chunk)
+            _relocate_empty(src, centers, labels, new, np.flatnonzero(~filled), chunk)
         shift = float(((new.astype(np.float64) - centers) ** 2).sum())
         centers = new
         if shift <= threshold:
             break
     # stopped by tol or max_iter: the final assignment to the final centres
-    labels, inertia = assign_chunked(flat, centers)
+    labels, inertia = assign_chunked(src, centers)
     return labels, centers, inertia, n_iter
 
 
-def _mean_variance(flat: np.ndarray, chunk: int) -> float:
-    """Mean over the features of the variance of ``flat``'s columns, in one float64 pass."""
-    s = np.zeros(flat.shape[1], np.float64)
-    s2 = np.zeros(flat.shape[1], np.float64)
-    for s0 in range(0, len(flat), chunk):
-        x = flat[s0:s0 + chunk].astype(np.float64)
-        s += x.sum(axis=0)
-        s2 += (x * x).sum(axis=0)
-    mean = s / len(flat)
-    return float(np.mean(s2 / len(flat) - mean * mean))
+def _mean_variance(src, chunk: int) -> float:
+    """Mean over the features of the variance of the series' columns, in one float64 pass."""
+    src = as_series(src)
+    s = np.zeros(src.n_features, np.float64)
+    s2 = np.zeros(src.n_features, np.float64)
+    for _, block in flat_blocks(src):
+        for s0 in range(0, len(block), chunk):
+            x = block[s0:s0 + chunk].astype(np.float64)
+            s += x.sum(axis=0)
+            s2 += (x * x).sum(axis=0)
+    mean = s / src.n
+    return float(np.mean(s2 / src.n - mean * mean))
 
 
 def _relocate_empty(
-    flat: np.ndarray, centers: np.ndarray, labels: np.ndarray, new: np.ndarray, empty: np.ndarray, chunk: int
+    src, centers: np.ndarray, labels: np.ndarray, new: np.ndarray, empty: np.ndarray, chunk: int
 ) -> None:
     """Move each empty cluster's centre (in ``new``) onto one of the rows farthest from their own centres."""
-    far = np.empty(len(flat), np.float32)
-    for s0 in range(0, len(flat), chunk):
-        x = flat[s0:s0 + chunk]
-        diff = x - centers[labels[s0:s0 + chunk]]
-        far[s0:s0 + chunk] = np.einsum("if,if->i", diff, diff)
+    far = np.empty(src.n, np.float32)
+    for positions, block in flat_blocks(src):
+        for s0 in range(0, len(block), chunk):
+            x = block[s0:s0 + chunk]
+            rows = positions[s0:s0 + chunk]
+            diff = x - centers[labels[rows]]
+            far[rows] = np.einsum("if,if->i", diff, diff)
     picks = np.argsort(-far, kind="stable")[: len(empty)]
-    new[empty] = flat[picks]
+    new[empty] = src.take(picks).reshape(len(picks), -1)
 
 
-def assign_chunked(flat: np.ndarray, centers: np.ndarray, chunk: int = CHUNK) -> tuple[np.ndarray, float]:
+def assign_chunked(flat, centers: np.ndarray, chunk: int = CHUNK) -> tuple[np.ndarray, float]:
     """Nearest centre of each row of (N, F) ``flat`` and the summed squared distance, ``chunk`` rows at a time.
 
-    Extra memory is a few small blocks, never a copy of ``flat``; the inertia is computed from the
-    differences themselves (:func:`squared_distances_sum`), in float64.
+    ``flat`` is an array or a series on disk, read in one pass. Extra memory is a few small blocks,
+    never a copy of ``flat``; the inertia is computed from the differences themselves
+    (:func:`squared_distances_sum`), in float64.
     """
-    labels = np.empty(len(flat), np.int64)
-    for start, d in sq_distance_blocks(flat, centers, chunk):
-        labels[start:start + len(d)] = np.argmin(d, axis=1)
-    return labels, squared_distances_sum(flat, centers, labels)
+    src = as_series(flat)
+    labels = np.empty(src.n, np.int64)
+    total = 0.0
+    for positions, block in flat_blocks(src):
+        lab = np.empty(len(block), np.int64)
+        for start, d in sq_distance_blocks(block, centers, chunk):
+            lab[start:start + len(d)] = np.argmin(d, axis=1)
+        labels[positions] = lab
+        total = _sq_sum(block, centers, lab, total)
+    return labels, total
 
 
-def squared_distances_sum(flat: np.ndarray, centers: np.ndarray, labels: np.ndarray, chunk: int = 64) -> float:
+def _sq_sum(x: np.ndarray, centers: np.ndarray, labels: np.ndarray, total: float = 0.0, chunk: int = 64) -> float:
+    """``total`` plus :func:`squared_distances_sum` of in-memory rows (added in the same order as one pass)."""
+    centers = np.asarray(centers, x.dtype)
+    for start in range(0, len(x), chunk):
+        diff = x[start:start + chunk] - centers[labels[start:start + chunk]]
+        total += float(np.einsum("if,if->i", diff, diff).sum(dtype=np.float64))
+    return total
+
+
+def squared_distances_sum(flat, centers: np.ndarray, labels: np.ndarray, chunk: int = 64) -> float:
     """Sum over the rows of ``flat`` of the squared distance to their centre ``centers[labels]``.
 
     From the differences themselves (not from norms, which cancel badly for data far from the
     origin), in blocks of ``chunk`` rows small enough to stay in the CPU caches; float64 total.
+    ``flat`` is an array or a series on disk.
     """
-    centers = np.asarray(centers, flat.dtype)
     total = 0.0
-    for start in range(0, len(flat), chunk):
-        diff = flat[start:start + chunk] - centers[labels[start:start + chunk]]
-        total += float(np.einsum("if,if->i", diff, diff).sum(dtype=np.float64))
+    for positions, block in flat_blocks(flat):
+        total = _sq_sum(block, centers, labels[positions], total, chunk)
     return total
 
 
@@ -317,23 +452,24 @@ def clusters_step(*, grid: str, series: str, k: int, model: str, truth: str | No
 
     from landtaxa.grid import Grid
     from landtaxa.metrics import taxonomy_metrics
+    from landtaxa.series import Series
     from landtaxa.storage import get_logger, load_npz, save_npz, write_json
 
     log = get_logger()
-    s = load_npz(series)
-    if k > len(s["series"]):  # valid tiles are known only now; stop before fitting
+    s = Series(series)
+    if k > s.n:  # valid tiles are known only now; stop before fitting
         raise ValueError(
             f"{series}: n_clusters asks for K={k} clusters but the series holds only "
-            f"{len(s['series'])} valid tiles; lower n_clusters (config key) to at most {len(s['series'])}"
+            f"{s.n} valid tiles; lower n_clusters (config key) to at most {s.n}"
         )
     t0 = time.perf_counter()
-    result = cluster_series(s["series"], k, params)
+    result = cluster_series(s, k, params)
     log.info("K-means (%s), K=%d: inertia %.4g after %d iterations, %.1f s", params.method, k, result.inertia,
              result.n_iter, time.perf_counter() - t0)
-    m = taxonomy_metrics(Grid.load(grid), s["series"], s["tile_ids"], result.labels, result.inertia,
+    m = taxonomy_metrics(Grid.load(grid), s, s.tile_ids, result.labels, result.inertia,
                          truth=load_npz(truth)["classes"] if truth else None, seed=params.seed)
     m["model"] = model
-    m["dates"] = s["dates"].tolist()
-    save_npz(out, labels=result.labels, centroids=result.centroids, tile_ids=s["tile_ids"], dates=s["dates"])
+    m["dates"] = s.dates.tolist()
+    save_npz(out, labels=result.labels, centroids=result.centroids, tile_ids=s.tile_ids, dates=s.dates)
     write_json(metrics, m)
     log.info("metrics: %s", {key: v for key, v in m.items() if key not in ("dates", "cluster_sizes")})

@@ -13,8 +13,6 @@ out of memory, the batch is halved and the same batch retried (with a warning in
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import time
 from collections.abc import Iterator
 
@@ -24,10 +22,11 @@ import torch
 from torch import nn
 
 from landtaxa.align import read_block
+from landtaxa.cube import embedding_store
 from landtaxa.grid import Grid, strip_windows, to_tiles
 from landtaxa.networks import load_checkpoint, setup_torch
 from landtaxa.params import EmbedParams
-from landtaxa.storage import get_logger, load_npz, save_npz
+from landtaxa.storage import get_logger, load_npz, prefetch
 
 log = get_logger()
 
@@ -122,10 +121,14 @@ def embed_date(
     device: torch.device,
     block_rows: int = 8,
     compile_model: bool = False,
+    dtype: str = "float32",
+    date: str | None = None,
 ) -> None:
-    """Embed all valid tiles of one aligned date and write ``embeddings``/``valid`` to npz.
+    """Embed all valid tiles of one aligned date into the Zarr store ``out_path`` (:mod:`landtaxa.cube`).
 
-    ``batch_size`` 0 picks the device's default (:func:`default_batch_size`).
+    Each strip's embeddings go to the store as soon as they are encoded, so the job holds one
+    band of chunks, not the whole date. ``batch_size`` 0 picks the device's default
+    (:func:`default_batch_size`); ``dtype`` is the storage type (float32 or float16).
 
     ``compile_model`` runs the encoder through ``torch.compile`` (worth it on a GPU for
     large dates; the first batches then pay the compilation time).
@@ -137,7 +140,6 @@ def embed_date(
     z_dim = model.z_dim
     if compile_model:
         model = torch.compile(model)
-    emb = np.full((grid.n_tiles, z_dim), np.nan, np.float32)
     valid = fractions.reshape(-1) >= min_valid
     todo = int(valid.sum())
     done, t0 = 0, time.perf_counter()
@@ -145,12 +147,14 @@ def embed_date(
         if (src.width, src.height) != (grid.width, grid.height):
             raise ValueError(f"{aligned}: size {src.width}x{src.height} does not match the grid")
     fill = bool(getattr(model, "fills_gaps", True))
-    for ids, tiles in prefetch(_strips(grid, aligned, valid, block_rows, fill), depth=2):
-        emb[ids], batch_size = encode_adaptive(model, tiles, batch_size, device)
-        done += len(tiles)
-        rate = done / max(time.perf_counter() - t0, 1e-9)
-        log.info("embedded %d/%d tiles (%.0f tiles/s)", done, todo, rate)
-    save_npz(out_path, embeddings=emb, valid=valid, fraction=fractions.reshape(-1))
+    attrs = {"date": date} if date else {}
+    with embedding_store(out_path, grid, z_dim, valid, dtype, attrs, fraction=fractions) as store:
+        for ids, tiles in prefetch(_strips(grid, aligned, valid, block_rows, fill), depth=2):
+            emb, batch_size = encode_adaptive(model, tiles, batch_size, device)
+            store.put(ids, emb)
+            done += len(tiles)
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            log.info("embedded %d/%d tiles (%.0f tiles/s)", done, todo, rate)
 
 
 def _strips(
@@ -170,46 +174,11 @@ def _strips(
             yield first + np.flatnonzero(keep), fill_invalid(tiles, masks, fill)
 
 
-def prefetch(items: Iterator, depth: int = 2) -> Iterator:
-    """Run ``items`` in a background thread, at most ``depth`` ahead; re-raise its errors here."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                q.put(item)
-            q.put(done)
-        except BaseException as err:  # noqa: BLE001 - handed to the consumer
-            q.put(err)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                thread.join(timeout=0.05)
-
-
-def embed_step(*, grid: str, model: str, aligned: str, valid: str, out: str, params: EmbedParams,
-               threads: int = 1) -> None:
-    """Every valid tile of one aligned date embedded with one model."""
+def embed_step(*, grid: str, model: str, aligned: str, valid: str, out: str, date: str | None = None,
+               params: EmbedParams, threads: int = 1) -> None:
+    """Every valid tile of one aligned date embedded with one model, into a Zarr store (``out``, a folder)."""
     device = setup_torch(threads, params.device)
     encoder, _ = load_checkpoint(model, device)
     embed_date(encoder, Grid.load(grid), aligned, load_npz(valid)["fraction"], out, min_valid=params.min_valid,
                batch_size=params.batch_size or 0, device=device, block_rows=params.block_rows,
-               compile_model=params.compile)
+               compile_model=params.compile, date=date)

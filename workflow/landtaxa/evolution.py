@@ -28,9 +28,50 @@ import numpy as np
 
 from landtaxa.clusters import sq_distance_blocks
 from landtaxa.params import EvolutionParams
+from landtaxa.series import as_series
 from landtaxa.storage import atomic_path, get_logger, write_json
 
 log = get_logger()
+
+
+def closer_counts(x_t: np.ndarray, c_t: np.ndarray, labels: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """(K, K) counts on one date: [a, b] = members of cluster a closer to b's centroid slice than to a's.
+
+    ``x_t`` (n, D) tiles on that date (any part of the tiles: counts of parts add up), ``c_t`` (K, D),
+    ``labels`` (n,) their whole-series clusters.
+    """
+    k = len(c_t)
+    out = np.zeros((k, k), np.int64)
+    for s0 in range(0, len(x_t), chunk):
+        x, lab = x_t[s0:s0 + chunk], labels[s0:s0 + chunk]
+        dist = np.linalg.norm(x[:, None, :] - c_t[None], axis=2)  # (rows, K)
+        nearer = dist < dist[np.arange(len(x)), lab][:, None]
+        for a in np.unique(lab):
+            out[a] += nearer[lab == a].sum(axis=0)
+    return out
+
+
+def groups_of(closer: np.ndarray, sizes: np.ndarray, merge_overlap: float) -> np.ndarray:
+    """The kind (smallest label of its group) of each of the K clusters on one date, from its
+    :func:`closer_counts` and the clusters' sizes. Groups are the connected components of
+    "cannot be told apart": at least ``merge_overlap`` of the two clusters' members nearer the other's slice."""
+    k = len(sizes)
+    parent = np.arange(k)
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            a = parent[a]
+        return a
+
+    for a in range(k):
+        for b in range(a + 1, k):
+            members = sizes[a] + sizes[b]
+            if members == 0:
+                continue
+            if (closer[a, b] + closer[b, a]) / members >= merge_overlap:
+                ra, rb = root(a), root(b)
+                parent[max(ra, rb)] = min(ra, rb)
+    return np.array([root(a) for a in range(k)])
 
 
 def date_groups(x_t: np.ndarray, c_t: np.ndarray, labels: np.ndarray, merge_overlap: float) -> np.ndarray:
@@ -40,39 +81,33 @@ def date_groups(x_t: np.ndarray, c_t: np.ndarray, labels: np.ndarray, merge_over
     the whole-series clusters. Groups are the connected components of "cannot be told apart".
     """
     k = len(c_t)
-    parent = np.arange(k)
-
-    def root(a: int) -> int:
-        while parent[a] != a:
-            a = parent[a]
-        return a
-
-    d_own = np.linalg.norm(x_t - c_t[labels], axis=1)
-    for a in range(k):
-        for b in range(a + 1, k):
-            members = (labels == a) | (labels == b)
-            if not members.any():
-                continue
-            other = np.where(labels[members] == a, b, a)
-            d_other = np.linalg.norm(x_t[members] - c_t[other], axis=1)
-            if np.mean(d_other < d_own[members]) >= merge_overlap:
-                ra, rb = root(a), root(b)
-                parent[max(ra, rb)] = min(ra, rb)
-    return np.array([root(a) for a in range(k)])
+    return groups_of(closer_counts(x_t, c_t, labels), np.bincount(labels, minlength=k), merge_overlap)
 
 
 def per_date_labels(
-    series: np.ndarray, centroids: np.ndarray, labels: np.ndarray, merge_overlap: float = 0.25
+    series, centroids: np.ndarray, labels: np.ndarray, merge_overlap: float = 0.25
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(N, T) nearest-slice cluster and (N, T) kind of every tile on every date (module docstring)."""
-    n, t, _ = series.shape
+    """(N, T) nearest-slice cluster and (N, T) kind of every tile on every date (module docstring).
+
+    ``series`` is an (N, T, D) array or a series on disk, read once, block by block.
+    """
+    src = as_series(series)
+    n, t = src.n, src.shape[1]
+    k = len(centroids)
+    cen = np.asarray(centroids, np.float32)
     nearest = np.empty((n, t), np.int64)
+    closer = np.zeros((t, k, k), np.int64)
+    for positions, block in src.blocks():
+        lab = labels[positions]
+        for d in range(t):
+            x = np.ascontiguousarray(block[:, d])
+            for start, dist in sq_distance_blocks(x, cen[:, d]):
+                nearest[positions[start:start + len(dist)], d] = np.argmin(dist, axis=1)
+            closer[d] += closer_counts(x, cen[:, d], lab)
+    sizes = np.bincount(labels, minlength=k)
     kind = np.empty((n, t), np.int64)
     for d in range(t):
-        x, c = series[:, d].astype(np.float32), centroids[:, d].astype(np.float32)
-        for start, dist in sq_distance_blocks(x, c):
-            nearest[start:start + len(dist), d] = np.argmin(dist, axis=1)
-        group = date_groups(x, c, labels, merge_overlap)
+        group = groups_of(closer[d], sizes, merge_overlap)
         kind[:, d] = group[nearest[:, d]]
         if d > 0:
             stays = group[kind[:, d - 1]] == kind[:, d]
@@ -125,16 +160,60 @@ def class_names(grid, tile_ids: np.ndarray, labels: np.ndarray, k: int, kind: np
 
 
 def read_kinds(labels_path: str, tile_ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """The (N, T) kind of ``tile_ids`` on every date, and the dates, from the evolution's Parquet table."""
+    """The (N, T) kind of ``tile_ids`` on every date, and the dates, from the evolution's Parquet table.
+
+    Read as columns (no pivot of a tiles x dates table), so its memory is a few (N, T) arrays.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(labels_path, columns=["tile_id", "date", "kind"])
+    encoded = pc.dictionary_encode(table["date"].combine_chunks())
+    names = [str(d) for d in encoded.dictionary.to_pylist()]
+    dates = sorted(names)
+    rank = np.argsort(np.argsort(names))  # dictionary index -> index in the sorted dates
+    date_pos = rank[encoded.indices.to_numpy()]
+    ids, tile_pos = np.unique(table["tile_id"].to_numpy(), return_inverse=True)
+    kinds = np.zeros((len(ids), len(dates)), np.int64)
+    kinds[tile_pos, date_pos] = table["kind"].to_numpy()
+    wanted = np.asarray(tile_ids)
+    at = np.minimum(np.searchsorted(ids, wanted), max(len(ids) - 1, 0))
+    if len(wanted) and (len(ids) == 0 or not np.array_equal(ids[at], wanted)):
+        raise KeyError(f"{labels_path}: tiles missing from the table")
+    return kinds[at], dates
+
+
+def _by_tiles(fn, kind: np.ndarray, rows: int = 1 << 16) -> np.ndarray:
+    """``fn`` of (N, T) ``kind``, applied to blocks of tiles (it works tile by tile): bounded temporaries."""
+    return np.concatenate([fn(kind[s:s + rows]) for s in range(0, max(len(kind), 1), rows)])
+
+
+def write_labels_table(path: str, grid, tile_ids: np.ndarray, labels: np.ndarray, nearest: np.ndarray,
+                       kind: np.ndarray, dates: Sequence[str], rows_per_group: int = 1 << 16) -> None:
+    """The Parquet table of every tile on every date (tile_id, row, col, date, cluster, nearest, kind),
+    written in row groups of ``rows_per_group`` tiles: a group's rows, never the whole table, are in memory."""
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    table = pd.read_parquet(labels_path, columns=["tile_id", "date", "kind"])
-    dates = sorted(table["date"].unique())
-    kind = table.pivot(index="tile_id", columns="date", values="kind")
-    return kind.loc[tile_ids, dates].to_numpy(), [str(d) for d in dates]
+    n_t = len(dates)
+    rows, cols = grid.tile_rowcol(tile_ids)
+
+    def frame(s: slice) -> pd.DataFrame:
+        ids = tile_ids[s]
+        return pd.DataFrame({
+            "tile_id": np.repeat(ids, n_t), "row": np.repeat(rows[s], n_t), "col": np.repeat(cols[s], n_t),
+            "date": np.tile(np.asarray(dates), len(ids)), "cluster": np.repeat(labels[s], n_t),
+            "nearest": nearest[s].reshape(-1), "kind": kind[s].reshape(-1)})
+
+    first = pa.Table.from_pandas(frame(slice(0, 0)), preserve_index=False)
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, first.schema) as writer:
+        for s0 in range(0, max(len(tile_ids), 1), rows_per_group):
+            writer.write_table(pa.Table.from_pandas(frame(slice(s0, s0 + rows_per_group)), schema=first.schema,
+                                                    preserve_index=False))
 
 
-def write_evolution(grid, tile_ids: np.ndarray, series: np.ndarray, labels: np.ndarray, centroids: np.ndarray,
+def write_evolution(grid, tile_ids: np.ndarray, series, labels: np.ndarray, centroids: np.ndarray,
                     dates: Sequence[str], model: str, merge_overlap: float, out_dir: str, labels_path: str) -> dict:
     """Every product of the evolution of one clustering, written under ``out_dir``; returns the summary.
 
@@ -161,22 +240,16 @@ def write_evolution(grid, tile_ids: np.ndarray, series: np.ndarray, labels: np.n
         write_cluster_map(grid, tile_ids, kind[:, t], colours, f"{out_dir}/{date}.tif")
         write_map_styles(f"{out_dir}/{date}.tif", colours, names)
     write_kinds_stack(grid, tile_ids, kind, colours, dates, names, f"{out_dir}/kinds.tif")
-    rows, cols = grid.tile_rowcol(tile_ids)
-    table = pd.DataFrame({
-        "tile_id": np.repeat(tile_ids, n_t), "row": np.repeat(rows, n_t), "col": np.repeat(cols, n_t),
-        "date": np.tile(np.asarray(dates), len(tile_ids)), "cluster": np.repeat(labels, n_t),
-        "nearest": cluster.reshape(-1), "kind": kind.reshape(-1)})
-    with atomic_path(labels_path) as tmp:
-        table.to_parquet(tmp, index=False)
+    write_labels_table(labels_path, grid, tile_ids, labels, cluster, kind, dates)
     trans = transitions(kind, k)
     long = [{"date_from": dates[t], "date_to": dates[t + 1], "kind_from": a, "kind_to": b, "tiles": int(trans[t, a, b])}
             for t in range(n_t - 1) for a in range(k) for b in range(k)]
     columns = ["date_from", "date_to", "kind_from", "kind_to", "tiles"]
     with atomic_path(f"{out_dir}/transitions.csv") as tmp:
         pd.DataFrame(long, columns=columns).to_csv(tmp, index=False)
-    changed, lasting = changes(kind), lasting_changes(kind)
+    changed, lasting = changes(kind), _by_tiles(lasting_changes, kind)
     change = np.full((n_t, grid.n_tiles), NODATA, np.uint8)
-    change[0, tile_ids] = first_lasting_change(kind)
+    change[0, tile_ids] = _by_tiles(first_lasting_change, kind)
     change[1:, tile_ids] = changed.T
     names = [f"date index (0 = {dates[0]}) on which a lasting change is first seen; 0 = none"]
     names += [f"changed kind {dates[t]} -> {dates[t + 1]}" for t in range(n_t - 1)]
@@ -199,12 +272,13 @@ def evolution_step(*, grid: str, series: str, clusters: str, model: str, labels:
                    params: EvolutionParams) -> None:
     """The kind of every tile on every date, the transitions between dates and the change map."""
     from landtaxa.grid import Grid
+    from landtaxa.series import Series
     from landtaxa.storage import load_npz
 
-    s, c = load_npz(series), load_npz(clusters)
-    if not np.array_equal(c["tile_ids"], s["tile_ids"]):
+    s, c = Series(series), load_npz(clusters)
+    if not np.array_equal(c["tile_ids"], s.tile_ids):
         raise ValueError(f"{clusters} and {series} hold different tiles")
-    summary = write_evolution(Grid.load(grid), c["tile_ids"], s["series"], c["labels"], c["centroids"], s["dates"],
+    summary = write_evolution(Grid.load(grid), c["tile_ids"], s, c["labels"], c["centroids"], s.dates,
                               model, params.merge_overlap, out_dir, labels)
     log.info("evolution: tiles changing kind per date pair %s (lasting: %s); %d of %d tiles change at least once",
              summary["changed_tiles"], summary["lasting_changes"], summary["tiles_ever_changed"], summary["n_tiles"])

@@ -3,19 +3,37 @@
 A tile-date whose tile was not valid enough is filled from the same tile's nearest valid
 date (the earlier one on a tie). Tiles missing on more than ``max_missing`` of the dates
 (or on all of them) are dropped from the series and appear as nodata on the maps.
+
+The series is never copied into one array. The series step writes the cube of the model's
+dates (:mod:`landtaxa.cube`: links to the per-date stores, a few kilobytes) and an index,
+``results/series/<model>.npz``: ``tile_ids`` (N,) of the kept tiles, ``dates`` (T,),
+``valid`` (N, T), ``source`` (N, T), the date each value comes from, and ``cube``, the
+cube's path relative to the index. Every later step reads the series through
+:class:`Series`: in blocks of tiles, (m, T, D) float32 filled on the fly (about
+:data:`BLOCK_BYTES` each, read ahead in a background thread), or as chosen tiles
+(:meth:`Series.take`, for samples and representatives). Its memory is a few blocks, whatever
+the region. :class:`ArraySeries` offers the same reading of an (N, T, D) array in memory.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 
+from landtaxa.cube import ZArray, embedding_store, read_valid, write_cube
 from landtaxa.params import SeriesParams
-from landtaxa.storage import get_logger, load_npz, save_npz
+from landtaxa.storage import get_logger, load_npz, prefetch, save_npz
 
 log = get_logger()
+
+BLOCK_BYTES = 32 << 20  # float32 bytes of one block of tiles read from the cube
+# A series up to this size (float32) is read whole where a step needs every series at once (k-means++
+# seeding, PCA colours, mini-batch K-means in memory); a larger one is sampled there (see each step).
+MEMORY_BYTES = 256 << 20
+INDEX_ROWS = 1 << 16  # tiles per block when the index is computed
 
 
 def nearest_valid_index(valid: np.ndarray) -> np.ndarray:
@@ -33,43 +51,266 @@ def nearest_valid_index(valid: np.ndarray) -> np.ndarray:
     return out
 
 
+def source_dates(valid: np.ndarray) -> np.ndarray:
+    """:func:`nearest_valid_index` of an (N, T) validity matrix, block by block, as the smallest int type."""
+    dtype = np.int16 if valid.shape[1] < np.iinfo(np.int16).max else np.int32
+    out = np.empty(valid.shape, dtype)
+    for s in range(0, len(valid), INDEX_ROWS):
+        out[s:s + INDEX_ROWS] = nearest_valid_index(valid[s:s + INDEX_ROWS])
+    return out
+
+
 def assemble_series(
     embedding_paths: Sequence[str | os.PathLike],
     dates: Sequence[str],
     out_path: str | os.PathLike,
     max_missing: float = 0.5,
+    cube_path: str | os.PathLike | None = None,
 ) -> None:
-    """Stack per-date embeddings into X (N, T, D) for the tiles kept; write an npz."""
+    """The series of per-date embedding stores: the cube of their dates and the index (module docstring).
+
+    ``cube_path`` defaults to ``out_path`` with the suffix ``.zarr``. Only the per-date validity is
+    read: the embeddings stay where their jobs wrote them.
+    """
     if len(embedding_paths) != len(dates):
         raise ValueError(f"{len(embedding_paths)} embedding files for {len(dates)} dates")
-    parts = [load_npz(p) for p in embedding_paths]
-    valid = np.stack([p["valid"] for p in parts], axis=1)  # (n_tiles, T)
+    out_path = Path(out_path)
+    cube = Path(cube_path) if cube_path else out_path.with_suffix(".zarr")
+    valid = np.stack([read_valid(p) for p in embedding_paths], axis=1)  # (n_tiles, T)
+    ever = valid.any(axis=1)
     missing = 1.0 - valid.mean(axis=1)
-    keep = valid.any(axis=1) & (missing <= max_missing)
+    keep = ever & (missing <= max_missing)
     tile_ids = np.flatnonzero(keep)
-    src = nearest_valid_index(valid[keep])
-    n_t = len(dates)
-    d = parts[0]["embeddings"].shape[1]
-    x = np.empty((len(tile_ids), n_t, d), np.float32)
-    for t, part in enumerate(parts):
-        x[:, t] = part["embeddings"][tile_ids]
-    rows = np.arange(len(tile_ids))[:, None]
-    x = x[rows, src]
+    kept_valid = valid[keep]
+    source = source_dates(kept_valid)
+    write_cube(cube, embedding_paths, dates)
     log.info(
-        "series: %d tiles x %d dates x %d dims; %d tiles dropped (missing > %.0f%% of dates); "
+        "series: %d tiles x %d dates; %d tiles dropped (missing > %.0f%% of dates); "
         "%d tile-dates filled from the nearest valid date",
-        len(tile_ids), n_t, d, int((~keep & valid.any(axis=1)).sum()) + int((~valid.any(axis=1)).sum()),
-        100 * max_missing, int((~valid[keep]).sum()),
+        len(tile_ids), len(dates), int((~keep & ever).sum()) + int((~ever).sum()),
+        100 * max_missing, int((~kept_valid).sum()),
     )
-    save_npz(
-        out_path,
-        series=x,
-        tile_ids=tile_ids.astype(np.int64),
-        dates=np.asarray(dates, dtype="U10"),
-        valid=valid[keep],
-    )
+    save_npz(out_path, tile_ids=tile_ids.astype(np.int64), dates=np.asarray(dates, dtype="U10"), valid=kept_valid,
+             source=source, cube=np.array(os.path.relpath(cube.absolute(), out_path.absolute().parent)))
 
 
-def series_step(*, embeddings: list[str], dates: list[str], out: str, params: SeriesParams) -> None:
-    """The N x T x D series of one model from its per-date embeddings (in date order)."""
-    assemble_series(embeddings, dates, out, max_missing=params.max_missing)
+def series_step(*, embeddings: list[str], dates: list[str], out: str, cube: str | None = None,
+                params: SeriesParams) -> None:
+    """The N x T x D series of one model from its per-date embeddings (in date order): its cube and index."""
+    assemble_series(embeddings, dates, out, max_missing=params.max_missing, cube_path=cube)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class ArraySeries:
+    """An (N, ...) array in memory, read the way :class:`Series` reads the cube (one block: the array).
+
+    A float32 C-contiguous array is used as it is (no copy); another is converted to float32 once.
+    """
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = np.ascontiguousarray(x, np.float32)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.x.shape
+
+    @property
+    def n(self) -> int:
+        return len(self.x)
+
+    @property
+    def n_features(self) -> int:
+        return int(np.prod(self.x.shape[1:], dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.n * self.n_features * 4
+
+    def blocks(self, order: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(positions, rows): the whole array as one block (``order`` is ignored: there is one block)."""
+        yield np.arange(self.n), self.x
+
+    def n_blocks(self) -> int:
+        return 1
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        return self.x[np.asarray(positions)]
+
+    def load(self) -> np.ndarray:
+        return self.x
+
+
+class Series:
+    """The series of one model read from its cube: N kept tiles x T dates x D features, float32.
+
+    ``tile_ids``, ``dates``, ``valid`` (N, T) and ``source`` (N, T) come from the index; the
+    embeddings are read chunk by chunk, each chunk of the grid once per date that supplies one
+    of its tiles' values, and filled on the fly (a missing tile-date takes its source date's value).
+    """
+
+    def __init__(self, path: str | os.PathLike, block_bytes: int = BLOCK_BYTES) -> None:
+        self.path = Path(path)
+        index = load_npz(self.path)
+        if "source" not in index:
+            raise ValueError(f"{self.path}: not a series index (tile_ids, dates, valid, source, cube)")
+        self.tile_ids = index["tile_ids"]
+        self.dates = index["dates"]
+        self.valid = index["valid"]
+        self.source = index["source"]
+        self.cube = self.path.parent / str(index["cube"])
+        self.array = ZArray(self.cube / "embedding")
+        n_t, n_rows, n_cols, d = self.array.shape
+        if n_t != len(self.dates):
+            raise ValueError(f"{self.cube}: {n_t} dates in the cube for the index's {len(self.dates)}")
+        _, cr, cc, _ = self.array.chunks
+        rows, cols = np.divmod(self.tile_ids, n_cols)
+        self._chunk = (rows // cr) * self.array.n_chunks(2) + cols // cc
+        self._local = (rows % cr) * cc + cols % cc  # a tile's place in its chunk
+        self._col_chunks = self.array.n_chunks(2)
+        order = np.argsort(self._chunk, kind="stable")  # within a chunk, tile order is the chunk's own
+        bounds = np.flatnonzero(np.diff(self._chunk[order])) + 1
+        per_tile = n_t * d * 4
+        rows = max(1, block_bytes // per_tile)
+        # pieces: tiles of one chunk, at most a block's worth (a piece reads its span of the chunk only)
+        pieces = [p for group in (np.split(order, bounds) if len(order) else [])
+                  for p in np.split(group, range(rows, len(group), rows))]
+        self._plan = self._blocks_of(pieces, rows)
+
+    @staticmethod
+    def _blocks_of(pieces: list[np.ndarray], rows: int) -> list[list[np.ndarray]]:
+        """Consecutive pieces gathered into blocks of at most ``rows`` tiles."""
+        plan, current, size = [], [], 0
+        for piece in pieces:
+            if current and size + len(piece) > rows:
+                plan.append(current)
+                current, size = [], 0
+            current.append(piece)
+            size += len(piece)
+        if current:
+            plan.append(current)
+        return plan
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return len(self.tile_ids), self.array.shape[0], self.array.shape[3]
+
+    @property
+    def n(self) -> int:
+        return len(self.tile_ids)
+
+    @property
+    def n_features(self) -> int:
+        return self.array.shape[0] * self.array.shape[3]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the whole series in float32 (what holding it in memory would take)."""
+        return self.n * self.n_features * 4
+
+    def n_blocks(self) -> int:
+        return len(self._plan)
+
+    def _fill(self, out: np.ndarray, positions: np.ndarray) -> None:
+        """Fill ``out`` (m, T, D) with the series of ``positions``, all in one chunk of the grid: each date
+        that supplies a value is read once, over the span of the chunk that these tiles cover."""
+        chunk = int(self._chunk[positions[0]])
+        r, c = divmod(chunk, self._col_chunks)
+        src = self.source[positions]
+        local = self._local[positions]
+        lo, hi = int(local.min()), int(local.max()) + 1
+        d = self.array.shape[3]
+        for s in np.unique(src):
+            data = self.array.read_rows((int(s), r, c, 0), lo, hi)
+            data = np.full((len(local), d), np.nan, np.float32) if data is None else data[local - lo]
+            hit = src == s
+            if hit[:, s].all() and hit.sum() == len(src):
+                out[:, s] = data
+            else:
+                rows, dates = np.nonzero(hit)
+                out[rows, dates] = data[rows]
+
+    def _read_block(self, pieces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        positions = np.concatenate(pieces)
+        n_t, d = self.array.shape[0], self.array.shape[3]
+        out = np.empty((len(positions), n_t, d), np.float32)
+        start = 0
+        for piece in pieces:
+            self._fill(out[start:start + len(piece)], piece)
+            start += len(piece)
+        return positions, out
+
+    def blocks(self, order: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(positions (m,), series (m, T, D) float32) for every block, in tile order or in ``order``
+        (a permutation of ``range(n_blocks())``); the next block is read while this one is used."""
+        plan = self._plan if order is None else [self._plan[i] for i in order]
+        yield from prefetch((self._read_block(pieces) for pieces in plan), depth=1)
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        """(len(positions), T, D) float32: the series at ``positions`` (into the kept tiles), in that order."""
+        positions = np.asarray(positions, np.int64)
+        n_t, d = self.array.shape[0], self.array.shape[3]
+        out = np.empty((len(positions), n_t, d), np.float32)
+        if len(positions) == 0:
+            return out
+        chunks = self._chunk[positions]
+        order = np.argsort(chunks, kind="stable")
+        bounds = np.flatnonzero(np.diff(chunks[order])) + 1
+        for sel in np.split(order, bounds):
+            part = np.empty((len(sel), n_t, d), np.float32)
+            self._fill(part, positions[sel])
+            out[sel] = part
+        return out
+
+    def load(self) -> np.ndarray:
+        """The whole (N, T, D) float32 series in memory (small series only: see ``nbytes``)."""
+        out = np.empty(self.shape, np.float32)
+        for positions, block in self.blocks():
+            out[positions] = block
+        return out
+
+
+def as_series(series) -> Series | ArraySeries:
+    """``series`` itself when it reads blocks (a :class:`Series`), else the array wrapped in :class:`ArraySeries`."""
+    return series if hasattr(series, "blocks") else ArraySeries(series)
+
+
+def sample_rows(series, size: int, rng: np.random.RandomState) -> np.ndarray:
+    """Sorted positions of ``size`` series drawn without replacement (all of them when there are fewer)."""
+    if series.n <= size:
+        return np.arange(series.n)
+    return np.sort(rng.choice(series.n, size, replace=False))
+
+
+def save_series(path: str | os.PathLike, x: np.ndarray, tile_ids: np.ndarray, dates: Sequence[str], grid=None,
+                valid: np.ndarray | None = None, dtype: str = "float32") -> Series:
+    """Write an (N, T, D) array as a series (per-date stores, cube, index) and open it: for tests and benchmarks.
+
+    The per-date stores go to ``<path without suffix>_dates/<date>.zarr``. ``valid`` (N, T) (default: all
+    True) marks the tile-dates embedded; the others are filled from their nearest valid date, as in a run.
+    ``grid`` defaults to one row of ``max(tile_ids) + 1`` one-metre tiles.
+    """
+    from landtaxa.grid import Grid
+
+    path = Path(path)
+    x = np.asarray(x, np.float32)
+    tile_ids = np.asarray(tile_ids, np.int64)
+    n, n_t, d = x.shape
+    valid = np.ones((n, n_t), bool) if valid is None else np.asarray(valid, bool)
+    if grid is None:
+        width = int(tile_ids.max()) + 1
+        grid = Grid(crs="EPSG:3857", transform=(1.0, 0.0, 0.0, 0.0, -1.0, 1.0), width=width, height=1, tile_size=1,
+                    bands=[1], dtype="float32")
+    folder = path.with_name(f"{path.stem}_dates")
+    stores = []
+    for t, date in enumerate(dates):
+        ok = np.zeros(grid.n_tiles, bool)
+        ok[tile_ids[valid[:, t]]] = True
+        store = folder / f"{date}.zarr"
+        with embedding_store(store, grid, d, ok, dtype, {"date": str(date)}, fraction=ok) as writer:
+            order = np.argsort(tile_ids[valid[:, t]])
+            writer.put(tile_ids[valid[:, t]][order], x[valid[:, t], t][order])
+        stores.append(store)
+    assemble_series(stores, [str(dt) for dt in dates], path, max_missing=1.0)
+    return Series(path)

@@ -1,4 +1,5 @@
-# Every tile embedded on every date (one job per model and date), then the N x T x D series.
+# Every tile embedded on every date (one job per model and date, written chunk by chunk to a Zarr
+# store), then the series: the cube of the dates (links to the per-date stores, no copy) and its index.
 
 
 rule embed:
@@ -8,7 +9,7 @@ rule embed:
         aligned=f"{R}/aligned/{{date}}.tif",
         valid=f"{R}/aligned/{{date}}_valid.npz",
     output:
-        embeddings=f"{R}/embeddings/{{model}}/{{date}}.npz",
+        embeddings=directory(f"{R}/embeddings/{{model}}/{{date}}.zarr"),
     wildcard_constraints:
         model="|".join(PLAN.trained),
     params:
@@ -26,7 +27,8 @@ rule embed:
         runtime=lambda wc, attempt: 60 * attempt,
     shell:
         "python -m landtaxa embed --grid {input.grid:q} --model {input.model:q} --aligned {input.aligned:q}"
-        " --valid {input.valid:q} --out {output.embeddings:q} --threads {threads} --params {params.p:q} 2> {log:q}"
+        " --valid {input.valid:q} --date {wildcards.date} --out {output.embeddings:q} --threads {threads}"
+        " --params {params.p:q} 2> {log:q}"
 
 
 # The baseline's features come from the pixels alone: no GPU.
@@ -37,7 +39,7 @@ use rule embed as embed_baseline with:
         aligned=f"{R}/aligned/{{date}}.tif",
         valid=f"{R}/aligned/{{date}}_valid.npz",
     output:
-        embeddings=f"{R}/embeddings/{PLAN.baseline}/{{date}}.npz",
+        embeddings=directory(f"{R}/embeddings/{PLAN.baseline}/{{date}}.zarr"),
     log:
         f"logs/embed/{PLAN.baseline}/{{date}}.log",
     benchmark:
@@ -49,9 +51,10 @@ use rule embed as embed_baseline with:
 
 rule series:
     input:
-        embeddings=expand(f"{R}/embeddings/{{{{model}}}}/{{date}}.npz", date=PLAN.dates),
+        embeddings=expand(f"{R}/embeddings/{{{{model}}}}/{{date}}.zarr", date=PLAN.dates),
     output:
         series=f"{R}/series/{{model}}.npz",
+        cube=directory(f"{R}/series/{{model}}.zarr"),
     params:
         dates=PLAN.dates,
         p=p("series"),
@@ -64,15 +67,16 @@ rule series:
         runtime=30,
     shell:
         "python -m landtaxa series --embeddings {input.embeddings:q} --dates {params.dates}"
-        " --out {output.series:q} --params {params.p:q} 2> {log:q}"
+        " --out {output.series:q} --cube {output.cube:q} --params {params.p:q} 2> {log:q}"
 
 
 # The series of the training dates only: what the refinement learns from stays put as dates are added.
 use rule series as series_train with:
     input:
-        embeddings=expand(f"{R}/embeddings/{{{{model}}}}/{{date}}.npz", date=PLAN.train_dates),
+        embeddings=expand(f"{R}/embeddings/{{{{model}}}}/{{date}}.zarr", date=PLAN.train_dates),
     output:
         series=f"{R}/series/train/{{model}}.npz",
+        cube=directory(f"{R}/series/train/{{model}}.zarr"),
     params:
         dates=PLAN.train_dates,
         p=p("series"),

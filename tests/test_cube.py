@@ -1,0 +1,173 @@
+"""Tests of the embedding cube (landtaxa.cube): Zarr arrays written and read with numpy, one date's
+store written strip by strip, the cube of links over the dates, and the same store read by xarray
+(with its CRS found by rioxarray) and by the zarr package."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from landtaxa.cube import (
+    CHUNK_BYTES,
+    ZArray,
+    atomic_dir,
+    chunk_tiles,
+    embedding_store,
+    read_embeddings,
+    write_array,
+    write_cube,
+)
+from landtaxa.grid import Grid
+
+GRID = Grid(crs="EPSG:32631", transform=(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0), width=7 * 8, height=5 * 8,
+            tile_size=8, bands=[1], dtype="uint16")  # 5 rows x 7 columns of 80 m tiles
+DATES = ["2021-03-01", "2021-06-01", "2021-09-01"]
+
+
+def _embeddings(t: int, d: int) -> np.ndarray:
+    rng = np.random.default_rng(t)
+    return rng.normal(0, 3, (GRID.n_tiles, d)).astype(np.float32)
+
+
+def _valid(t: int) -> np.ndarray:
+    valid = np.random.default_rng(10 + t).uniform(size=GRID.n_tiles) > 0.3
+    valid[7:14] = False  # a whole row missing: its chunks may be left unwritten
+    return valid
+
+
+def write_dates(folder: Path, d: int = 6, dtype: str = "float32", strip: int = 3) -> list[Path]:
+    """One store per date, the tiles put strip by strip (``strip`` tiles at a time), as the embedding job does."""
+    paths = []
+    for t, date in enumerate(DATES):
+        emb, valid = _embeddings(t, d), _valid(t)
+        ids = np.flatnonzero(valid)
+        with embedding_store(folder / f"{date}.zarr", GRID, d, valid, dtype, {"date": date}) as store:
+            for s in range(0, len(ids), strip):
+                store.put(ids[s:s + strip], emb[ids[s:s + strip]])
+        paths.append(folder / f"{date}.zarr")
+    return paths
+
+
+def test_chunks_are_whole_rows_when_they_fit() -> None:
+    assert chunk_tiles(100, 50, CHUNK_BYTES // 200) == (4, 50)  # 200 tiles a chunk: 4 rows of 50
+    assert chunk_tiles(100, 500, CHUNK_BYTES // 200) == (1, 200)  # wider than a chunk: parts of one row
+    assert chunk_tiles(3, 5, 8) == (3, 5)  # a small grid: one chunk
+    assert chunk_tiles(10, 10, 10 * CHUNK_BYTES) == (1, 1)
+
+
+@pytest.mark.parametrize("shape,chunks", [((7, 5, 3), (3, 2, 3)), ((4,), (4,)), ((), ()), ((5, 6), (2, 6))])
+def test_arrays_round_trip_with_edge_chunks(tmp_path: Path, shape, chunks) -> None:
+    data = np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    write_array(tmp_path / "a", data, [f"d{i}" for i in range(len(shape))], chunks=chunks)
+    back = ZArray(tmp_path / "a")
+    assert back.shape == shape and back.chunks == chunks and back.dtype == np.float32
+    np.testing.assert_array_equal(back.read(), data)
+
+
+def test_one_date_written_strip_by_strip(tmp_path: Path) -> None:
+    path = write_dates(tmp_path)[1]
+    got = read_embeddings(path)
+    valid = _valid(1)
+    np.testing.assert_array_equal(got["valid"], valid)
+    np.testing.assert_array_equal(got["fraction"], valid.astype(np.float32))
+    np.testing.assert_array_equal(got["embeddings"][valid], _embeddings(1, 6)[valid])
+    assert np.isnan(got["embeddings"][~valid]).all()
+    assert not list(tmp_path.glob(".*tmp*")), "no temporary store left"
+
+
+def test_tiles_must_come_in_order(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="increasing tile order"), \
+            embedding_store(tmp_path / "d.zarr", GRID, 2, np.ones(GRID.n_tiles, bool)) as store:
+        store.put(np.array([3, 4]), np.zeros((2, 2), np.float32))
+        store.put(np.array([1]), np.zeros((1, 2), np.float32))
+    assert not (tmp_path / "d.zarr").exists() and not list(tmp_path.iterdir()), "a failed job leaves nothing"
+
+
+def test_float16_store_and_its_range(tmp_path: Path) -> None:
+    path = write_dates(tmp_path, dtype="float16")[0]
+    assert ZArray(path / "embedding").dtype == np.float16
+    valid = _valid(0)
+    got = read_embeddings(path)["embeddings"][valid]
+    np.testing.assert_allclose(got, _embeddings(0, 6)[valid], rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="beyond float16's range"), \
+            embedding_store(tmp_path / "big.zarr", GRID, 2, np.ones(GRID.n_tiles, bool), "float16") as store:
+        store.put(np.arange(GRID.n_tiles), np.full((GRID.n_tiles, 2), 1e6, np.float32))
+
+
+def test_atomic_dir_replaces_a_previous_store(tmp_path: Path) -> None:
+    final = tmp_path / "x.zarr"
+    final.mkdir()
+    (final / "old").write_text("old")
+    with atomic_dir(final) as tmp:
+        (tmp / "new").write_text("new")
+        assert not (final / "new").exists()
+    assert sorted(p.name for p in final.iterdir()) == ["new"]
+
+
+def test_the_cube_links_the_dates_without_copying(tmp_path: Path) -> None:
+    stores = write_dates(tmp_path / "embeddings" / "geo")
+    cube = tmp_path / "series" / "geo.zarr"
+    write_cube(cube, stores, DATES)
+    assert ZArray(cube / "embedding").shape == (3, 5, 7, 6)
+    for t in range(3):
+        link = cube / "embedding" / str(t)
+        assert link.is_symlink() and not os.path.isabs(os.readlink(link))
+        assert link.resolve() == (stores[t] / "embedding").resolve()
+    on_disk = sum(os.path.getsize(os.path.join(top, f)) for top, _, files in os.walk(cube) for f in files)
+    assert on_disk < 20_000  # os.walk does not follow the links: the cube's own files are metadata
+    # the whole tree can move: the links are relative
+    os.rename(tmp_path / "embeddings", tmp_path / "moved")
+    os.rename(tmp_path / "moved", tmp_path / "embeddings")
+    assert ZArray(cube / "embedding").read_chunk((2, 0, 0, 0)) is not None
+
+
+def test_a_cube_of_stores_that_differ_is_refused(tmp_path: Path) -> None:
+    a = write_dates(tmp_path / "a", d=6)
+    b = write_dates(tmp_path / "b", d=4)
+    with pytest.raises(ValueError, match="differs from"):
+        write_cube(tmp_path / "cube.zarr", [a[0], b[1]], DATES[:2])
+    assert not (tmp_path / "cube.zarr").exists()
+
+
+def test_xarray_reads_the_cube_georeferenced(tmp_path: Path) -> None:
+    """xarray.open_zarr: dims time, y, x, feature; tile centres in the grid's CRS; rioxarray finds the CRS;
+    a tile's vector is what landtaxa wrote."""
+    xr = pytest.importorskip("xarray")
+    rioxarray = pytest.importorskip("rioxarray")
+    from rasterio.crs import CRS
+
+    stores = write_dates(tmp_path / "embeddings", dtype="float16")
+    write_cube(tmp_path / "geo.zarr", stores, DATES)
+    ds = xr.open_zarr(tmp_path / "geo.zarr")
+    assert ds["embedding"].dims == ("time", "y", "x", "feature")
+    assert ds["embedding"].shape == (3, 5, 7, 6) and ds["embedding"].dtype == np.float16
+    assert [str(t)[:10] for t in ds["time"].values] == DATES
+    np.testing.assert_allclose(ds["x"].values, 500000 + 40 + 80 * np.arange(7))
+    np.testing.assert_allclose(ds["y"].values, 4000000 - 40 - 80 * np.arange(5))
+    assert ds["embedding"].rio.crs == CRS.from_user_input(GRID.crs)
+    assert tuple(ds["embedding"].rio.transform())[:6] == tuple(GRID.tile_transform)[:6]
+    row, col = 3, 5
+    tile = row * GRID.n_cols + col
+    t = next(t for t in range(3) if _valid(t)[tile])
+    written = read_embeddings(stores[t])["embeddings"][tile]
+    np.testing.assert_array_equal(ds["embedding"].isel(time=t, y=row, x=col).values.astype(np.float32), written)
+    np.testing.assert_array_equal(ds["valid"].isel(time=t).values.reshape(-1), _valid(t))
+    missing = int(np.flatnonzero(~_valid(0))[0])
+    assert np.isnan(ds["embedding"].isel(time=0, y=missing // 7, x=missing % 7).values).all()
+    # one date's store is a georeferenced map too
+    one = xr.open_zarr(stores[0])
+    assert one["embedding"].dims == ("y", "x", "feature") and one["embedding"].rio.crs is not None
+    assert rioxarray is not None
+
+
+def test_the_zarr_package_reads_it(tmp_path: Path) -> None:
+    zarr = pytest.importorskip("zarr")
+    stores = write_dates(tmp_path / "embeddings")
+    write_cube(tmp_path / "geo.zarr", stores, DATES)
+    group = zarr.open_group(str(tmp_path / "geo.zarr"), mode="r")
+    arr = group["embedding"]
+    assert arr.shape == (3, 5, 7, 6)
+    np.testing.assert_array_equal(arr[1, 2, 3], read_embeddings(stores[1])["embeddings"][2 * 7 + 3])
