@@ -353,9 +353,9 @@ def test_kmeans_reads_a_store_without_holding_it(tmp_path) -> None:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_seeding_on_a_sample_gives_the_same_inertia_within_1_percent(monkeypatch, seed: int) -> None:
-    """Beyond SEED_ROWS series, k-means++ seeds from a sample of that many; after Lloyd's iterations on
-    every series the inertia is within 1% of seeding from all of them (here: 8,000 overlapping series,
-    a sample of 400)."""
+    """Beyond SEED_ROWS series, k-means++ seeds from a sample of that many and the restarts run there; after
+    Lloyd's iterations on every series the inertia is at most 1% above that of restarts on all of them
+    (here: 8,000 overlapping series, a sample of 400)."""
     import landtaxa.clusters as cl
 
     x, _ = blobs([2500, 2000, 1500, 1000, 600, 400], 2.0, 20 + seed, t=4, d=3)
@@ -367,7 +367,7 @@ def test_seeding_on_a_sample_gives_the_same_inertia_within_1_percent(monkeypatch
     monkeypatch.setattr(cl, "SEED_ROWS", 400)
     assert cl.seeding_sample(cl.as_series(x), 6, np.random.RandomState(seed)).shape == (400, 12)
     sampled = kmeans_series(x, 6, seed=seed, n_init=3)
-    assert sampled.inertia == pytest.approx(full.inertia, rel=0.01)
+    assert sampled.inertia <= 1.01 * full.inertia  # (with seed 2 it finds a better optimum: 1.4% lower)
 
 
 def test_minibatch_streams_a_store_larger_than_memory_bytes(tmp_path, monkeypatch) -> None:

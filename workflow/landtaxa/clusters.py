@@ -28,10 +28,11 @@
 Seeding: k-means++ (scikit-learn's ``kmeans_plusplus``) on every series up to :data:`SEED_ROWS`
 of them (so small regions are seeded exactly as before), else on a sample of that many (at most
 :data:`SEED_BYTES` in float32), drawn once with the seed and shared by the ``n_init`` restarts;
-Lloyd's iterations then run on all N series. The seeding's cost (K passes over the seeding
-rows, about as long as several Lloyd iterations on them) thus stops growing with N, while the
-final inertia stays within a fraction of a percent of seeding on every series
-(``tests/test_clusters.py`` checks 1%; ``benchmarks/bench_scale.py`` reports both).
+then, beyond SEED_ROWS, the ``n_init`` restarts run Lloyd's iterations on that sample (in
+memory, cheap) and only the best of them runs on all N series. The seeding's cost thus stops
+growing with N and a clustering reads the series about as many times as one Lloyd run takes
+iterations (not ``n_init`` times that), while the final inertia stays at most 1% above that of
+restarts on every series (``tests/test_clusters.py``, overlapping clusters; sometimes below it).
 
 ``inertia`` is the sum over series of the squared distance to its own centroid in the method's
 metric: squared Euclidean for ``kmeans`` and ``minibatch`` (for ``minibatch`` computed exactly
@@ -50,12 +51,10 @@ import numpy as np
 from sklearn.cluster import MiniBatchKMeans, kmeans_plusplus
 
 from landtaxa.params import ClusterParams
-from landtaxa.series import MEMORY_BYTES, ArraySeries, as_series, sample_rows
+from landtaxa.series import MEMORY_BYTES, SEED_BYTES, SEED_ROWS, ArraySeries, as_series, sample_rows
 
 CHUNK = 1024  # rows per block in the chunked nearest-centroid pass
 LLOYD_CHUNK = 1024  # rows per block in a Lloyd iteration
-SEED_ROWS = 4096  # k-means++ seeds from all series up to this many, else from a sample of this many...
-SEED_BYTES = MEMORY_BYTES  # ...and of at most this many bytes (float32)
 MAX_NO_IMPROVEMENT = 10  # streamed minibatch: batches without a better smoothed inertia before it stops
 
 
@@ -85,7 +84,8 @@ def cluster_series(
 
     ``series`` is an array or a :class:`landtaxa.series.Series` on disk, which ``kmeans`` and
     ``minibatch`` read block by block (other methods get it whole, in memory).
-    ``params.n_init`` restarts from k-means++ seeding (one run from ``init``, (K, T, D), when given);
+    ``params.n_init`` restarts from k-means++ seeding (one run from ``init``, (K, T, D), when given; beyond
+    :data:`SEED_ROWS` series, restarts on a sample and the best one on every series: module docstring);
     ``params.max_iter`` is the iteration limit (epochs over the data for ``minibatch``); ``tol`` the
     convergence threshold of the underlying estimator (None: 0.0 for kmeans and minibatch,
     tslearn's 1e-6 on the mean inertia for dtw and softdtw; for minibatch in memory, tol > 0 costs
@@ -116,19 +116,20 @@ def seeding_sample(src, k: int, rng: np.random.RandomState) -> np.ndarray:
 def _fit_kmeans(series, k: int, p: ClusterParams, init: np.ndarray | None, tol: float | None) -> Clustering:
     src = as_series(series)
     rng = np.random.RandomState(p.seed)
-    best = None
-    sample = None
-    for _ in range(p.n_init if init is None else 1):
-        if init is None:
-            if sample is None:
-                sample = seeding_sample(src, k, rng)
-            centers = kmeans_plusplus(sample, k, random_state=rng)[0]
-        else:
-            centers = np.reshape(init, (k, -1))
-        run = lloyd(src, centers, max_iter=p.max_iter, tol=tol or 0.0)
-        if best is None or run[2] < best[2]:
-            best = run
-    labels, centers, inertia, n_iter = best
+    if init is not None:
+        runs = [lloyd(src, np.reshape(init, (k, -1)), max_iter=p.max_iter, tol=tol or 0.0)]
+    else:
+        sample = seeding_sample(src, k, rng)
+        if len(sample) == src.n:  # every series: n_init restarts on them all
+            runs = [lloyd(src, kmeans_plusplus(sample, k, random_state=rng)[0], max_iter=p.max_iter, tol=tol or 0.0)
+                    for _ in range(p.n_init)]
+        else:  # the restarts on the sample, the best of them run on every series
+            on_sample = [lloyd(sample, kmeans_plusplus(sample, k, random_state=rng)[0], max_iter=p.max_iter,
+                               tol=tol or 0.0) for _ in range(p.n_init)]
+            best = min(on_sample, key=lambda run: run[2])
+            del sample
+            runs = [lloyd(src, best[1], max_iter=p.max_iter, tol=tol or 0.0)]
+    labels, centers, inertia, n_iter = min(runs, key=lambda run: run[2])
     return _renumbered(labels, centers, inertia, n_iter, src.shape[1:])
 
 

@@ -33,6 +33,9 @@ BLOCK_BYTES = 32 << 20  # float32 bytes of one block of tiles read from the cube
 # A series up to this size (float32) is read whole where a step needs every series at once (k-means++
 # seeding, PCA colours, mini-batch K-means in memory); a larger one is sampled there (see each step).
 MEMORY_BYTES = 256 << 20
+# k-means++ seeds from every series up to SEED_ROWS of them, else from a sample of that many (at most SEED_BYTES)
+SEED_ROWS = 4096
+SEED_BYTES = MEMORY_BYTES
 INDEX_ROWS = 1 << 16  # tiles per block when the index is computed
 
 
