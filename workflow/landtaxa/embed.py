@@ -181,4 +181,4 @@ def embed_step(*, grid: str, model: str, aligned: str, valid: str, out: str, dat
     encoder, _ = load_checkpoint(model, device)
     embed_date(encoder, Grid.load(grid), aligned, load_npz(valid)["fraction"], out, min_valid=params.min_valid,
                batch_size=params.batch_size or 0, device=device, block_rows=params.block_rows,
-               compile_model=params.compile, date=date)
+               compile_model=params.compile, dtype=params.dtype, date=date)

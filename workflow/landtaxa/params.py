@@ -176,6 +176,7 @@ class RefineParams(TrainingParams):
 class EmbedParams(StepParams):
     batch_size: int | None = setting("embed.batch_size")
     compile: bool = setting("embed.compile")
+    dtype: str = setting("embed.dtype")
     block_rows: int = setting("block_rows")
     gdal_cache_mb: int = setting("gdal_cache_mb")
     min_valid: float = setting("min_valid")
