@@ -168,21 +168,36 @@ def test_gpu_rules_and_only_they_asked_for_a_gpu(runs: Runs) -> None:
             assert "gpu" not in gpu_request, job
 
 
-def test_resources_come_from_rules_and_profile(runs: Runs) -> None:
-    """Memory and time: the rules' own requests, the profile's defaults for the others."""
-    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+def run_plan(workdir: Path):
+    """The plan of the runs (config/config.yaml with configs/tiny.yaml merged over it, nested keys too)."""
+    from landtaxa.configcheck import check_config
+    from landtaxa.plan import RunPlan
+
+    def merged(base: dict, over: dict) -> dict:
+        return {**base, **{k: merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                           for k, v in over.items()}}
+
+    config = merged(yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
+                    yaml.safe_load((CONFIGS / "tiny.yaml").read_text()))
+    check_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    return RunPlan.from_config(config, workdir)
+
+
+def test_resources_come_from_the_plan(runs: Runs) -> None:
+    """Memory and time: every rule's request from the run's sizes (landtaxa.resources), as sbatch got it."""
+    plan = run_plan(runs.slurm)
     _, _, jobs, jobcomp = our_jobs(runs)
     tres = {j["JobId"]: dict(kv.split("=", 1) for kv in j["TRES"].split(",")) for j in jobs}
     limit = {r["JobId"]: r["TimeLimit"] for r in jobcomp}
     by_rule = collections.defaultdict(list)
     for job in jobs:
         by_rule[rule_of(job["Comment"])].append(job["JobId"])
-    for job_id in by_rule["train"]:  # mem_mb=8000 * attempt, runtime=240 * attempt, threads 2
-        assert (tres[job_id]["mem"], tres[job_id]["cpu"], limit[job_id]) == ("8000M", "2", "240")
-    for job_id in by_rule["demo"]:  # declares nothing: the profile's default-resources
-        defaults = profile["default-resources"]
-        assert tres[job_id]["mem"] == f"{defaults['mem_mb']}M"
-        assert limit[job_id] == str(defaults["runtime"])
+    for rule in ("train", "demo"):  # rules without wildcards: one job each
+        want = plan.resources(rule)
+        for job_id in by_rule[rule]:
+            assert (tres[job_id]["mem"], limit[job_id]) == (f"{want['mem_mb']}M", str(want["runtime"])), rule
+    for job_id in by_rule["train"]:
+        assert tres[job_id]["cpu"] == "2"
 
 
 @pytest.mark.parametrize("model", MODELS)

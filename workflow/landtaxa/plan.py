@@ -52,6 +52,7 @@ from landtaxa.inventory import (
     read_inventory,
     validate_inventory,
 )
+from landtaxa.resources import Sizes, job_resources
 from landtaxa.stac import is_stac, parse_band_values, read_items, vrt_name, wrap_raster, write_vrts
 
 # the parameter object of every step that has settings (steps not listed have none)
@@ -318,3 +319,26 @@ class RunPlan:
                               d["margin_gb"] if d["check"] else -float("inf"))
         except RunCheckError as err:
             raise PlanError(str(err)) from err
+
+    # ------------------------------------------------------------------ resources
+
+    def sizes(self, model: str | None = None, k: int | None = None, dates: list[str] | None = None) -> Sizes:
+        """The sizes that set a job's needs (:mod:`landtaxa.resources`): of ``model``'s embeddings (default:
+        the method's), at ``k`` (default: the largest K), over ``dates`` (default: every date)."""
+        c, reg = self.config, self.region
+        z_dim = 2 * reg.n_bands if model == BASELINE else c["encoder"]["z_dim"]
+        return Sizes(n_tiles=reg.n_tiles(c["tile_size"]), n_dates=len(dates if dates is not None else self.dates),
+                     z_dim=z_dim, n_bands=reg.n_bands, tile_size=c["tile_size"], width=reg.width, height=reg.height,
+                     itemsize=reg.itemsize, store_itemsize=2 if c["embed"]["dtype"] == "float16" else 4,
+                     k=k or max(self.k_list), config=c)
+
+    def resources(self, rule: str, wildcards=None, attempt: int = 1) -> dict[str, int]:
+        """``mem_mb``, ``runtime`` (minutes) and ``disk_mb`` of one job of ``rule`` (its ``wildcards``:
+        model or refined, k, date), from the run's sizes; memory and time grow with the ``attempt``."""
+        wc = dict(wildcards.items()) if hasattr(wildcards, "items") else dict(wildcards or {})
+        model = wc.get("model") or wc.get("refined") or ("geo" if rule == "train" else self.main_model)
+        if rule == "untrained" or rule == "embed_baseline":
+            model = BASELINE
+        dates = self.train_dates if rule in ("series_train", "clusters_train", "train", "refine") else None
+        k = int(wc["k"]) if "k" in wc else (self.k_main if rule in ("map", "viewer", "tiles", "metrics") else None)
+        return job_resources(rule, self.sizes(model, k, dates), self.encoder_of(model), attempt)

@@ -27,8 +27,9 @@ rule analysis:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=mem(4000),
-        runtime=60,
+        mem_mb=mem("analysis"),
+        runtime=runtime("analysis"),
+        disk_mb=disk("analysis"),
     shell:
         "python -m landtaxa analysis --grid {input.grid:q} --series {input.series:q} --clusters {input.clusters:q}"
         " --model {wildcards.model} --out-dir {params.out_dir:q} --threads {threads} --params {params.p:q}"
@@ -54,8 +55,9 @@ rule representatives:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=mem(4000),
-        runtime=60,
+        mem_mb=mem("representatives"),
+        runtime=runtime("representatives"),
+        disk_mb=disk("representatives"),
     shell:
         "python -m landtaxa representatives --grid {input.grid:q} --series {input.series:q}"
         " --clusters {input.clusters:q} --aligned {input.aligned:q} --model {wildcards.model}"
@@ -77,8 +79,9 @@ rule stability:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=mem(4000),
-        runtime=60,
+        mem_mb=mem("stability"),
+        runtime=runtime("stability"),
+        disk_mb=disk("stability"),
     shell:
         "python -m landtaxa stability --series {input.series:q} --clusters {input.clusters:q}"
         " --model {wildcards.model} --out {output.json:q} --png {output.png:q} --threads {threads}"
@@ -108,8 +111,9 @@ rule evolution:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=mem(4000),
-        runtime=30,
+        mem_mb=mem("evolution"),
+        runtime=runtime("evolution"),
+        disk_mb=disk("evolution"),
     shell:
         "python -m landtaxa evolution --grid {input.grid:q} --series {input.series:q} --clusters {input.clusters:q}"
         " --model {wildcards.model} --labels {output.labels:q} --out-dir {params.out_dir:q} --params {params.p:q}"
@@ -137,8 +141,9 @@ rule k_choice:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=mem("k_choice"),
+        runtime=runtime("k_choice"),
+        disk_mb=disk("k_choice"),
     shell:
         "python -m landtaxa k_choice --inputs {input.metrics:q} --model {wildcards.model}"
         " --png {output.png:q} --csv {output.csv:q} 2> {log:q}"
@@ -159,8 +164,9 @@ rule kinds:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=mem(2000),
-        runtime=15,
+        mem_mb=mem("kinds"),
+        runtime=runtime("kinds"),
+        disk_mb=disk("kinds"),
     shell:
         "python -m landtaxa kinds --grid {input.grid:q} --series {input.series:q} --clusters {input.clusters:q}"
         " --stability {input.stability:q} --kinds {input.kinds:q} --model {wildcards.model} --csv {output.csv:q}"

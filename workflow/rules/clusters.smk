@@ -15,8 +15,9 @@ rule truth:
     conda:
         "../../envs/cluster.yaml"
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=mem("truth"),
+        runtime=runtime("truth"),
+        disk_mb=disk("truth"),
     shell:
         "python -m landtaxa truth --grid {input.grid:q} --truth {params.truth:q} --out {output.classes:q} 2> {log:q}"
 
@@ -42,8 +43,9 @@ rule clusters:
     conda:
         "../../envs/cluster.yaml"
     resources:
-        mem_mb=mem(4000),
-        runtime=60,
+        mem_mb=mem("clusters"),
+        runtime=runtime("clusters"),
+        disk_mb=disk("clusters"),
     shell:
         "python -m landtaxa clusters --grid {input.grid:q} --series {input.series:q} --k {wildcards.k}"
         " --model {wildcards.model} {params.truth} --out {output.clusters:q} --metrics {output.metrics:q}"
@@ -61,6 +63,10 @@ use rule clusters as clusters_train with:
     params:
         truth="",
         p=p("clusters"),
+    resources:
+        mem_mb=mem("clusters_train"),
+        runtime=runtime("clusters_train"),
+        disk_mb=disk("clusters_train"),
     log:
         "logs/clusters_train/{model}/k{k}.log",
     benchmark:
@@ -79,8 +85,9 @@ rule metrics:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=mem("metrics"),
+        runtime=runtime("metrics"),
+        disk_mb=disk("metrics"),
     shell:
         "python -m landtaxa metrics --inputs {input.metrics:q} --models {params.models} --out {output.metrics:q}"
         " 2> {log:q}"

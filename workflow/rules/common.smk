@@ -36,9 +36,19 @@ def p(step):
     return PLAN.params(step)
 
 
-def mem(base_mb):
-    """Memory that doubles on each retry."""
-    return lambda wc, attempt: base_mb * attempt
+def mem(rule):
+    """A job's memory (MB) from the run's sizes (landtaxa.resources), growing with each retry."""
+    return lambda wc, attempt: PLAN.resources(rule, wc, attempt)["mem_mb"]
+
+
+def runtime(rule):
+    """A job's time limit (minutes) from the run's sizes, growing with each retry."""
+    return lambda wc, attempt: PLAN.resources(rule, wc, attempt)["runtime"]
+
+
+def disk(rule):
+    """A job's disk (MB): the outputs it writes."""
+    return lambda wc: PLAN.resources(rule, wc)["disk_mb"]
 
 
 def report_figure(folder, name, caption, category, figure):

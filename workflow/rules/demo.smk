@@ -13,7 +13,8 @@ rule demo:
     conda:
         "../../envs/io.yaml"
     resources:
-        mem_mb=mem(2000),
-        runtime=30,
+        mem_mb=mem("demo"),
+        runtime=runtime("demo"),
+        disk_mb=disk("demo"),
     shell:
         "python -m landtaxa demo --out {params.out:q} --params {params.p:q} 2> {log:q}"

@@ -23,8 +23,9 @@ rule embed:
         "../../envs/torch.yaml"
     resources:
         gpu=1,
-        mem_mb=mem(4000),
-        runtime=lambda wc, attempt: 60 * attempt,
+        mem_mb=mem("embed"),
+        runtime=runtime("embed"),
+        disk_mb=disk("embed"),
     shell:
         "python -m landtaxa embed --grid {input.grid:q} --model {input.model:q} --aligned {input.aligned:q}"
         " --valid {input.valid:q} --date {wildcards.date} --out {output.embeddings:q} --threads {threads}"
@@ -45,8 +46,9 @@ use rule embed as embed_baseline with:
     benchmark:
         f"{R}/benchmarks/embed/{PLAN.baseline}/{{date}}.tsv"
     resources:
-        mem_mb=mem(2000),
-        runtime=lambda wc, attempt: 30 * attempt,
+        mem_mb=mem("embed_baseline"),
+        runtime=runtime("embed_baseline"),
+        disk_mb=disk("embed_baseline"),
 
 
 rule series:
@@ -63,8 +65,9 @@ rule series:
     conda:
         "../../envs/io.yaml"
     resources:
-        mem_mb=mem(4000),
-        runtime=30,
+        mem_mb=mem("series"),
+        runtime=runtime("series"),
+        disk_mb=disk("series"),
     shell:
         "python -m landtaxa series --embeddings {input.embeddings:q} --dates {params.dates}"
         " --out {output.series:q} --cube {output.cube:q} --params {params.p:q} 2> {log:q}"
@@ -80,5 +83,9 @@ use rule series as series_train with:
     params:
         dates=PLAN.train_dates,
         p=p("series"),
+    resources:
+        mem_mb=mem("series_train"),
+        runtime=runtime("series_train"),
+        disk_mb=disk("series_train"),
     log:
         "logs/series_train/{model}.log",

@@ -32,8 +32,9 @@ rule map:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=2000,
-        runtime=15,
+        mem_mb=mem("map"),
+        runtime=runtime("map"),
+        disk_mb=disk("map"),
     shell:
         "python -m landtaxa map --grid {input.grid:q} --clusters {input.clusters:q} --kinds {input.kinds:q}"
         " --model {wildcards.model}"
@@ -58,6 +59,10 @@ use rule map as map_k with:
             labels={"model": "{model}", "K": "{k}", "figure": "cluster map"},
         ),
         legend=f"{R}/analysis/{{model}}/k{{k}}/legend.png",
+    resources:
+        mem_mb=mem("map_k"),
+        runtime=runtime("map_k"),
+        disk_mb=disk("map_k"),
     log:
         "logs/map_k/{model}/k{k}.log",
 
@@ -75,8 +80,9 @@ rule coverage:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=mem("coverage"),
+        runtime=runtime("coverage"),
+        disk_mb=disk("coverage"),
     shell:
         "python -m landtaxa coverage --grid {input.grid:q} --valid {input.valid:q} --out {output.tif:q}"
         " --params {params.p:q} 2> {log:q}"
@@ -96,8 +102,9 @@ rule tiles:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=mem(2000),
-        runtime=15,
+        mem_mb=mem("tiles"),
+        runtime=runtime("tiles"),
+        disk_mb=disk("tiles"),
     shell:
         "python -m landtaxa tiles --grid {input.grid:q} --coverage {input.coverage:q} --clusters {input.clusters:q}"
         " --models {params.models} --out {output.parquet:q} 2> {log:q}"
@@ -120,8 +127,9 @@ rule viewer:
     conda:
         "../../envs/report.yaml"
     resources:
-        mem_mb=mem(2000),
-        runtime=15,
+        mem_mb=mem("viewer"),
+        runtime=runtime("viewer"),
+        disk_mb=disk("viewer"),
     shell:
         "python -m landtaxa viewer --grid {input.grid:q} --clusters {input.clusters:q} --kinds {input.kinds:q}"
         " --representatives {input.representatives:q} --aligned {input.aligned:q} --model {params.model}"

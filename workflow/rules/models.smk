@@ -20,8 +20,9 @@ rule train:
         "../../envs/torch.yaml"
     resources:
         gpu=1,
-        mem_mb=mem(8000),
-        runtime=lambda wc, attempt: 240 * attempt,
+        mem_mb=mem("train"),
+        runtime=runtime("train"),
+        disk_mb=disk("train"),
     shell:
         "python -m landtaxa train --grid {input.grid:q} --aligned {input.aligned:q} --valid {input.valid:q}"
         " --out {output.model:q} --threads {threads} --params {params.p:q} 2> {log:q}"
@@ -47,8 +48,9 @@ rule refine:
         "../../envs/torch.yaml"
     resources:
         gpu=1,
-        mem_mb=mem(8000),
-        runtime=lambda wc, attempt: 120 * attempt,
+        mem_mb=mem("refine"),
+        runtime=runtime("refine"),
+        disk_mb=disk("refine"),
     shell:
         "python -m landtaxa refine --grid {input.grid:q} --parent {input.parent:q} --clusters {input.clusters:q}"
         " --aligned {input.aligned:q} --valid {input.valid:q} --out {output.model:q} --threads {threads}"
@@ -67,8 +69,9 @@ rule untrained:
     conda:
         "../../envs/torch.yaml"
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=mem("untrained"),
+        runtime=runtime("untrained"),
+        disk_mb=disk("untrained"),
     shell:
         "python -m landtaxa untrained --grid {input.grid:q} --encoder {params.encoder} --out {output.model:q}"
         " 2> {log:q}"

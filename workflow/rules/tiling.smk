@@ -18,8 +18,9 @@ rule grid:
     conda:
         "../../envs/io.yaml"
     resources:
-        mem_mb=mem(2000),
-        runtime=30,
+        mem_mb=mem("grid"),
+        runtime=runtime("grid"),
+        disk_mb=disk("grid"),
     shell:
         "python -m landtaxa grid --images {params.images:q} --scale-images {params.scale_images:q}"
         " --train-dates {params.train_dates} --out {output.grid:q} --params {params.p:q} 2> {log:q}"
@@ -44,8 +45,9 @@ rule align:
     conda:
         "../../envs/io.yaml"
     resources:
-        mem_mb=mem(4000),
-        runtime=60,
+        mem_mb=mem("align"),
+        runtime=runtime("align"),
+        disk_mb=disk("align"),
     shell:
         "python -m landtaxa align --grid {input.grid:q} --images {params.images:q} --masks {params.masks:q}"
         " --out {output.tif:q} --valid {output.valid:q} --params {params.p:q} 2> {log:q}"

@@ -1,0 +1,191 @@
+"""Tests of the jobs' resource requests (landtaxa.resources): each step run on synthetic data at a few
+sizes, as the workflow runs it, and its peak RSS (the kernel's own account, os.wait4) compared with
+the estimate the rules request, before the safety factor."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from landtaxa.grid import Grid
+from landtaxa.plan import RunPlan
+from landtaxa.resources import MB, SAFETY, Sizes, job_needs, job_resources
+from landtaxa.series import save_series
+
+PACKAGE = str(Path(__file__).resolve().parents[1] / "workflow")
+T, D, K = 4, 32, 6
+
+
+# ``python -m landtaxa ARGS`` that writes its peak RSS (VmHWM) to $PEAK_FILE as it exits. (The kernel's
+# maxrss of a child counts the memory of the process it was forked from, here the test's.)
+MEASURED = """
+import atexit, os, sys
+def peak():
+    with open("/proc/self/status") as status:
+        kb = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(os.environ["PEAK_FILE"], "w") as out:
+        out.write(kb)
+atexit.register(peak)
+from landtaxa.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def peak_mb(args: list[str], tmp: Path) -> float:
+    """Run the step ``args`` as the workflow does (its own process); its peak RSS in MB."""
+    peak = tmp / "peak.txt"
+    env = {**os.environ, "PYTHONPATH": PACKAGE, "OMP_NUM_THREADS": "1", "PEAK_FILE": str(peak)}
+    proc = subprocess.run([sys.executable, "-c", MEASURED, *args], env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return int(peak.read_text()) / 1024
+
+
+def _region(tmp: Path, rows: int, cols: int) -> tuple[Grid, Path, list[str], list[Path]]:
+    """A grid of rows x cols 1-px tiles, T dates of per-date stores with overlapping kinds, small rasters."""
+    import rasterio
+
+    grid = Grid(crs="EPSG:32630", transform=(10.0, 0.0, 400000.0, 0.0, -10.0, 4500000.0), width=cols, height=rows,
+                tile_size=1, bands=[1], dtype="uint16", scale_min=[0.0], scale_max=[1000.0])
+    grid.save(tmp / "grid.json")
+    rng = np.random.default_rng(0)
+    n = grid.n_tiles
+    kinds = (np.arange(n) // cols // 10 * 7 + np.arange(n) % cols // 10) % K
+    centres = rng.normal(0, 1, (K, T, D)).astype(np.float32)
+    x = centres[kinds] + rng.normal(0, 0.7, (n, T, D)).astype(np.float32)
+    valid = rng.uniform(size=(n, T)) > 0.05
+    dates = [f"2022-{m + 1:02d}-01" for m in range(T)]
+    save_series(tmp / "series_input.npz", x, np.arange(n), dates, grid, valid)
+    aligned = []
+    for date in dates:
+        path = tmp / f"{date}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=cols, height=rows, count=1, dtype="uint16", crs=grid.crs,
+                           transform=grid.affine) as dst:
+            dst.write(rng.integers(1, 1000, (1, rows, cols), dtype=np.uint16))
+        aligned.append(path)
+    stores = sorted((tmp / "series_input_dates").glob("*.zarr"))
+    return grid, tmp / "grid.json", dates, stores + aligned
+
+
+def _sizes(grid: Grid, config: dict) -> Sizes:
+    return Sizes(n_tiles=grid.n_tiles, n_dates=T, z_dim=D, n_bands=1, tile_size=1, width=grid.width,
+                 height=grid.height, k=K, config=config)
+
+
+CONFIG = {"cluster": {"n_init": 1, "max_iter": 300, "method": "kmeans"},
+          "analysis": {"restarts": 1, "projection_tiles": 100}}
+
+
+SERIES_STEPS = ("series", "clusters", "analysis", "evolution")  # what reads the series: measured at both sizes
+
+
+@pytest.mark.parametrize(("rows", "cols"), [(50, 60), (300, 200)])  # 3,000 and 60,000 tiles
+def test_requests_are_above_the_measured_peaks(tmp_path: Path, rows: int, cols: int) -> None:
+    grid, g, dates, files = _region(tmp_path, rows, cols)
+    stores, aligned = files[:T], files[T:]
+    s, c, ev, an = tmp_path / "s.npz", tmp_path / "k.npz", tmp_path / "ev", tmp_path / "an"
+    cluster = json.dumps({"n_init": 1, "seed": 0})
+    stab = json.dumps({"n_init": 1, "restarts": 1, "seed": 0})
+    steps = {
+        "series": ["series", "--embeddings", *map(str, stores), "--dates", *dates, "--out", str(s)],
+        "clusters": ["clusters", "--grid", str(g), "--series", str(s), "--k", str(K), "--model", "geo", "--out", str(c),
+                     "--metrics", str(tmp_path / "k.json"), "--params", cluster],
+        "analysis": ["analysis", "--grid", str(g), "--series", str(s), "--clusters", str(c), "--model", "geo",
+                     "--out-dir", str(an), "--params", '{"projection_tiles": 100}'],
+        "evolution": ["evolution", "--grid", str(g), "--series", str(s), "--clusters", str(c), "--model", "geo",
+                      "--labels", str(ev / "labels.parquet"), "--out-dir", str(ev)],
+        "representatives": ["representatives", "--grid", str(g), "--series", str(s), "--clusters", str(c),
+                            "--aligned", *map(str, aligned), "--model", "geo", "--out-dir", str(an),
+                            "--params", '{"rgb_bands": null}'],
+        "stability": ["stability", "--series", str(s), "--clusters", str(c), "--model", "geo", "--out",
+                      str(an / "stability.json"), "--png", str(an / "stability.png"), "--params", stab],
+        "map": ["map", "--grid", str(g), "--clusters", str(c), "--kinds", str(ev / "labels.parquet"), "--model",
+                "geo", "--tif", str(tmp_path / "m.tif"), "--png", str(tmp_path / "m.png"), "--legend",
+                str(tmp_path / "l.png")],
+        "kinds": ["kinds", "--grid", str(g), "--series", str(s), "--clusters", str(c), "--stability",
+                  str(an / "stability.json"), "--kinds", str(ev / "labels.parquet"), "--model", "geo",
+                  "--csv", str(tmp_path / "kinds.csv"), "--json", str(tmp_path / "kinds.json")],
+    }
+    if rows * cols < 10_000:  # the steps that do not read the series, at the larger size only
+        steps = {step: args for step, args in steps.items() if step in SERIES_STEPS}
+    sizes = _sizes(grid, CONFIG)
+    report = {step: (round(peak_mb(args, tmp_path)), round(job_needs(step, sizes)[0] / MB))
+              for step, args in steps.items()}
+    print(report)
+    for step, (measured, estimate) in report.items():
+        assert measured < estimate, f"{step}: measured {measured} MB, estimated {estimate} MB ({report})"
+        assert estimate < 4 * measured + 400, f"{step}: estimate far above the need ({report})"
+
+
+def test_embedding_request_is_above_its_peak(tmp_path: Path) -> None:
+    """One date embedded with tilenet-lite on a 2-band region of 48 x 40 tiles of 8 px."""
+    import rasterio
+
+    rows, cols, ts = 48, 40, 8
+    grid = Grid(crs="EPSG:32630", transform=(10.0, 0.0, 400000.0, 0.0, -10.0, 4500000.0), width=cols * ts,
+                height=rows * ts, tile_size=ts, bands=[1, 2], dtype="uint16", scale_min=[0.0, 0.0],
+                scale_max=[1000.0, 1000.0])
+    grid.save(tmp_path / "grid.json")
+    with rasterio.open(tmp_path / "a.tif", "w", driver="GTiff", width=grid.width, height=grid.height, count=2,
+                       dtype="uint16", crs=grid.crs, transform=grid.affine) as dst:
+        dst.write(np.random.default_rng(0).integers(1, 1000, (2, grid.height, grid.width), dtype=np.uint16))
+    np.savez(tmp_path / "valid.npz", fraction=np.ones((rows, cols), np.float32))
+    from landtaxa.encoders import build_encoder
+    from landtaxa.networks import save_checkpoint
+
+    save_checkpoint(tmp_path / "m.pt", build_encoder("tilenet-lite", 2, 512),
+                    {"encoder": "tilenet-lite", "in_channels": 2, "z_dim": 512, "tile_size": ts, "kind": "geo"})
+    measured = peak_mb(["embed", "--grid", str(tmp_path / "grid.json"), "--model", str(tmp_path / "m.pt"),
+                        "--aligned", str(tmp_path / "a.tif"), "--valid", str(tmp_path / "valid.npz"),
+                        "--out", str(tmp_path / "e.zarr"), "--params", '{"device": "cpu"}'], tmp_path)
+    print({"embed": (round(measured), round(job_needs("embed", Sizes(
+        n_tiles=grid.n_tiles, n_dates=1, z_dim=512, n_bands=2, tile_size=ts, width=grid.width, height=grid.height,
+        config={}), "tilenet-lite")[0] / MB))})
+    sizes = Sizes(n_tiles=grid.n_tiles, n_dates=1, z_dim=512, n_bands=2, tile_size=ts, width=grid.width,
+                  height=grid.height, config={})
+    estimate = job_needs("embed", sizes, "tilenet-lite")[0] / MB
+    assert measured < estimate < 4 * measured, (measured, estimate)
+
+
+def test_requests_grow_with_the_data_and_the_attempt() -> None:
+    small = Sizes(n_tiles=10_000, n_dates=24, z_dim=512, n_bands=4, tile_size=100, width=10_000, height=10_000)
+    large = Sizes(n_tiles=500_000, n_dates=24, z_dim=512, n_bands=4, tile_size=100, width=70_800,
+                  height=70_800)
+    for rule in ("series", "clusters", "analysis", "evolution", "embed", "align", "map", "tiles"):
+        a, b = job_resources(rule, small), job_resources(rule, large)
+        assert a["mem_mb"] <= b["mem_mb"] and a["runtime"] <= b["runtime"] and a["disk_mb"] <= b["disk_mb"], rule
+        assert job_resources(rule, small, attempt=2)["mem_mb"] == 2 * a["mem_mb"]
+    # the steps that stream over the series stay within 3 GB at 500,000 tiles x 24 dates x 512
+    for rule in ("series", "clusters", "analysis", "representatives", "stability", "evolution"):
+        assert job_resources(rule, large)["mem_mb"] < 3 * 1024 * SAFETY, rule
+    # the request is the estimate times the safety factor
+    memory = job_needs("clusters", large)[0]
+    assert job_resources("clusters", large)["mem_mb"] == int(np.ceil(memory * SAFETY / MB))
+
+
+def test_the_plan_asks_for_every_rule(tmp_path: Path) -> None:
+    """Every rule of the workflow has its resources from the plan's sizes; the baseline's D is 2 x bands."""
+    import yaml
+
+    from landtaxa.configcheck import check_config
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    check_config(config, root / "workflow" / "schemas" / "config.schema.yaml")
+    plan = RunPlan.from_config(config, tmp_path)
+    lines = [line for smk in (root / "workflow" / "rules").glob("*.smk") for line in smk.read_text().splitlines()]
+    rules = {line.split()[1].rstrip(":") for line in lines if line.startswith("rule ")}
+    rules |= {line.split()[4] for line in lines if line.startswith("use rule ")}
+    assert {"embed_baseline", "clusters_train", "series_train", "map_k"} <= rules
+    for rule in sorted(rules):
+        req = plan.resources(rule, {"model": "geo", "k": "7", "date": plan.dates[0], "refined": "refined"})
+        assert set(req) == {"mem_mb", "runtime", "disk_mb"} and min(req.values()) > 0, rule
+    assert plan.sizes("spectral").z_dim == 8 and plan.sizes("geo").z_dim == 512
+    assert plan.resources("embed", {"model": "geo"}, attempt=2)["mem_mb"] == 2 * plan.resources(
+        "embed", {"model": "geo"})["mem_mb"]
