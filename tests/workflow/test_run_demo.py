@@ -17,8 +17,10 @@ import rasterio
 import torch
 from affine import Affine
 
+from landtaxa.cube import read_embeddings
 from landtaxa.demo import DemoSpec
 from landtaxa.grid import Grid
+from landtaxa.series import Series
 from landtaxa.storage import load_npz
 
 pytestmark = pytest.mark.slow
@@ -38,7 +40,7 @@ def test_metrics_contract_and_quality(demo_run: Path) -> None:
     assert list(metrics) == list(MODELS)
     for model, m in metrics.items():
         assert CONTRACT_KEYS | {"ari", "nmi"} <= set(m)
-        n, t, d = load_npz(demo_run / f"results/series/{model}.npz")["series"].shape
+        n, t, d = Series(demo_run / f"results/series/{model}.npz").shape
         assert (m["k"], m["n_tiles"], m["n_dates"], d) == (7, n, 8, 8 if model == "spectral" else 512)
         assert -1 <= m["silhouette"] <= 1 and -1 <= m["geo_silhouette"] <= 1 and 0 <= m["nmi"] <= 1
         assert m["inertia"] > 0 and m["calinski_harabasz"] > 0 and sum(m["cluster_sizes"]) == n
@@ -82,13 +84,13 @@ def test_models_and_embeddings(demo_run: Path) -> None:
     for model, d in (("spectral", 8), ("geo", 512), ("refined", 512)):
         payload = torch.load(demo_run / f"results/models/{model}.pt", weights_only=True)
         assert payload["meta"]["z_dim"] == d and payload["meta"]["in_channels"] == 4
-        files = sorted((demo_run / f"results/embeddings/{model}").glob("*.npz"))
+        files = sorted((demo_run / f"results/embeddings/{model}").glob("*.zarr"))
         assert len(files) == 8
         for f in files:
-            e = load_npz(f)
+            e = read_embeddings(f)
             assert e["embeddings"].shape == (grid.n_tiles, d)
             assert np.isfinite(e["embeddings"][e["valid"]]).all() and np.isnan(e["embeddings"][~e["valid"]]).all()
-    geo, refined = (load_npz(demo_run / f"results/series/{m}.npz")["series"] for m in ("geo", "refined"))
+    geo, refined = (Series(demo_run / f"results/series/{m}.npz").load() for m in ("geo", "refined"))
     assert geo.shape == refined.shape and not np.allclose(geo, refined)
 
 

@@ -27,6 +27,7 @@ from rasters import write_raster
 from runner import CONFIGS
 
 from landtaxa.checks import RunShape, bytes_needed, encoder_bytes, output_estimates
+from landtaxa.cube import read_embeddings
 from landtaxa.demo import DemoSpec, demo_dates, make_demo, truth_path
 from landtaxa.grid import Grid
 from landtaxa.storage import load_npz
@@ -103,6 +104,8 @@ def _readable_outputs(work: Path) -> None:
     """Every file under a final name reads whole: no half-written output is visible."""
     for f in (work / "results").rglob("*.npz"):
         load_npz(f)
+    for f in (work / "results" / "embeddings").glob("*/*.zarr"):
+        read_embeddings(f)
     for f in (work / "results" / "models").glob("*.pt"):
         torch.load(f, weights_only=True)
 
@@ -119,7 +122,7 @@ def resumed_run(snakemake, user_files: Path) -> Path:
     proc = _unlock_and_start(snakemake, work, user_files)
     logs = work / "logs/embed/geo"
     _kill_when(proc, lambda: logs.exists() and any(logs.iterdir()))
-    assert len(list((work / "results/embeddings/geo").glob("*.npz"))) < SPEC.n_dates, "killed too late"
+    assert len(list((work / "results/embeddings/geo").glob("*.zarr"))) < SPEC.n_dates, "killed too late"
     _readable_outputs(work)
 
     proc = _unlock_and_start(snakemake, work, user_files)
@@ -144,8 +147,8 @@ def _results(work: Path) -> dict[str, np.ndarray]:
         out[f"{model} labels"] = load_npz(work / f"results/clusters/{model}/k4.npz")["labels"]
         state = torch.load(work / f"results/models/{model}.pt", weights_only=True)["state_dict"]
         out.update({f"{model} {k}": v.numpy() for k, v in state.items()})
-        for f in sorted((work / f"results/embeddings/{model}").glob("*.npz")):
-            out[f"{model} {f.stem}"] = load_npz(f)["embeddings"]
+        for f in sorted((work / f"results/embeddings/{model}").glob("*.zarr")):
+            out[f"{model} {f.stem}"] = read_embeddings(f)["embeddings"]
     return out
 
 

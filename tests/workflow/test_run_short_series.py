@@ -12,7 +12,8 @@ import rasterio
 import torch
 from runner import CONFIGS
 
-from landtaxa.storage import load_npz, read_json
+from landtaxa.series import Series
+from landtaxa.storage import read_json
 
 pytestmark = pytest.mark.slow
 MODELS = ("spectral", "geo", "refined")
@@ -55,7 +56,7 @@ def test_a_plugin_encoder_runs_the_whole_method_on_two_dates(two_dates_toy_encod
     for model in ("geo", "refined"):
         meta = torch.load(work / f"results/models/{model}.pt", weights_only=True)["meta"]
         assert meta["encoder"] == "toy" and meta["z_dim"] == 8
-        assert load_npz(work / f"results/series/{model}.npz")["series"].shape[1:] == (2, 8)
+        assert Series(work / f"results/series/{model}.npz").shape[1:] == (2, 8)
         summary = read_json(work / f"results/evolution/{model}/k3/summary.json")
         assert len(summary["changed_tiles"]) == 1
         with rasterio.open(work / f"results/evolution/{model}/k3/change.tif") as src:
