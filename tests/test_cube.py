@@ -53,9 +53,11 @@ def write_dates(folder: Path, d: int = 6, dtype: str = "float32", strip: int = 3
 
 def test_chunks_are_whole_rows_when_they_fit() -> None:
     assert chunk_tiles(100, 50, CHUNK_BYTES // 200) == (4, 50)  # 200 tiles a chunk: 4 rows of 50
-    assert chunk_tiles(100, 500, CHUNK_BYTES // 200) == (1, 200)  # wider than a chunk: parts of one row
+    assert chunk_tiles(100, 500, CHUNK_BYTES // 200) == (1, 167)  # wider than a chunk: thirds of a row
     assert chunk_tiles(3, 5, 8) == (3, 5)  # a small grid: one chunk
     assert chunk_tiles(10, 10, 10 * CHUNK_BYTES) == (1, 1)
+    assert chunk_tiles(50, 625, CHUNK_BYTES // 512) == (1, 313)  # 625 = 313 + 312: one tile of padding
+    assert chunk_tiles(10, 30, CHUNK_BYTES // 70) == (2, 30)  # rows split evenly: 5 chunks of 2 rows
 
 
 @pytest.mark.parametrize("shape,chunks", [((7, 5, 3), (3, 2, 3)), ((4,), (4,)), ((), ()), ((5, 6), (2, 6))])

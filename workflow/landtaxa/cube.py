@@ -47,10 +47,16 @@ EPOCH = dt.date(1970, 1, 1)
 
 
 def chunk_tiles(n_rows: int, n_cols: int, tile_bytes: int) -> tuple[int, int]:
-    """(rows, cols) of tiles per chunk: about CHUNK_BYTES, whole rows of the grid when they fit."""
+    """(rows, cols) of tiles per chunk: at most about CHUNK_BYTES, whole rows of the grid when they fit,
+    and the grid split into chunks of even size (edge chunks are padded on disk: little padding)."""
     tiles = max(1, CHUNK_BYTES // max(1, tile_bytes))
-    cols = min(n_cols, tiles)
-    return min(n_rows, max(1, tiles // cols)), cols
+    cols = _even(n_cols, min(n_cols, tiles))
+    return _even(n_rows, min(n_rows, max(1, tiles // cols))), cols
+
+
+def _even(n: int, size: int) -> int:
+    """The smallest chunk size that splits ``n`` into as many chunks as ``size`` does."""
+    return -(-n // -(-n // size)) if n else size
 
 
 class ZArray:
