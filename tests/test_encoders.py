@@ -13,8 +13,8 @@ from landtaxa.params import schema_property
 def test_schema_enum_is_the_registry_of_trained_encoders() -> None:
     """Adding an encoder is one registry entry and its name in the schema's enum."""
     trained = [name for name, spec in ENCODERS.items() if spec.trains]
-    assert schema_property("encoder.name")["enum"] == trained
-    assert schema_property("encoder.name")["default"] in trained
+    for key in ("encoder.name", "demo.encoder"):
+        assert schema_property(key)["enum"] == trained and schema_property(key)["default"] in trained
 
 
 def test_build_encoder_carries_its_spec() -> None:

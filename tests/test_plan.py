@@ -131,3 +131,11 @@ def test_disk_need_shrinks_as_outputs_exist(archive: Path, tmp_path: Path) -> No
     with pytest.raises(PlanError, match="not enough disk space"):
         RunPlan.from_config(config, tmp_path).check_disk(tmp_path)
     assert np.isfinite(before)
+
+
+def test_the_demo_trains_its_own_encoder(archive: Path, tmp_path: Path) -> None:
+    demo = plan_of(tmp_path)
+    assert json.loads(demo.params("train"))["encoder"] == "tilenet-lite"
+    assert demo.config["encoder"]["name"] == "tilenet-lite" and CONFIG["encoder"]["name"] == "tilenet"  # a copy
+    own = plan_of(tmp_path, images=str(archive), truth=None, tile_size=16, n_clusters=3)
+    assert json.loads(own.params("train"))["encoder"] == own.encoder_of("geo") == "tilenet"

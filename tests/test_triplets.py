@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from landtaxa.grid import Grid
-from landtaxa.triplets import cluster_triplets, geographic_triplets
+from landtaxa.triplets import cluster_triplets, geographic_triplets, triplet_budget
 
 TS = 16
 MIN_VALID = 0.5
@@ -220,3 +220,12 @@ def test_cluster_single_cluster_raises() -> None:
     fractions = [np.ones((4, 4), np.float32)]
     with pytest.raises(ValueError, match="no date has two clusters"):
         cluster_triplets(grid, np.arange(16), np.zeros(16, int), fractions, 10, MIN_VALID, np.random.default_rng(0))
+
+
+def test_triplet_budgets_follow_the_region() -> None:
+    train = {"per_tile": 2, "min": 2000, "max": 100000}
+    assert triplet_budget(train, 1024) == 2048 and triplet_budget(train, 100) == 2000
+    assert triplet_budget(train, 48400) == 96800 and triplet_budget(train, 10**6) == 100000
+    refine = {"per_tile_date": 0.1, "min": 800, "max": 100000}
+    assert triplet_budget(refine, 1024 * 8) == 819 and triplet_budget(refine, 100 * 36) == 800
+    assert triplet_budget(123, 10**6) == 123

@@ -19,6 +19,7 @@ from jsonschema.exceptions import best_match
 # config keys whose valid values are a registry's names: (schema path, registry)
 REGISTRY_ENUMS = {
     ("encoder", "name"): ("landtaxa.encoders", "ENCODERS"),
+    ("demo", "encoder"): ("landtaxa.encoders", "ENCODERS"),
     ("cluster", "method"): ("landtaxa.clusters", "METHODS"),
 }
 

@@ -13,10 +13,14 @@ are recorded in ``results/grid.json`` and used from then on, so new dates added 
 archive change neither the grid nor the models (only the new date is aligned and embedded,
 then the cheap steps run again). ``train.dates: all`` retrains everything on every run's
 dates; a list of dates fixes them explicitly. The built-in demo's dates are those of its config.
+
+The demo's encoder is resolved into the plan's copy of the config (:meth:`RunPlan._resolved`), from
+which every step's parameters come.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -54,6 +58,7 @@ from landtaxa.inventory import (
 )
 from landtaxa.resources import Sizes, job_resources
 from landtaxa.stac import is_stac, parse_band_values, read_items, vrt_name, wrap_raster, write_vrts
+from landtaxa.triplets import triplet_budget
 
 # the parameter object of every step that has settings (steps not listed have none)
 STEP_PARAMS: dict[str, type[P.StepParams]] = {
@@ -132,6 +137,7 @@ class RunPlan:
             truth = str(truth_path(f"{results}/demo")) if demo else None
         elif truth and not exists(truth if os.path.isabs(truth) or is_gdal_path(truth) else workdir / truth):
             raise RunCheckError(f"{truth}: truth raster not found (config key truth)")
+        config = cls._resolved(config, demo is not None)
         if not encoder_spec(config["encoder"]["name"]).trains:
             raise RunCheckError(f"config key encoder.name: {config['encoder']['name']} learns nothing from triplets; "
                                 "choose an encoder that trains (the spectral baseline runs in every run anyway)")
@@ -141,6 +147,15 @@ class RunPlan:
         if truth and not demo:
             check_truth_overlap(truth, region)
         return plan
+
+    @staticmethod
+    def _resolved(config: dict, is_demo: bool) -> dict:
+        """The config with the settings that depend on the data resolved (a copy; the user's stays as it is):
+        the built-in demo trains ``demo.encoder`` (``encoder.name`` is for the user's images)."""
+        config = copy.deepcopy(config)
+        if is_demo:
+            config["encoder"]["name"] = config["demo"]["encoder"]
+        return config
 
     @staticmethod
     def _images(config: dict, sources: Path) -> pd.DataFrame:
@@ -297,8 +312,10 @@ class RunPlan:
         ts = c["tile_size"]
         models_missing = any(not (Path(workdir) / f"{self.results}/models/{m}.pt").exists() for m in self.models)
         tile_bytes = 3 * reg.n_bands * ts * ts * 2
-        scratch = [c[s]["triplets"] * tile_bytes for s in ("train", "refine")
-                   if c[s]["triplets"] * tile_bytes > c[s]["cache_mb"] * 2**20]
+        n_tiles = reg.n_tiles(ts)
+        budgets = {"train": triplet_budget(c["train"]["triplets"], n_tiles),
+                   "refine": triplet_budget(c["refine"]["triplets"], n_tiles * len(self.train_dates))}
+        scratch = [n * tile_bytes for s, n in budgets.items() if n * tile_bytes > c[s]["cache_mb"] * 2**20]
         shape = RunShape(
             width=reg.width, height=reg.height, n_bands=reg.n_bands, itemsize=reg.itemsize, tile_size=ts,
             dates=self.dates, models=self.models, z_dim=max(c["encoder"]["z_dim"], 2 * reg.n_bands), ks=self.k_list,

@@ -27,7 +27,7 @@ from landtaxa.grid import Grid
 from landtaxa.networks import load_checkpoint, save_checkpoint, setup_torch, triplet_loss
 from landtaxa.params import RefineParams, TrainingParams, TrainParams
 from landtaxa.storage import get_logger, load_npz
-from landtaxa.triplets import cluster_triplets, geographic_triplets
+from landtaxa.triplets import cluster_triplets, geographic_triplets, triplet_budget
 
 log = get_logger()
 
@@ -164,8 +164,9 @@ def train_step(*, grid: str, aligned: list[str], valid: list[str], out: str, par
     device = setup_torch(threads, params.device)
     g = Grid.load(grid)
     rng = np.random.default_rng(params.seed)
-    triplets = geographic_triplets(g, _fractions(valid), params.triplets, params.radius or g.tile_size,
-                                   params.min_valid, rng)
+    n = triplet_budget(params.triplets, g.n_tiles)
+    log.info("%d geographic triplets over %d tiles and %d dates", n, g.n_tiles, len(valid))
+    triplets = geographic_triplets(g, _fractions(valid), n, params.radius or g.tile_size, params.min_valid, rng)
     torch.manual_seed(params.seed)
     model = build_encoder(params.encoder, g.n_bands, params.z_dim)
     meta = {"encoder": params.encoder, "in_channels": g.n_bands, "z_dim": params.z_dim,
@@ -181,8 +182,8 @@ def refine_step(*, grid: str, parent: str, clusters: str, aligned: list[str], va
     model, meta = load_checkpoint(parent, device)
     c = load_npz(clusters)
     rng = np.random.default_rng(params.seed)
-    triplets = cluster_triplets(g, c["tile_ids"], c["labels"], _fractions(valid), params.triplets,
-                                params.min_valid, rng)
+    triplets = cluster_triplets(g, c["tile_ids"], c["labels"], _fractions(valid),
+                                triplet_budget(params.triplets, g.n_tiles * len(valid)), params.min_valid, rng)
     log.info("sampled %d cluster-guided triplets over %d dates", len(triplets), len(valid))
     meta = {**{k: meta[k] for k in ("encoder", "in_channels", "z_dim", "tile_size")},
             "kind": "refined", "parent": os.path.basename(parent), "seed": params.seed}
