@@ -213,3 +213,17 @@ def test_an_index_that_is_no_series_is_refused(tmp_path) -> None:
     save_npz(tmp_path / "old.npz", series=np.zeros((2, 2, 2), np.float32), tile_ids=np.arange(2))
     with pytest.raises(ValueError, match="not a series index"):
         Series(tmp_path / "old.npz")
+
+
+def test_a_standardised_series_reads_every_feature_at_zero_mean_and_unit_variance(embedding_files, tmp_path) -> None:
+    raw, std = tmp_path / "raw.npz", tmp_path / "std.npz"
+    assemble_series(embedding_files, DATES, raw, max_missing=0.5)
+    assemble_series(embedding_files, DATES, std, max_missing=0.5, standardise="zscore")
+    x, z = Series(raw).load(), Series(std).load()
+    index = load_npz(std)
+    assert Series(std).standardised and not Series(raw).standardised
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-6)
+    sd = z.std(axis=0)
+    np.testing.assert_allclose(sd[x.std(axis=0) > 0], 1.0, rtol=1e-5)  # a constant feature stays 0 (sd 1)
+    np.testing.assert_allclose(z, (x - index["mean"]) / index["sd"], rtol=1e-6)
+    np.testing.assert_allclose(Series(std).take(np.array([2, 0])), z[[2, 0]], rtol=1e-6)

@@ -186,6 +186,7 @@ class EmbedParams(StepParams):
 @dataclasses.dataclass(frozen=True)
 class SeriesParams(StepParams):
     max_missing: float = setting("max_missing")
+    standardise: str = setting("cluster.standardise")
 
 
 @dataclasses.dataclass(frozen=True)

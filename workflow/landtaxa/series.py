@@ -7,8 +7,12 @@ date (the earlier one on a tie). Tiles missing on more than ``max_missing`` of t
 The series is never copied into one array. The series step writes the cube of the model's
 dates (:mod:`landtaxa.cube`: links to the per-date stores, a few kilobytes) and an index,
 ``results/series/<model>.npz``: ``tile_ids`` (N,) of the kept tiles, ``dates`` (T,),
-``valid`` (N, T), ``source`` (N, T), the date each value comes from, and ``cube``, the
-cube's path relative to the index. Every later step reads the series through
+``valid`` (N, T), ``source`` (N, T), the date each value comes from, ``cube``, the
+cube's path relative to the index, and, with ``cluster.standardise: zscore``, ``mean`` and ``sd``
+(T, D): every feature's moments over the kept tiles, by which the series is read standardised
+(zero mean, unit variance per feature), so that no single direction of the embedding decides the
+clusters, and the clustering and all measured on it (metrics, stability, evolution, analysis)
+see the same space. The cube keeps the raw embeddings. Every later step reads the series through
 :class:`Series`: in blocks of tiles, (m, T, D) float32 filled on the fly (about
 :data:`BLOCK_BYTES` each, read ahead in a background thread), or as chosen tiles
 (:meth:`Series.take`, for samples and representatives). Its memory is a few blocks, whatever
@@ -69,6 +73,7 @@ def assemble_series(
     out_path: str | os.PathLike,
     max_missing: float = 0.5,
     cube_path: str | os.PathLike | None = None,
+    standardise: str = "none",
 ) -> None:
     """The series of per-date embedding stores: the cube of their dates and the index (module docstring).
 
@@ -93,14 +98,35 @@ def assemble_series(
         len(tile_ids), len(dates), int((~keep & ever).sum()) + int((~ever).sum()),
         100 * max_missing, int((~kept_valid).sum()),
     )
-    save_npz(out_path, tile_ids=tile_ids.astype(np.int64), dates=np.asarray(dates, dtype="U10"), valid=kept_valid,
-             source=source, cube=np.array(os.path.relpath(cube.absolute(), out_path.absolute().parent)))
+    index = {"tile_ids": tile_ids.astype(np.int64), "dates": np.asarray(dates, dtype="U10"), "valid": kept_valid,
+             "source": source, "cube": np.array(os.path.relpath(cube.absolute(), out_path.absolute().parent))}
+    save_npz(out_path, **index)
+    if standardise == "zscore" and len(tile_ids):
+        mean, sd = feature_moments(Series(out_path))
+        save_npz(out_path, **index, mean=mean, sd=sd)
+        log.info("series standardised: feature sd %.3g to %.3g", float(sd.min()), float(sd.max()))
+
+
+def feature_moments(series) -> tuple[np.ndarray, np.ndarray]:
+    """(T, D) float32 mean and standard deviation of every feature over the series' tiles (one pass of
+    blocks, sums in float64); a constant feature gets sd 1."""
+    n, t, d = series.shape
+    s = np.zeros((t, d), np.float64)
+    s2 = np.zeros((t, d), np.float64)
+    for _, block in series.blocks():
+        x = block.astype(np.float64)
+        s += x.sum(axis=0)
+        s2 += np.einsum("ntd,ntd->td", x, x)
+    mean = s / n
+    sd = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
+    return mean.astype(np.float32), np.where(sd > 1e-12, sd, 1.0).astype(np.float32)
 
 
 def series_step(*, embeddings: list[str], dates: list[str], out: str, cube: str | None = None,
                 params: SeriesParams) -> None:
     """The N x T x D series of one model from its per-date embeddings (in date order): its cube and index."""
-    assemble_series(embeddings, dates, out, max_missing=params.max_missing, cube_path=cube)
+    assemble_series(embeddings, dates, out, max_missing=params.max_missing, cube_path=cube,
+                    standardise=params.standardise)
 
 
 # --------------------------------------------------------------------------- reading
@@ -162,6 +188,8 @@ class Series:
         self.dates = index["dates"]
         self.valid = index["valid"]
         self.source = index["source"]
+        self.standardised = "mean" in index  # read as (x - mean) / sd (cluster.standardise)
+        self._mean, self._sd = index.get("mean"), index.get("sd")
         self.cube = self.path.parent / str(index["cube"])
         self.array = ZArray(self.cube / "embedding")
         n_t, n_rows, n_cols, d = self.array.shape
@@ -242,7 +270,14 @@ class Series:
         for piece in pieces:
             self._fill(out[start:start + len(piece)], piece)
             start += len(piece)
-        return positions, out
+        return positions, self._standard(out)
+
+    def _standard(self, x: np.ndarray) -> np.ndarray:
+        """The standardised series (in place), when the index holds the moments."""
+        if self.standardised:
+            x -= self._mean
+            x /= self._sd
+        return x
 
     def blocks(self, order: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(positions (m,), series (m, T, D) float32) for every block, in tile order or in ``order``
@@ -264,7 +299,7 @@ class Series:
             part = np.empty((len(sel), n_t, d), np.float32)
             self._fill(part, positions[sel])
             out[sel] = part
-        return out
+        return self._standard(out)
 
     def load(self) -> np.ndarray:
         """The whole (N, T, D) float32 series in memory (small series only: see ``nbytes``)."""
