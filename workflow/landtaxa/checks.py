@@ -160,7 +160,7 @@ def output_estimates(shape: RunShape, results: str = "results") -> dict[str, int
             out[f"{results}/embeddings/{m}/{d}.zarr"] = n * (shape.z_dim * 4 + 1 + 4) + 64 * 1024
         # the series: its index (the cube beside it links the per-date stores: a few kB)
         out[f"{results}/series/{m}.npz"] = n * (t * 3 + 8) + npz
-        out[f"{results}/series/{m}.zarr"] = 64 * 1024
+        out[f"{results}/embeddings/{m}.zarr"] = 64 * 1024
         for k in shape.ks:
             out[f"{results}/clusters/{m}/k{k}.npz"] = n * 16 + k * shape.z_dim * t * 4 + t * 64 + npz
             out[f"{results}/clusters/{m}/k{k}.json"] = 64 * 1024 + k * 64

@@ -13,7 +13,7 @@ One date, written by its embedding job chunk by chunk as the strips of tiles are
     y, x         tile centres in the grid's CRS;  feature: 0..D-1
     spatial_ref  the grid's CRS (``crs_wkt``) and the geotransform of a one-pixel-per-tile map
 
-The cube of a model's dates (``results/series/<model>.zarr``, written by the series step)
+The cube of a model's dates (``results/embeddings/<model>.zarr``, written by the series step)
 has the same variables with a leading ``time`` dimension (CF ``days since 1970-01-01``). Its
 time slices are not copies: ``embedding/<t>`` (and ``valid``, ``fraction``) are relative symbolic links to
 the per-date arrays' folders, so chunk ``t/r/c/0`` of the cube is chunk ``r/c/0`` of date t.

@@ -1,5 +1,6 @@
 # Every tile embedded on every date (one job per model and date, written chunk by chunk to a Zarr
-# store), then the series: the cube of the dates (links to the per-date stores, no copy) and its index.
+# store), then the series: the cube of the dates (results/embeddings/<model>.zarr: links to the per-date
+# stores, no copy, which xarray opens) and its index (results/series/<model>.npz).
 
 
 rule embed:
@@ -56,7 +57,7 @@ rule series:
         embeddings=expand(f"{R}/embeddings/{{{{model}}}}/{{date}}.zarr", date=PLAN.dates),
     output:
         series=f"{R}/series/{{model}}.npz",
-        cube=directory(f"{R}/series/{{model}}.zarr"),
+        cube=directory(f"{R}/embeddings/{{model}}.zarr"),
     params:
         dates=PLAN.dates,
         p=p("series"),
@@ -79,7 +80,7 @@ use rule series as series_train with:
         embeddings=expand(f"{R}/embeddings/{{{{model}}}}/{{date}}.zarr", date=PLAN.train_dates),
     output:
         series=f"{R}/series/train/{{model}}.npz",
-        cube=directory(f"{R}/series/train/{{model}}.zarr"),
+        cube=directory(f"{R}/embeddings/train/{{model}}.zarr"),
     params:
         dates=PLAN.train_dates,
         p=p("series"),
