@@ -5,8 +5,8 @@ date, in blocks, as the embedding jobs do (never the whole array in memory), the
 series, clustering (with its metrics), analysis (series PCA, graph, projections),
 representatives, stability, evolution, map and kinds steps as separate processes, exactly as
 the workflow does (``python -m landtaxa <step> ...``). The peak RSS of each process is read by
-polling its ``VmHWM`` in ``/proc/<pid>/status`` (and checked against the kernel's own account,
-``os.wait4``); Snakemake's ``benchmark:`` samples too rarely for that.
+polling its ``VmHWM`` in ``/proc/<pid>/status`` every 20 ms, and once more as it exits;
+Snakemake's ``benchmark:`` samples too rarely for that.
 
 Where it still fits in memory (``--old-max`` tiles), the same data is run through the code as it
 was before the chunked store (``--old-rev``, extracted with ``git archive``: per-date ``.npz``
@@ -143,20 +143,36 @@ def write_aligned(folder: Path, n: int, t: int) -> list[Path]:
 # --------------------------------------------------------------------------- measuring
 
 
+# ``python -m landtaxa ARGS`` that also writes its own peak RSS (VmHWM) to $PEAK_FILE as it exits: the
+# kernel's maxrss of a child (os.wait4) counts the memory of the process it was forked from (this one).
+MEASURED = """
+import atexit, os, sys
+def peak():
+    with open("/proc/self/status") as status:
+        kb = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(os.environ["PEAK_FILE"], "w") as out:
+        out.write(kb)
+atexit.register(peak)
+from landtaxa.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def run(args: list[str], code: Path, log: Path) -> tuple[float, float]:
-    """Run ``python -m landtaxa ARGS`` with the package in ``code``: (seconds, peak RSS MB), the peak polled
-    from /proc/<pid>/status (VmHWM) every 20 ms and checked against the kernel's maxrss at the end."""
-    env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "2"}
+    """Run the step ``args`` with the package in ``code``, as ``python -m landtaxa`` would: (seconds, peak RSS
+    MB), the peak polled from /proc/<pid>/status (VmHWM) every 20 ms and read once more as the step exits."""
+    peak_file = log.with_name("peak.txt")
+    env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "2", "PEAK_FILE": str(peak_file)}
     t0 = time.perf_counter()
     with open(log, "a") as err:
         err.write(f"\n$ landtaxa {' '.join(args)}\n")
         err.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "landtaxa", *args], env=env, stderr=err,
+        proc = subprocess.Popen([sys.executable, "-c", MEASURED, *args], env=env, stderr=err,
                                 stdout=subprocess.DEVNULL)
         peak = [0]
         finished = threading.Event()
 
-        def poll() -> None:  # reads /proc only: the process is reaped by os.wait4 below, not here
+        def poll() -> None:  # reads /proc only: the process is reaped by proc.wait below, not here
             status = Path(f"/proc/{proc.pid}/status")
             while not finished.is_set():
                 try:
@@ -169,13 +185,12 @@ def run(args: list[str], code: Path, log: Path) -> tuple[float, float]:
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        status = proc.wait()
         finished.set()
-        proc.returncode = os.waitstatus_to_exitcode(status)
         poller.join()
     if status != 0:
         raise RuntimeError(f"landtaxa {args[0]} failed; see {log}")
-    return time.perf_counter() - t0, max(peak[0], usage.ru_maxrss) / 1024
+    return time.perf_counter() - t0, max(peak[0], int(peak_file.read_text())) / 1024
 
 
 def pipeline(work: Path, embeddings: list[Path], dates: list[str], aligned: list[Path], code: Path, k: int,
@@ -218,13 +233,14 @@ def pipeline(work: Path, embeddings: list[Path], dates: list[str], aligned: list
 
 
 def old_code(rev: str) -> Path:
+    """The package (and the schema it reads) at commit ``rev``; the folder to put on PYTHONPATH."""
     folder = OUT / f"oldcode-{rev}"
-    if not (folder / "landtaxa").is_dir():
+    if not (folder / "workflow" / "landtaxa").is_dir():
         folder.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "workflow/landtaxa"], check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "-x", "--strip-components=1", "-C", str(folder)], input=archive, check=True)
-    return folder
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "workflow/landtaxa", "workflow/schemas"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder / "workflow"
 
 
 def main() -> None:

@@ -74,6 +74,25 @@ def test_taxonomy_metrics_against_sklearn(clustering) -> None:
     assert sum(m["cluster_sizes"]) == 120
 
 
+def test_metrics_of_a_series_on_disk_read_only_the_sample(clustering, tmp_path, monkeypatch) -> None:
+    """From the cube, the same metrics as from the array; the silhouette reads only its sampled series."""
+    from landtaxa.series import Series, save_series
+
+    grid, series, tile_ids, labels, truth = clustering
+    store = save_series(tmp_path / "s.npz", series, tile_ids, ["2021-01-01", "2021-02-01", "2021-03-01",
+                                                                "2021-04-01"], grid)
+    read = []
+    take = Series.take
+    monkeypatch.setattr(Series, "take", lambda self, rows: read.append(len(rows)) or take(self, rows))
+    monkeypatch.setattr(Series, "blocks", lambda self, order=None: pytest.fail("the silhouette reads a sample"))
+    m = taxonomy_metrics(grid, store, tile_ids, labels, inertia=1.0, truth=truth, seed=3, sample_size=50)
+    assert sum(read) == 50
+    ref = silhouette_score(series.reshape(len(series), -1), labels, sample_size=50, random_state=3)
+    assert m["silhouette"] == pytest.approx(ref, rel=1e-5)
+    whole = taxonomy_metrics(grid, series, tile_ids, labels, inertia=1.0, truth=truth, seed=3, sample_size=50)
+    assert {k: v for k, v in m.items() if k != "silhouette"} == {k: v for k, v in whole.items() if k != "silhouette"}
+
+
 def test_taxonomy_metrics_json_ready_and_without_truth(clustering) -> None:
     import json
 

@@ -72,7 +72,11 @@ def silhouette(series, labels: np.ndarray, sample_size: int, seed: int) -> float
 
     src = as_series(series)
     rows = np.random.RandomState(seed).permutation(src.n)[:sample_size]  # silhouette_score's own draw
-    x = src.take(rows).reshape(len(rows), -1).astype(np.float64)
+    x = np.empty((len(rows), src.n_features), np.float64)
+    order = np.argsort(rows)  # read in pieces of neighbouring tiles: each chunk once, no float32 copy beside x
+    for s0 in range(0, len(rows), 1024):
+        part = order[s0:s0 + 1024]
+        x[part] = src.take(rows[part]).reshape(len(part), -1)
     with config_context(working_memory=WORKING_MB):
         return float(np.mean(silhouette_samples(x, labels[rows])))
 
