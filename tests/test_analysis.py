@@ -255,3 +255,42 @@ def test_kinds_step(taxonomy) -> None:
     assert (table["mean_valid_dates"] == 3).all()
     assert "-> c0 on 2021-09-01 (4 tiles)" in table.loc[3, "transitions"]
     assert read_json(w / "kinds.json")["model"] == "geo"
+
+
+# --------------------------------------------------------------------------- a series on disk
+
+
+@pytest.fixture()
+def store(tmp_path):
+    """Overlapping blobs as a series on disk, read in blocks of 40 tiles."""
+    from landtaxa.series import Series
+
+    x, labels = blobs([300, 200, 150, 100], spread=1.0, seed=4, t=3, d=4)
+    grid = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=50, height=15, tile_size=1,
+                bands=[1], dtype="uint16")
+    save_series(tmp_path / "s.npz", x, np.arange(len(x)), ["2021-01-01", "2021-05-01", "2021-09-01"], grid)
+    return x, labels, Series(tmp_path / "s.npz", block_bytes=40 * 3 * 4 * 4)
+
+
+def test_distances_from_a_store_equal_those_from_the_array(store) -> None:
+    x, labels, s = store
+    assert s.n_blocks() > 10
+    cen = centroids_of(x, labels, 4)
+    for a, b in zip(an.representatives(s, labels, cen, 5), an.representatives(x, labels, cen, 5), strict=True):
+        np.testing.assert_array_equal(a, b)
+    pts = an.interpolate(cen, 0, 2, [0.0, 0.3, 0.6, 1.0])
+    for a, b in zip(an.closest(s, pts), an.closest(x, pts), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_series_pca_of_a_large_store_fits_on_a_sample(store, monkeypatch) -> None:
+    """Beyond MEMORY_BYTES the components come from a sample, every tile projected block by block: the
+    colours follow those of the exact PCA."""
+    x, _, s = store
+    exact = an.series_pca_rgb(x, seed=0)
+    np.testing.assert_allclose(an.series_pca_rgb(s, seed=0), exact, atol=1e-5)  # small: read whole, as before
+    monkeypatch.setattr(an, "MEMORY_BYTES", 200 * 12 * 4)  # a sample of 200 of the 750 series
+    sampled = an.series_pca_rgb(s, seed=0)
+    assert sampled.shape == (750, 3) and sampled.min() >= 0 and sampled.max() <= 1
+    for c in range(3):
+        assert abs(np.corrcoef(sampled[:, c], exact[:, c])[0, 1]) > 0.95, c

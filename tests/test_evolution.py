@@ -120,3 +120,79 @@ def test_products_read_back(tmp_path, n_dates: int) -> None:
     else:
         assert summary["tiles_ever_changed"] == 0 and "one date" in summary["note"]
     assert (out / "evolution.png").stat().st_size > 1000 and (out / "transitions.png").stat().st_size > 1000
+
+
+def _date_groups_pairwise(x_t: np.ndarray, c_t: np.ndarray, labels: np.ndarray, merge_overlap: float) -> np.ndarray:
+    """The groups as first written (every pair of clusters tested on its members): the reference."""
+    k = len(c_t)
+    parent = np.arange(k)
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            a = parent[a]
+        return a
+
+    d_own = np.linalg.norm(x_t - c_t[labels], axis=1)
+    for a in range(k):
+        for b in range(a + 1, k):
+            members = (labels == a) | (labels == b)
+            if not members.any():
+                continue
+            other = np.where(labels[members] == a, b, a)
+            d_other = np.linalg.norm(x_t[members] - c_t[other], axis=1)
+            if np.mean(d_other < d_own[members]) >= merge_overlap:
+                ra, rb = root(a), root(b)
+                parent[max(ra, rb)] = min(ra, rb)
+    return np.array([root(a) for a in range(k)])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_groups_from_counts_equal_the_pairwise_test(seed: int) -> None:
+    """Counting, block by block, the members nearer another slice gives exactly the pairwise groups."""
+    rng = np.random.default_rng(seed)
+    k, d = 7, 16
+    cen = rng.normal(0, 1, (k, d)).astype(np.float32)
+    cen[3] = cen[1] + 0.05  # near-duplicate slices: merged
+    labels = rng.integers(0, k, 3000)
+    labels[labels == 6] = 5  # an empty cluster
+    x = (cen[labels] + rng.normal(0, 0.6, (3000, d))).astype(np.float32)
+    for overlap in (0.1, 0.25, 0.5):
+        np.testing.assert_array_equal(ev.date_groups(x, cen, labels, overlap),
+                                      _date_groups_pairwise(x, cen, labels, overlap))
+    counts = sum(ev.closer_counts(x[s:s + 700], cen, labels[s:s + 700]) for s in range(0, 3000, 700))
+    np.testing.assert_array_equal(counts, ev.closer_counts(x, cen, labels))
+
+
+def test_per_date_labels_of_a_store_equal_those_of_the_array(tmp_path) -> None:
+    from landtaxa.series import Series
+
+    x, labels, cen = _forest_clearcut_water(3)
+    grid = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=40, height=8, tile_size=1,
+                bands=[1], dtype="uint16")
+    save_series(tmp_path / "s.npz", x, np.arange(320), ["2021-01-01", "2021-04-01", "2021-07-01", "2021-10-01"],
+                grid)
+    store = Series(tmp_path / "s.npz", block_bytes=50 * 4 * 2 * 4)  # blocks of 50 tiles
+    assert store.n_blocks() > 5
+    for got, want in zip(ev.per_date_labels(store, cen, labels), ev.per_date_labels(x, cen, labels), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_labels_table_in_row_groups_reads_back(tmp_path) -> None:
+    grid = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=30, height=10, tile_size=1,
+                bands=[1], dtype="uint16")
+    rng = np.random.default_rng(2)
+    tile_ids = np.sort(rng.choice(300, 250, replace=False))
+    kind = rng.integers(0, 5, (250, 3))
+    nearest = rng.integers(0, 5, (250, 3))
+    labels = rng.integers(0, 5, 250)
+    dates = ["2021-01-01", "2021-02-01", "2021-03-01"]
+    ev.write_labels_table(str(tmp_path / "l.parquet"), grid, tile_ids, labels, nearest, kind, dates, rows_per_group=60)
+    table = pd.read_parquet(tmp_path / "l.parquet")
+    assert len(table) == 750 and list(table.columns) == ["tile_id", "row", "col", "date", "cluster", "nearest", "kind"]
+    pivot = table.pivot(index="tile_id", columns="date", values="kind").loc[tile_ids, dates].to_numpy()
+    np.testing.assert_array_equal(pivot, kind)
+    got, got_dates = ev.read_kinds(str(tmp_path / "l.parquet"), tile_ids[::-1])
+    assert got_dates == dates
+    np.testing.assert_array_equal(got, kind[::-1])
+    with pytest.raises(KeyError, match="tiles missing"):
+        ev.read_kinds(str(tmp_path / "l.parquet"), np.array([tile_ids[0], 999]))
