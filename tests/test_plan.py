@@ -139,3 +139,9 @@ def test_the_demo_trains_its_own_encoder(archive: Path, tmp_path: Path) -> None:
     assert demo.config["encoder"]["name"] == "tilenet-lite" and CONFIG["encoder"]["name"] == "tilenet"  # a copy
     own = plan_of(tmp_path, images=str(archive), truth=None, tile_size=16, n_clusters=3)
     assert json.loads(own.params("train"))["encoder"] == own.encoder_of("geo") == "tilenet"
+
+
+def test_the_baseline_s_series_is_not_standardised(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path)
+    assert json.loads(plan.params("series", "geo"))["standardise"] == "zscore"
+    assert json.loads(plan.params("series", "spectral"))["standardise"] == "none"

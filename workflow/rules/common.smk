@@ -31,9 +31,9 @@ wildcard_constraints:
     k=r"\d+",
 
 
-def p(step):
+def p(step, per_model=False):
     """A step's parameters (JSON) for its params: the step reruns when one of them changes."""
-    return PLAN.params(step)
+    return (lambda wc: PLAN.params(step, wc.model)) if per_model else PLAN.params(step)
 
 
 def mem(rule):
