@@ -220,3 +220,13 @@ def test_truth_tiles_no_crs(tmp_path) -> None:
         dst.write(np.ones((16, 16), np.uint8), 1)
     with pytest.raises(ValueError, match=re.escape(str(path)) + ".*no CRS"):
         truth_tiles(grid, path)
+
+
+def test_seed_agreement_over_the_tiles_both_hold() -> None:
+    from landtaxa.metrics import seed_agreement
+
+    a = {"tile_ids": np.array([1, 2, 3, 4, 5]), "labels": np.array([0, 0, 1, 1, 2])}
+    b = {"tile_ids": np.array([2, 3, 4, 5, 6]), "labels": np.array([7, 4, 4, 9, 9])}  # renamed, tile 1 and 6 apart
+    assert seed_agreement(a, b) == pytest.approx(1.0)
+    c = {"tile_ids": np.array([2, 3, 4, 5]), "labels": np.array([0, 1, 0, 1])}
+    assert seed_agreement(a, c) < 0.1

@@ -145,3 +145,15 @@ def test_the_baseline_s_series_is_not_standardised(tmp_path: Path) -> None:
     plan = plan_of(tmp_path)
     assert json.loads(plan.params("series", "geo"))["standardise"] == "zscore"
     assert json.loads(plan.params("series", "spectral"))["standardise"] == "none"
+
+
+def test_a_second_seed_trains_the_chain_again(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, train__second_seed=7)
+    assert plan.models == ["spectral", "geo", "refined"]  # the maps and analysis stay the first seed's
+    assert plan.checks == {"geo": "geo_seed2", "refined": "refined_seed2"}
+    assert plan.parents == {"refined": "geo", "refined_seed2": "geo_seed2"}
+    assert plan.trained == ["geo", "refined", "geo_seed2", "refined_seed2"]
+    for step, model in (("train", "geo_seed2"), ("refine", "refined_seed2"), ("clusters", "refined_seed2")):
+        assert json.loads(plan.params(step, model))["seed"] == 7
+    assert json.loads(plan.params("clusters", "refined"))["seed"] == 0
+    assert plan_of(tmp_path).checks == {}

@@ -36,6 +36,9 @@ def two_dates_toy_encoder(snakemake, plugin_overlay: Path, tmp_path_factory) -> 
 def test_one_date_runs_every_step(one_date: Path) -> None:
     metrics = json.loads((one_date / "results/metrics.json").read_text())
     assert list(metrics) == list(MODELS)
+    for model in ("geo", "refined"):  # trained again from the second seed: the two taxonomies compared
+        assert -1 <= metrics[model]["seed_agreement"] <= 1
+    assert "seed_agreement" not in metrics["spectral"]
     for model in MODELS:
         assert metrics[model]["n_dates"] == 1 and metrics[model]["k"] == 3
         out = one_date / f"results/evolution/{model}/k3"

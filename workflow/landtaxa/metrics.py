@@ -155,8 +155,22 @@ def gather_metrics(per_model: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
-def metrics_step(*, inputs: list[str], models: list[str], out: str) -> None:
-    """``results/metrics.json``: the metrics of every model at the main K, side by side."""
-    from landtaxa.storage import read_json, write_json
+def seed_agreement(a: dict, b: dict) -> float:
+    """ARI between two clusterings (npz contents: tile_ids, labels) over the tiles both hold."""
+    common, ia, ib = np.intersect1d(a["tile_ids"], b["tile_ids"], return_indices=True)
+    return float(adjusted_rand_score(a["labels"][ia], b["labels"][ib])) if len(common) else float("nan")
 
-    write_json(out, gather_metrics({m: read_json(p) for m, p in zip(models, inputs, strict=True)}))
+
+def metrics_step(*, inputs: list[str], models: list[str], out: str, checked: list[str] | None = None,
+                 labels: list[str] | None = None, seed2: list[str] | None = None) -> None:
+    """``results/metrics.json``: the metrics of every model at the main K, side by side.
+
+    With ``train.second_seed``, ``checked`` models (their clusterings ``labels``) were trained, refined
+    and clustered again from the second seed (``seed2``): each states ``seed_agreement``, the ARI
+    between the two taxonomies (1 = the same; how far one run can be trusted)."""
+    from landtaxa.storage import load_npz, read_json, write_json
+
+    out_metrics = gather_metrics({m: read_json(p) for m, p in zip(models, inputs, strict=True)})
+    for model, a, b in zip(checked or [], labels or [], seed2 or [], strict=True):
+        out_metrics[model]["seed_agreement"] = seed_agreement(load_npz(a), load_npz(b))
+    write_json(out, out_metrics)

@@ -68,6 +68,7 @@ STEP_PARAMS: dict[str, type[P.StepParams]] = {
     "stability": P.StabilityParams, "evolution": P.EvolutionParams, "viewer": P.ViewerParams,
 }
 BASELINE = "spectral"  # the model that needs no training, run beside the method's models
+CHECK = "_seed2"  # suffix of the models trained again from train.second_seed
 
 
 class PlanError(ValueError):
@@ -92,12 +93,17 @@ class RunPlan:
     demo: DemoSpec | None = None
     models: list[str] = field(init=False)
     parents: dict[str, str] = field(init=False)
+    checks: dict[str, str] = field(init=False)  # trained model -> its copy trained with train.second_seed
 
     def __post_init__(self) -> None:
         n = self.config["refine"]["iterations"]
         refined = [f"refined{i}" for i in range(1, n)] + (["refined"] if n > 0 else [])
         self.models = [BASELINE, "geo", *refined]
         self.parents = dict(zip(refined, ["geo", *refined][: len(refined)], strict=True))
+        self.checks = {}
+        if self.config["train"]["second_seed"] is not None:  # the whole chain again, from the second seed
+            self.checks = {m: f"{m}{CHECK}" for m in ["geo", *refined]}
+            self.parents.update({self.checks[m]: self.checks[p] for m, p in list(self.parents.items())})
 
     # ------------------------------------------------------------------ building
 
@@ -242,6 +248,8 @@ class RunPlan:
         params = STEP_PARAMS[step].from_config(self.config)
         if step == "series" and model == BASELINE:
             params = dataclasses.replace(params, standardise="none")
+        if model in self.checks.values() and hasattr(params, "seed"):
+            params = dataclasses.replace(params, seed=self.config["train"]["second_seed"])
         return params.to_json()
 
     def images_of(self, date: str) -> list[str]:
@@ -274,8 +282,16 @@ class RunPlan:
 
     @property
     def trained(self) -> list[str]:
-        """The models whose encoder learns (all but the baseline)."""
-        return [m for m in self.models if m != BASELINE]
+        """The models whose encoder learns (all but the baseline), their second-seed copies included."""
+        return [m for m in self.models if m != BASELINE] + list(self.checks.values())
+
+    @property
+    def second_seed_suffix(self) -> str:
+        return CHECK
+
+    @property
+    def all_models(self) -> list[str]:
+        return self.models + list(self.checks.values())
 
     def encoder_of(self, model: str) -> str:
         return BASELINE if model == BASELINE else self.config["encoder"]["name"]

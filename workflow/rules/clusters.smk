@@ -32,7 +32,7 @@ rule clusters:
         metrics=f"{R}/clusters/{{model}}/k{{k}}.json",
     params:
         truth=lambda wc, input: f"--truth {shlex.quote(input.truth)}" if PLAN.truth else "",
-        p=p("clusters"),
+        p=p("clusters", "model"),
     # one thread: most clusterings take seconds, and one-thread jobs of several K run side by side;
     # for a very large N give it more with --set-threads clusters=8
     threads: 1
@@ -62,7 +62,7 @@ use rule clusters as clusters_train with:
         metrics=f"{R}/clusters/train/{{model}}/k{{k}}.json",
     params:
         truth="",
-        p=p("clusters"),
+        p=p("clusters", "model"),
     resources:
         mem_mb=mem("clusters_train"),
         runtime=runtime("clusters_train"),
@@ -76,10 +76,18 @@ use rule clusters as clusters_train with:
 rule metrics:
     input:
         metrics=expand(f"{R}/clusters/{{model}}/k{PLAN.k_main}.json", model=PLAN.models),
+        labels=expand(f"{R}/clusters/{{model}}/k{PLAN.k_main}.npz", model=PLAN.checks),
+        seed2=expand(f"{R}/clusters/{{model}}/k{PLAN.k_main}.npz", model=PLAN.checks.values()),
     output:
         metrics=report(f"{R}/metrics.json", caption="../report/metrics.rst", category="Metrics"),
     params:
         models=PLAN.models,
+        seed2=lambda wc, input: " ".join(
+            ["--checked", *PLAN.checks, "--labels", *map(shlex.quote, input.labels), "--seed2",
+             *map(shlex.quote, input.seed2)]
+        )
+        if PLAN.checks
+        else "",
     log:
         "logs/metrics/metrics.log",
     conda:
@@ -89,5 +97,5 @@ rule metrics:
         runtime=runtime("metrics"),
         disk_mb=disk("metrics"),
     shell:
-        "python -m landtaxa metrics --inputs {input.metrics:q} --models {params.models} --out {output.metrics:q}"
-        " 2> {log:q}"
+        "python -m landtaxa metrics --inputs {input.metrics:q} --models {params.models} {params.seed2}"
+        " --out {output.metrics:q} 2> {log:q}"

@@ -26,14 +26,15 @@ R = PLAN.results
 
 wildcard_constraints:
     date=r"\d{4}-\d{2}-\d{2}",
-    model="|".join(PLAN.models),
+    model="|".join(PLAN.all_models),
     refined="|".join(PLAN.parents) or "__none__",
     k=r"\d+",
 
 
-def p(step, per_model=False):
-    """A step's parameters (JSON) for its params: the step reruns when one of them changes."""
-    return (lambda wc: PLAN.params(step, wc.model)) if per_model else PLAN.params(step)
+def p(step, wildcard=None):
+    """A step's parameters (JSON) for its params, per model when ``wildcard`` names the model's
+    wildcard: the step reruns when one of them changes."""
+    return (lambda wc: PLAN.params(step, wc[wildcard])) if wildcard else PLAN.params(step)
 
 
 def mem(rule):

@@ -60,7 +60,7 @@ rule series:
         cube=directory(f"{R}/embeddings/{{model}}.zarr"),
     params:
         dates=PLAN.dates,
-        p=p("series", per_model=True),
+        p=p("series", "model"),
     log:
         "logs/series/{model}.log",
     conda:
@@ -83,7 +83,7 @@ use rule series as series_train with:
         cube=directory(f"{R}/embeddings/train/{{model}}.zarr"),
     params:
         dates=PLAN.train_dates,
-        p=p("series", per_model=True),
+        p=p("series", "model"),
     resources:
         mem_mb=mem("series_train"),
         runtime=runtime("series_train"),

@@ -38,7 +38,7 @@ rule refine:
     output:
         model=f"{R}/models/{{refined}}.pt",
     params:
-        p=p("refine"),
+        p=p("refine", "refined"),
     threads: 2
     log:
         "logs/refine/{refined}.log",
@@ -75,3 +75,15 @@ rule untrained:
     shell:
         "python -m landtaxa untrained --grid {input.grid:q} --encoder {params.encoder} --out {output.model:q}"
         " 2> {log:q}"
+
+
+# The geographic encoder again from train.second_seed (its refinement follows through `refine`).
+use rule train as train_second_seed with:
+    output:
+        model=f"{R}/models/geo{PLAN.second_seed_suffix}.pt",
+    params:
+        p=PLAN.params("train", f"geo{PLAN.second_seed_suffix}"),
+    log:
+        f"logs/train/geo{PLAN.second_seed_suffix}.log",
+    benchmark:
+        f"{R}/benchmarks/train/geo{PLAN.second_seed_suffix}.tsv"
