@@ -230,3 +230,16 @@ def test_seed_agreement_over_the_tiles_both_hold() -> None:
     assert seed_agreement(a, b) == pytest.approx(1.0)
     c = {"tile_ids": np.array([2, 3, 4, 5]), "labels": np.array([0, 1, 0, 1])}
     assert seed_agreement(a, c) < 0.1
+
+
+def test_comparison_table_says_how_each_model_compares_with_the_baseline() -> None:
+    from landtaxa.metrics import comparison_table, gather_metrics
+
+    metrics = gather_metrics({"spectral": {"ari": 0.5, "nmi": 0.6, "silhouette": 0.3, "geo_silhouette": 0.1},
+                              "geo": {"ari": 0.7, "nmi": 0.6, "silhouette": 0.2, "geo_silhouette": 0.0},
+                              "refined": {"ari": 0.4, "nmi": 0.5, "silhouette": 0.4, "geo_silhouette": 0.0}})
+    assert metrics["geo"]["compared_with_spectral"]["ari"] == pytest.approx(0.2)
+    rows = {r["model"]: r for r in comparison_table(metrics)}
+    assert rows["geo"]["against the baseline"] == "better than spectral in ARI (+0.200)"
+    assert rows["refined"]["against the baseline"] == "not better than spectral in ARI (-0.100)"
+    assert rows["spectral"]["against the baseline"].startswith("the baseline")

@@ -161,9 +161,27 @@ def seed_agreement(a: dict, b: dict) -> float:
     return float(adjusted_rand_score(a["labels"][ia], b["labels"][ib])) if len(common) else float("nan")
 
 
-def metrics_step(*, inputs: list[str], models: list[str], out: str, checked: list[str] | None = None,
-                 labels: list[str] | None = None, seed2: list[str] | None = None) -> None:
-    """``results/metrics.json``: the metrics of every model at the main K, side by side.
+def comparison_table(metrics: dict[str, dict]) -> list[dict]:
+    """One row per model: its scores, and in words how it compares with the baseline (for the report)."""
+    rows = []
+    for model, m in metrics.items():
+        row = {"model": model, **{key: round(m[key], 4) for key in (*COMPARED, "seed_agreement") if key in m}}
+        diff = m.get(f"compared_with_{BASELINE}")
+        if model == BASELINE:
+            row["against the baseline"] = "the baseline: per-band statistics of the pixels, no network"
+        elif diff:
+            key = "ari" if "ari" in diff else "silhouette"
+            row["against the baseline"] = (f"{'better' if diff[key] > 0 else 'not better'} than {BASELINE} in "
+                                           f"{key.upper() if key == 'ari' else key} ({diff[key]:+.3f})")
+        rows.append(row)
+    return rows
+
+
+def metrics_step(*, inputs: list[str], models: list[str], out: str, table: str | None = None,
+                 checked: list[str] | None = None, labels: list[str] | None = None,
+                 seed2: list[str] | None = None) -> None:
+    """``results/metrics.json``: the metrics of every model at the main K, side by side, and ``table``
+    (CSV, for the report): each model's scores and how it compares with the spectral baseline.
 
     With ``train.second_seed``, ``checked`` models (their clusterings ``labels``) were trained, refined
     and clustered again from the second seed (``seed2``): each states ``seed_agreement``, the ARI
@@ -174,3 +192,10 @@ def metrics_step(*, inputs: list[str], models: list[str], out: str, checked: lis
     for model, a, b in zip(checked or [], labels or [], seed2 or [], strict=True):
         out_metrics[model]["seed_agreement"] = seed_agreement(load_npz(a), load_npz(b))
     write_json(out, out_metrics)
+    if table:
+        import pandas as pd
+
+        from landtaxa.storage import atomic_path
+
+        with atomic_path(table) as tmp:
+            pd.DataFrame(comparison_table(out_metrics)).to_csv(tmp, index=False)

@@ -80,6 +80,7 @@ rule metrics:
         seed2=expand(f"{R}/clusters/{{model}}/k{PLAN.k_main}.npz", model=PLAN.checks.values()),
     output:
         metrics=report(f"{R}/metrics.json", caption="../report/metrics.rst", category="Metrics"),
+        table=report(f"{R}/metrics.csv", caption="../report/baseline.rst", category="Metrics"),
     params:
         models=PLAN.models,
         seed2=lambda wc, input: " ".join(
@@ -98,4 +99,4 @@ rule metrics:
         disk_mb=disk("metrics"),
     shell:
         "python -m landtaxa metrics --inputs {input.metrics:q} --models {params.models} {params.seed2}"
-        " --out {output.metrics:q} 2> {log:q}"
+        " --out {output.metrics:q} --table {output.table:q} 2> {log:q}"
