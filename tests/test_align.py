@@ -331,3 +331,86 @@ def test_corrupt_block_in_alignment_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=re.escape(f"{bad}: cannot read pixels")):
         align_date(grid, [bad, good], tmp_path / "out" / "a.tif", tmp_path / "out" / "a_valid.npz")
     assert not list((tmp_path / "out").iterdir())
+
+
+# --------------------------------------------------------------------------- clouds and nodata
+
+MASK_TS = 8
+
+
+def mask_grid(bands=(1, 2), dtype="uint16") -> Grid:
+    return Grid(crs=CRS.from_string(UTM31).to_wkt(), transform=(RES, 0.0, X0, 0.0, -RES, Y0), width=16, height=16,
+                tile_size=MASK_TS, bands=list(bands), dtype=dtype, scale_min=[0.0] * len(bands),
+                scale_max=[1.0] * len(bands))
+
+
+def mask_image(tmp_path: Path, name: str, value: int, bands: int = 2, nodata=None) -> Path:
+    return write_raster(tmp_path / name, np.full((bands, 16, 16), value, "uint16"), UTM31, (X0, Y0, RES), nodata=nodata)
+
+
+def test_mask_raster_flags_cloudy_pixels(tmp_path: Path) -> None:
+    img = mask_image(tmp_path, "img.tif", 500)
+    cloud = np.zeros((16, 16), "uint8")
+    cloud[:8, :8] = 1  # the top-left tile is fully clouded
+    cloud[8:, 8:12] = 1  # half of the bottom-right tile
+    msk = write_raster(tmp_path / "cloud.tif", cloud, UTM31, (X0, Y0, RES))
+    fr = align_date(mask_grid(), [img], tmp_path / "a.tif", tmp_path / "a.npz", masks=[msk], invalid_values=[1])
+    np.testing.assert_allclose(fr, [[0.0, 1.0], [1.0, 0.5]])
+    _, valid, _ = read_raster(tmp_path / "a.tif")
+    np.testing.assert_array_equal(valid, cloud == 0)
+
+
+def test_mask_of_the_first_granule_lets_the_second_fill_in(tmp_path: Path) -> None:
+    first, second = mask_image(tmp_path, "first.tif", 100), mask_image(tmp_path, "second.tif", 200)
+    cloud = np.zeros((16, 16), "uint8")
+    cloud[:, :8] = 1
+    msk = write_raster(tmp_path / "cloud.tif", cloud, UTM31, (X0, Y0, RES))
+    align_date(mask_grid(), [first, second], tmp_path / "a.tif", tmp_path / "a.npz", masks=[msk, None],
+               invalid_values=[1])
+    data, valid, _ = read_raster(tmp_path / "a.tif")
+    assert valid.all()
+    assert (data[:, :, :8] == 200).all() and (data[:, :, 8:] == 100).all()
+
+
+def test_valid_pixel_mask_with_invalid_zero_and_mask_footprint(tmp_path: Path) -> None:
+    """A 1 = clear mask (e.g. IS_VALID) uses invalid [0]; outside the mask's footprint is invalid."""
+    img = mask_image(tmp_path, "img.tif", 500)
+    clear = np.ones((16, 8), "uint8")  # the mask covers only the left half
+    clear[0, 0] = 0
+    msk = write_raster(tmp_path / "valid.tif", clear, UTM31, (X0, Y0, RES))
+    fr = align_date(mask_grid(), [img], tmp_path / "a.tif", tmp_path / "a.npz", masks=[msk], invalid_values=[0])
+    np.testing.assert_allclose(fr, [[63 / 64, 0.0], [1.0, 0.0]])
+
+
+def test_class_band_of_the_mask_image(tmp_path: Path) -> None:
+    """Sentinel-2 SCL style: band 3 holds classes; 9 (cloud) and 3 (shadow) are invalid, 4 (vegetation) not."""
+    arr = np.full((3, 16, 16), 700, "uint16")
+    arr[2] = 4
+    arr[2, :4, :] = 9
+    arr[2, 12:, :4] = 3
+    img = write_raster(tmp_path / "scl.tif", arr, UTM31, (X0, Y0, RES))
+    fr = align_date(mask_grid(bands=(1, 2)), [img], tmp_path / "a.tif", tmp_path / "a.npz", mask_band=3,
+                    invalid_values=[3, 8, 9])
+    _, valid, _ = read_raster(tmp_path / "a.tif")
+    assert valid.sum() == 256 - 64 - 16
+    assert not valid[:4].any() and not valid[12:, :4].any()
+    np.testing.assert_allclose(fr, [[0.5, 0.5], [0.75, 1.0]])
+
+
+def test_nodata_override(tmp_path: Path) -> None:
+    """A raster without a nodata tag whose 0 means missing: the config's nodata=0 masks it."""
+    arr = np.full((2, 16, 16), 300, "uint16")
+    arr[:, :8, :] = 0
+    img = write_raster(tmp_path / "img.tif", arr, UTM31, (X0, Y0, RES))
+    fr_tag = align_date(mask_grid(), [img], tmp_path / "a.tif", tmp_path / "a.npz")
+    fr_cfg = align_date(mask_grid(), [img], tmp_path / "b.tif", tmp_path / "b.npz", nodata=0)
+    np.testing.assert_allclose(fr_tag, 1.0)
+    np.testing.assert_allclose(fr_cfg, [[0.0, 0.0], [1.0, 1.0]])
+
+
+def test_mask_without_crs_is_refused(tmp_path: Path) -> None:
+    img = mask_image(tmp_path, "img.tif", 500)
+    msk = write_raster(tmp_path / "nocrs.tif", np.zeros((16, 16), "uint8"), None, (X0, Y0, RES))
+    with pytest.raises(ValueError, match="nocrs.tif: mask raster has no CRS"):
+        align_date(mask_grid(), [img], tmp_path / "a.tif", tmp_path / "a.npz", masks=[msk], invalid_values=[1])
+    assert not (tmp_path / "a.tif").exists()

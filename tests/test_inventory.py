@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from rasters import write_raster
 
 from landtaxa.inventory import (
     InventoryError,
@@ -259,3 +260,52 @@ def test_check_images_finds_a_truncated_file(make_raster, options) -> None:
     check_images(df.iloc[:1])  # the whole file passes
     with pytest.raises(InventoryError, match=re.escape(f"{cut}: the file is truncated")):
         check_images(df)
+
+# --------------------------------------------------------------------------- header checks of an archive
+
+CHECK_UTM = "EPSG:32631"
+
+
+def image(tmp_path: Path, name: str, value: int, bands: int = 2) -> Path:
+    return write_raster(tmp_path / name, np.full((bands, 16, 16), value, "uint16"), CHECK_UTM, (500000, 4000000, 10))
+
+
+def junk(path: Path) -> Path:
+    path.write_text("not a raster")
+    return path
+
+
+def sheet(*paths, masks=None) -> pd.DataFrame:
+    return pd.DataFrame({"date": [f"2020-01-0{i + 1}" for i in range(len(paths))], "granule": "g",
+                         "path": [str(p) for p in paths], "mask": masks or [""] * len(paths)})
+
+
+def test_check_images_accepts_a_consistent_archive(tmp_path: Path) -> None:
+    check_images(sheet(image(tmp_path, "a.tif", 1), image(tmp_path, "b.tif", 2)), bands=[2])
+
+
+@pytest.mark.parametrize(
+    ("make_second", "message"),
+    [
+        (lambda p: image(p, "b.tif", 2, bands=3), "b.tif: has 3 bands but .*a.tif has 2"),
+        (lambda p: write_raster(p / "b.tif", np.ones((2, 16, 16), "float32"), CHECK_UTM, (500000, 4000000, 10)),
+         "b.tif: data type float32 differs from .*a.tif \\(uint16\\)"),
+        (lambda p: write_raster(p / "b.tif", np.ones((2, 16, 16), "uint16"), None, (500000, 4000000, 10)),
+         "b.tif: raster has no CRS"),
+        (lambda p: junk(p / "b.tif"), "b.tif: not a readable raster"),
+    ],
+)
+def test_check_images_names_the_file_and_problem(tmp_path: Path, make_second, message: str) -> None:
+    with pytest.raises(InventoryError, match=message):
+        check_images(sheet(image(tmp_path, "a.tif", 1), make_second(tmp_path)))
+
+
+def test_check_images_band_beyond_count_and_bad_mask(tmp_path: Path) -> None:
+    a = image(tmp_path, "a.tif", 1)
+    with pytest.raises(InventoryError, match="a.tif: has 2 bands, the config asks for band 4"):
+        check_images(sheet(a), bands=[1, 4])
+    with pytest.raises(InventoryError, match="a.tif: has 2 bands, the config asks for band 3"):
+        check_images(sheet(a), mask_band=3)
+    (tmp_path / "m.tif").write_text("junk")
+    with pytest.raises(InventoryError, match="m.tif: not a readable mask raster"):
+        check_images(sheet(a, masks=[str(tmp_path / "m.tif")]))
