@@ -29,7 +29,8 @@ def one_date(snakemake, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def two_dates_toy_encoder(snakemake, plugin_overlay: Path, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("toy encoder")
-    snakemake.ok(work, "--cores", "2", configs=[CONFIGS / "plugin.yaml", plugin_overlay])
+    targets = ["results/metrics.json", *(f"results/evolution/{m}/k3/summary.json" for m in ("geo", "refined"))]
+    snakemake.ok(work, *targets, "--cores", "2", configs=[CONFIGS / "plugin.yaml", plugin_overlay])
     return work
 
 
