@@ -173,12 +173,13 @@ def run(args: list[str], code: Path, log: Path) -> tuple[float, float]:
         finished = threading.Event()
 
         def poll() -> None:  # reads /proc only: the process is reaped by proc.wait below, not here
-            status = Path(f"/proc/{proc.pid}/status")
+            status, cmdline = Path(f"/proc/{proc.pid}/status"), Path(f"/proc/{proc.pid}/cmdline")
             while not finished.is_set():
-                try:
-                    for line in status.read_text().splitlines():
-                        if line.startswith("VmHWM:"):
-                            peak[0] = max(peak[0], int(line.split()[1]))
+                try:  # after the exec only: until then the child is a copy of this process
+                    if b"landtaxa.cli" in cmdline.read_bytes():
+                        for line in status.read_text().splitlines():
+                            if line.startswith("VmHWM:"):
+                                peak[0] = max(peak[0], int(line.split()[1]))
                 except (FileNotFoundError, ProcessLookupError, ValueError):
                     pass
                 time.sleep(0.02)

@@ -227,3 +227,21 @@ def test_a_standardised_series_reads_every_feature_at_zero_mean_and_unit_varianc
     np.testing.assert_allclose(sd[x.std(axis=0) > 0], 1.0, rtol=1e-5)  # a constant feature stays 0 (sd 1)
     np.testing.assert_allclose(z, (x - index["mean"]) / index["sd"], rtol=1e-6)
     np.testing.assert_allclose(Series(std).take(np.array([2, 0])), z[[2, 0]], rtol=1e-6)
+
+
+def test_a_few_scattered_tiles_are_read_alone(tmp_path, monkeypatch) -> None:
+    """A sample's few tiles far apart in a chunk are read tile by tile, not the chunk's whole span."""
+    from landtaxa.cube import ZArray
+    from landtaxa.series import save_series
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 1, (1000, 3, 4)).astype(np.float32)
+    s = save_series(tmp_path / "s.npz", x, np.arange(1000), ["2021-01-01", "2021-02-01", "2021-03-01"], _grid(20, 50))
+    spans = []
+    read_rows = ZArray.read_rows
+    monkeypatch.setattr(ZArray, "read_rows", lambda self, i, a, b: spans.append(b - a) or read_rows(self, i, a, b))
+    pick = np.array([990, 3, 500])
+    np.testing.assert_array_equal(s.take(pick), x[pick])
+    assert spans == []  # three tiles in a chunk of 1,000: read alone
+    np.testing.assert_array_equal(s.take(np.arange(100, 130)), x[100:130])
+    assert spans == [30, 30, 30]  # neighbours: their span, once per date

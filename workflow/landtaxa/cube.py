@@ -128,6 +128,21 @@ class ZArray:
             return None
         return data.reshape(stop - start, width)
 
+    def read_picked(self, index: Sequence[int], rows: np.ndarray) -> np.ndarray | None:
+        """Chosen ``rows`` of one chunk seen as (rows, last axis), each read alone (for a few scattered
+        tiles: far less than the chunk's span); None where the chunk was never written."""
+        width = self.chunks[-1]
+        row_bytes = width * self.dtype.itemsize
+        out = np.empty((len(rows), width), self.dtype)
+        try:
+            with open(self.key(index), "rb") as fh:
+                for i, row in enumerate(rows):
+                    fh.seek(int(row) * row_bytes)
+                    out[i] = np.frombuffer(fh.read(row_bytes), self.dtype)
+        except FileNotFoundError:
+            return None
+        return out
+
     def read(self) -> np.ndarray:
         """The whole array (for small arrays: coordinates, validity)."""
         out = np.full(self.shape, self.fill, self.dtype)

@@ -245,16 +245,22 @@ class Series:
 
     def _fill(self, out: np.ndarray, positions: np.ndarray) -> None:
         """Fill ``out`` (m, T, D) with the series of ``positions``, all in one chunk of the grid: each date
-        that supplies a value is read once, over the span of the chunk that these tiles cover."""
+        that supplies a value is read once, over the span of the chunk that these tiles cover (tile by
+        tile when they are few and far apart, as in a sample)."""
         chunk = int(self._chunk[positions[0]])
         r, c = divmod(chunk, self._col_chunks)
         src = self.source[positions]
         local = self._local[positions]
         lo, hi = int(local.min()), int(local.max()) + 1
+        scattered = hi - lo > 8 * len(local)  # a few tiles far apart (a sample): each read alone
         d = self.array.shape[3]
         for s in np.unique(src):
-            data = self.array.read_rows((int(s), r, c, 0), lo, hi)
-            data = np.full((len(local), d), np.nan, np.float32) if data is None else data[local - lo]
+            if scattered:
+                data = self.array.read_picked((int(s), r, c, 0), local)
+            else:
+                data = self.array.read_rows((int(s), r, c, 0), lo, hi)
+                data = None if data is None else data[local - lo]
+            data = np.full((len(local), d), np.nan, np.float32) if data is None else data
             hit = src == s
             if hit[:, s].all() and hit.sum() == len(src):
                 out[:, s] = data
