@@ -376,6 +376,8 @@ class RunPlan:
         """``mem_mb``, ``runtime`` (minutes) and ``disk_mb`` of one job of ``rule`` (its ``wildcards``:
         model or refined, k, date), from the run's sizes; memory and time grow with the ``attempt``."""
         wc = dict(wildcards.items()) if hasattr(wildcards, "items") else dict(wildcards or {})
+        if rule == "train_second_seed":  # the geographic training again, from the second seed
+            rule, wc = "train", {**wc, "model": f"geo{CHECK}"}
         model = wc.get("model") or wc.get("refined") or ("geo" if rule == "train" else self.main_model)
         if rule == "untrained" or rule == "embed_baseline":
             model = BASELINE

@@ -204,7 +204,10 @@ def job_needs(rule: str, s: Sizes, encoder: str = "tilenet") -> tuple[int, float
         images = _c(s, "demo.size", 512) ** 2 * s.n_bands * 2 * t * (1 + _c(s, "demo.overlap", 0.1)) ** 2
         return BASE["report"] + int(granule * s.n_bands * 8 * 6 + side**2 * 8 * 4), 60 + images / WRITE_BPS, images
     if rule in ("series", "series_train"):
-        return BASE["numpy"] + n * (t * 12 + 40) + 65_536 * t * 64, 30 + n * t / 1e7, n * (t * 3 + 16) + MB
+        # the index, and with cluster.standardise one pass over the blocks (a float64 copy of each) for the moments
+        moments = 2 * blocks if _c(s, "cluster.standardise", "zscore") == "zscore" else 0
+        return (BASE["numpy"] + n * (t * 12 + 40) + 65_536 * t * 64 + moments,
+                30 + n * t / 1e7 + (n * f * s.store_itemsize / READ_BPS if moments else 0), n * (t * 3 + 16) + MB)
     if rule in ("clusters", "clusters_train"):
         sil_mem, sil_time = _silhouette(s)
         memory = BASE["sklearn"] + max(_clustering(s), blocks + index + sil_mem) + n * 48
