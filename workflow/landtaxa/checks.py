@@ -159,7 +159,8 @@ def output_estimates(shape: RunShape, results: str = "results") -> dict[str, int
         for d in shape.dates:  # a Zarr store per date (float32 counted: an upper bound for float16)
             out[f"{results}/embeddings/{m}/{d}.zarr"] = n * (shape.z_dim * 4 + 1 + 4) + 64 * 1024
         # the series: its index (the cube beside it links the per-date stores: a few kB)
-        out[f"{results}/series/{m}.npz"] = n * (t * 3 + 8) + npz
+        # (valid, source, ids; dates; the moments of a standardised series; six members' headers)
+        out[f"{results}/series/{m}.npz"] = n * (t * 3 + 8) + t * (40 + 2 * shape.z_dim * 8) + 6 * 256 + npz
         out[f"{results}/embeddings/{m}.zarr"] = 64 * 1024
         for k in shape.ks:
             out[f"{results}/clusters/{m}/k{k}.npz"] = n * 16 + k * shape.z_dim * t * 4 + t * 64 + npz
