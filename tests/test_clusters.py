@@ -110,18 +110,23 @@ def test_accepts_float64_input() -> None:
     assert adjusted_rand_score(truth, res.labels) == 1.0
 
 
+def _traced_peak(call):
+    """``call()``'s result and the peak of the Python-allocated memory (numpy's included) while it ran."""
+    tracemalloc.start()
+    try:
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_kmeans_makes_no_copy_and_leaves_the_input_unchanged() -> None:
     """Lloyd iterations stream over the caller's float32 array: the peak extra memory is a small
     fraction of the series (scikit-learn's KMeans and tslearn copy it, tslearn in float64)."""
     x, truth = blobs([20_000, 20_000, 20_000], 0.5, 5, t=8, d=16)  # 60,000 x 128 float32: 30.7 MB
     before = x.copy()
     kmeans_series(x[:3000], 3, seed=0, n_init=1)  # warm-up imports
-    tracemalloc.start()
-    try:
-        res = kmeans_series(x, 3, seed=0, n_init=1)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    res, peak = _traced_peak(lambda: kmeans_series(x, 3, seed=0, n_init=1))
     assert adjusted_rand_score(truth, res.labels) == 1.0
     assert peak < 0.25 * x.nbytes, f"peak {peak / 1e6:.1f} MB for a {x.nbytes / 1e6:.1f} MB series"
     np.testing.assert_array_equal(x, before)
@@ -204,12 +209,7 @@ def test_minibatch_makes_no_copy_of_the_series() -> None:
     """Peak extra memory stays far below a float64 copy (2 x nbytes), even below a float32 one."""
     x, _ = blobs([20_000, 20_000, 20_000], 0.5, 5, t=8, d=16)  # 60,000 x 128 float32: 30.7 MB
     kmeans_series(x[:3000], 3, seed=0, n_init=1, method="minibatch", batch_size=1024)  # warm-up imports
-    tracemalloc.start()
-    try:
-        res = kmeans_series(x, 3, seed=0, n_init=1, method="minibatch", batch_size=1024)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    res, peak = _traced_peak(lambda: kmeans_series(x, 3, seed=0, n_init=1, method="minibatch", batch_size=1024))
     assert np.bincount(res.labels).tolist() == [20_000] * 3
     assert peak < 0.4 * x.nbytes, f"peak {peak / 1e6:.1f} MB for a {x.nbytes / 1e6:.1f} MB series"
 
@@ -341,12 +341,7 @@ def test_kmeans_reads_a_store_without_holding_it(tmp_path) -> None:
     x, truth = blobs([20_000, 20_000, 20_000], 0.5, 5, t=8, d=16)  # 60,000 x 128 float32: 30.7 MB
     store = _store(tmp_path, x, block_bytes=500_000)
     kmeans_series(store, 3, seed=0, n_init=1)  # warm-up imports
-    tracemalloc.start()
-    try:
-        res = kmeans_series(store, 3, seed=0, n_init=1)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    res, peak = _traced_peak(lambda: kmeans_series(store, 3, seed=0, n_init=1))
     assert adjusted_rand_score(truth, res.labels) == 1.0
     assert peak < 0.25 * x.nbytes, f"peak {peak / 1e6:.1f} MB for a {x.nbytes / 1e6:.1f} MB series"
 
