@@ -207,6 +207,22 @@ def test_series_step_writes_no_copy_of_the_embeddings(embedding_files, tmp_path)
     assert load_npz(out)["source"].tolist() == [[0, 1, 2, 3], [0, 0, 2, 2], [1, 1, 2, 2], [1, 1, 1, 3]]
 
 
+def test_a_series_whose_embeddings_are_gone_is_refused_by_name(embedding_files, tmp_path) -> None:
+    """The cube links to the per-date stores: a store deleted (or left incomplete) after the series step must
+    stop the reader naming the date, never read as NaN."""
+    import shutil
+
+    out = tmp_path / "series.npz"
+    assemble_series(embedding_files, DATES, out, max_missing=0.5)
+    chunk = next(p for p in sorted((embedding_files[1] / "embedding").rglob("*")) if p.is_file() and p.name[0] != ".")
+    chunk.unlink()  # an incomplete store: the tiles valid on DATES[1] have nowhere to be read from
+    with pytest.raises(FileNotFoundError, match=f"{DATES[1]}.*incomplete"):
+        Series(out).load()
+    shutil.rmtree(embedding_files[2])
+    with pytest.raises(FileNotFoundError, match=f"embeddings of {DATES[2]} are gone"):
+        Series(out)
+
+
 def test_an_index_that_is_no_series_is_refused(tmp_path) -> None:
     from landtaxa.storage import save_npz
 

@@ -194,6 +194,7 @@ class ClusterParams(StepParams):
     method: str = setting("cluster.method")
     n_init: int = setting("cluster.n_init")
     max_iter: int = setting("cluster.max_iter")
+    stop_moved: float = setting("cluster.stop_moved")
     batch_size: int = setting("cluster.batch_size")
     gamma: float = setting("cluster.gamma")
     max_dtw_tiles: int = setting("cluster.max_dtw_tiles")

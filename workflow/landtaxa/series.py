@@ -195,6 +195,12 @@ class Series:
         n_t, n_rows, n_cols, d = self.array.shape
         if n_t != len(self.dates):
             raise ValueError(f"{self.cube}: {n_t} dates in the cube for the index's {len(self.dates)}")
+        for t, date in enumerate(self.dates):  # the cube links to the per-date stores: each must still be there
+            link = self.cube / "embedding" / str(t)
+            if not link.exists():
+                target = f" (a link to {os.readlink(link)})" if link.is_symlink() else ""
+                raise FileNotFoundError(f"{self.path}: the embeddings of {date} are gone: {link}{target} does not "
+                                        "exist; rerun the workflow to rebuild them and this series")
         _, cr, cc, _ = self.array.chunks
         rows, cols = np.divmod(self.tile_ids, n_cols)
         self._chunk = (rows // cr) * self.array.n_chunks(2) + cols // cc
@@ -253,14 +259,16 @@ class Series:
         local = self._local[positions]
         lo, hi = int(local.min()), int(local.max()) + 1
         scattered = hi - lo > 8 * len(local)  # a few tiles far apart (a sample): each read alone
-        d = self.array.shape[3]
         for s in np.unique(src):
             if scattered:
                 data = self.array.read_picked((int(s), r, c, 0), local)
             else:
                 data = self.array.read_rows((int(s), r, c, 0), lo, hi)
                 data = None if data is None else data[local - lo]
-            data = np.full((len(local), d), np.nan, np.float32) if data is None else data
+            if data is None:  # the index says these tiles hold a value on date s: its chunk must exist
+                raise FileNotFoundError(f"{self.path}: chunk {(int(s), r, c, 0)} of {self.cube / 'embedding'} "
+                                        f"({self.dates[int(s)]}) is missing; its embedding store is incomplete: "
+                                        "rerun the workflow to rebuild it")
             hit = src == s
             if hit[:, s].all() and hit.sum() == len(src):
                 out[:, s] = data
