@@ -4,8 +4,14 @@ Runs `snakemake --cores N` on the built-in demo in a fresh folder (or reads an e
 with --workdir), then sums the rules' benchmark files (results/benchmarks/<rule>/...) per
 stage: jobs, total and longest wall seconds, largest peak RSS. Writes benchmarks/out/demo.json.
 
+While it runs, every job's process (``python -m landtaxa <step> ...``) is found in /proc and its
+peak RSS read from ``VmHWM`` every 50 ms, so short peaks that Snakemake's ``benchmark:``
+sampling (every 30 s after the first 30 s) misses are caught: the largest per step, and the
+largest of the whole run, are printed beside the benchmark files' figures.
+
     python benchmarks/bench_demo.py --cores 2
     python benchmarks/bench_demo.py --config encoder='{"name": "tilenet-lite", "z_dim": 512}'
+    python benchmarks/bench_demo.py --configfile big.yaml     # e.g. demo: {size: 4096}: 65,536 tiles
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -40,11 +47,61 @@ def stage_table(workdir: Path) -> dict[str, dict]:
     return dict(stages)
 
 
+class JobPeaks:
+    """Peak RSS (VmHWM, MB) of every ``python -m landtaxa <step>`` process while it lives, polled from /proc."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.peaks: dict[int, tuple[str, str, float]] = {}  # pid -> (step, its --out argument, peak MB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> JobPeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    self._read(int(entry.name), entry)
+            time.sleep(self.interval)
+
+    def _read(self, pid: int, entry: Path) -> None:
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"landtaxa" not in args or b"-m" not in args:
+                return
+            step = args[args.index(b"landtaxa") + 1].decode()
+            out = next((args[i + 1].decode() for i, a in enumerate(args[:-1]) if a.startswith(b"--out")
+                        or a in (b"--tif", b"--json")), "")
+            kb = next(int(line.split()[1]) for line in (entry / "status").read_text().splitlines()
+                      if line.startswith("VmHWM:"))
+        except (OSError, ValueError, StopIteration, IndexError):
+            return
+        old = self.peaks.get(pid, (step, out, 0.0))
+        self.peaks[pid] = (step, out, max(old[2], kb / 1024))
+
+    def by_step(self) -> dict[str, dict]:
+        steps: dict[str, dict] = {}
+        for step, out, mb in self.peaks.values():
+            st = steps.setdefault(step, {"jobs": 0, "peak_mb": 0.0, "job": ""})
+            st["jobs"] += 1
+            if mb > st["peak_mb"]:
+                st["peak_mb"], st["job"] = mb, out
+        return steps
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--workdir", type=Path, help="summarise this finished run instead of starting one")
     p.add_argument("--config", nargs="*", default=[], help="extra --config key=value for the run")
+    p.add_argument("--configfile", type=Path, help="a config file merged over the defaults (snakemake --configfile)")
     args = p.parse_args()
     wall = None
     if args.workdir is None:
@@ -52,16 +109,22 @@ def main() -> None:
         workdir = Path(tmp)
         cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", tmp,
                "--cores", str(args.cores), "--quiet"]
+        if args.configfile:
+            cmd += ["--configfile", str(args.configfile.resolve())]
         if args.config:
             cmd += ["--config", *args.config]
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True)
+        with JobPeaks() as peaks:
+            subprocess.run(cmd, check=True)
         wall = time.perf_counter() - t0
+        polled = peaks.by_step()
     else:
         workdir = args.workdir
+        polled = {}
     stages = stage_table(workdir)
     metrics = json.loads((workdir / "results" / "metrics.json").read_text())
     summary = {"workdir": str(workdir), "cores": args.cores, "wall_seconds": wall, "stages": stages,
+               "job_peaks_mb": polled,
                "quality": {m: {k: v[k] for k in ("ari", "nmi", "silhouette") if k in v} for m, v in metrics.items()}}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -70,6 +133,12 @@ def main() -> None:
     print(f"{'stage':14}{'jobs':>6}{'sum s':>9}{'max s':>9}{'max RSS MB':>12}")
     for rule, st in sorted(stages.items(), key=lambda kv: -kv[1]["seconds"]):
         print(f"{rule:14}{st['jobs']:>6}{st['seconds']:>9.1f}{st['max_seconds']:>9.1f}{st['max_rss_mb']:>12.0f}")
+    if polled:
+        print(f"\n{'step':16}{'jobs':>6}{'peak MB':>9}  (VmHWM polled every 50 ms; the job with the largest)")
+        for step, st in sorted(polled.items(), key=lambda kv: -kv[1]["peak_mb"]):
+            print(f"{step:16}{st['jobs']:>6}{st['peak_mb']:>9.0f}  {st['job']}")
+        step, top = max(polled.items(), key=lambda kv: kv[1]["peak_mb"])
+        print(f"largest job peak (VmHWM polled every 50 ms): {top['peak_mb']:.0f} MB, {step} {top['job']}")
     for model, q in summary["quality"].items():
         print(model, {k: round(v, 3) for k, v in q.items()})
 

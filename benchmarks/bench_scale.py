@@ -308,6 +308,8 @@ def main() -> None:
                             "ari": ari})
             print(f"  labels old vs new: {same} of {len(labels['new'])} equal, ARI {ari:.6f}", flush=True)
         json_path.write_text(json.dumps(results, indent=1))
+        for code_name, (folder, _, _) in runs.items():  # the steps' own logs (K-means passes, timings) outlive the data
+            shutil.copy(folder / "steps.log", OUT / f"bench_scale_n{n}_{code_name}.log")
         shutil.rmtree(work / "old_embeddings", ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
     report(results, a.sizes)

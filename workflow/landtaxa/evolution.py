@@ -162,25 +162,34 @@ def class_names(grid, tile_ids: np.ndarray, labels: np.ndarray, k: int, kind: np
 def read_kinds(labels_path: str, tile_ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """The (N, T) kind of ``tile_ids`` on every date, and the dates, from the evolution's Parquet table.
 
-    Read as columns (no pivot of a tiles x dates table), so its memory is a few (N, T) arrays.
+    Read row group by row group (the table is written in groups of 65,536 tiles), each group's rows
+    put straight into the (N, T) result: besides that array, the memory is one group, whatever the
+    region (reading the whole table as columns took about 120 bytes per tile and date).
     """
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    table = pq.read_table(labels_path, columns=["tile_id", "date", "kind"])
-    encoded = pc.dictionary_encode(table["date"].combine_chunks())
-    names = [str(d) for d in encoded.dictionary.to_pylist()]
+    wanted = np.asarray(tile_ids, np.int64)
+    order = np.argsort(wanted, kind="stable")
+    sorted_ids = wanted[order]
+    table = pq.ParquetFile(labels_path)
+    names: set[str] = set()
+    for g in range(table.num_row_groups):  # the dates first (one small column per group)
+        names.update(str(d) for d in pc.unique(table.read_row_group(g, columns=["date"])["date"]).to_pylist())
     dates = sorted(names)
-    rank = np.argsort(np.argsort(names))  # dictionary index -> index in the sorted dates
-    date_pos = rank[encoded.indices.to_numpy()]
-    ids, tile_pos = np.unique(table["tile_id"].to_numpy(), return_inverse=True)
-    kinds = np.zeros((len(ids), len(dates)), np.int64)
-    kinds[tile_pos, date_pos] = table["kind"].to_numpy()
-    wanted = np.asarray(tile_ids)
-    at = np.minimum(np.searchsorted(ids, wanted), max(len(ids) - 1, 0))
-    if len(wanted) and (len(ids) == 0 or not np.array_equal(ids[at], wanted)):
+    position = {d: i for i, d in enumerate(dates)}
+    kinds = np.full((len(wanted), len(dates)), -1, np.int64)
+    for g in range(table.num_row_groups):
+        group = table.read_row_group(g, columns=["tile_id", "date", "kind"])
+        encoded = pc.dictionary_encode(group["date"].combine_chunks())
+        date_pos = np.array([position[str(d)] for d in encoded.dictionary.to_pylist()], np.int64)
+        ids = group["tile_id"].to_numpy()
+        at = np.minimum(np.searchsorted(sorted_ids, ids), max(len(sorted_ids) - 1, 0))
+        hit = (sorted_ids[at] == ids) if len(sorted_ids) else np.zeros(len(ids), bool)
+        kinds[order[at[hit]], date_pos[encoded.indices.to_numpy()[hit]]] = group["kind"].to_numpy()[hit]
+    if (kinds < 0).any():
         raise KeyError(f"{labels_path}: tiles missing from the table")
-    return kinds[at], dates
+    return kinds, dates
 
 
 def _by_tiles(fn, kind: np.ndarray, rows: int = 1 << 16) -> np.ndarray:

@@ -127,8 +127,9 @@ def _silhouette(s: Sizes) -> tuple[int, float]:
 
 
 def _kinds_table(s: Sizes) -> int:
-    """Reading the evolution's tiles x dates table (landtaxa.evolution.read_kinds)."""
-    return s.n_tiles * s.n_dates * 64
+    """Reading the evolution's tiles x dates table (landtaxa.evolution.read_kinds): the (N, T) kinds and
+    one row group of 65,536 tiles."""
+    return s.n_tiles * s.n_dates * 8 + 65_536 * s.n_dates * 200
 
 
 def _map_picture(s: Sizes) -> int:
