@@ -223,9 +223,9 @@ def test_cluster_single_cluster_raises() -> None:
 
 
 def test_triplet_budgets_follow_the_region() -> None:
-    train = {"per_tile": 2, "min": 2000, "max": 100000}
-    assert triplet_budget(train, 1024) == 2048 and triplet_budget(train, 100) == 2000
-    assert triplet_budget(train, 48400) == 96800 and triplet_budget(train, 10**6) == 100000
+    train = {"per_tile_date": 0.5, "min": 2000, "max": 100000}  # the default: demo, Slovenia, the paper's region
+    assert triplet_budget(train, 1024, 8) == 4096 and triplet_budget(train, 110, 36) == 2000
+    assert triplet_budget(train, 48400, 20) == 100000 and triplet_budget(train, 2000, 8) == 8000
     refine = {"per_tile_date": 0.1, "min": 800, "max": 100000}
-    assert triplet_budget(refine, 1024 * 8) == 819 and triplet_budget(refine, 100 * 36) == 800
-    assert triplet_budget(123, 10**6) == 123
+    assert triplet_budget(refine, 1024, 8) == 819 and triplet_budget(refine, 100, 36) == 800
+    assert triplet_budget(123, 10**6, 20) == 123

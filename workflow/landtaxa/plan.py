@@ -336,8 +336,7 @@ class RunPlan:
         models_missing = any(not (Path(workdir) / f"{self.results}/models/{m}.pt").exists() for m in self.models)
         tile_bytes = 3 * reg.n_bands * ts * ts * 2
         n_tiles = reg.n_tiles(ts)
-        budgets = {"train": triplet_budget(c["train"]["triplets"], n_tiles),
-                   "refine": triplet_budget(c["refine"]["triplets"], n_tiles * len(self.train_dates))}
+        budgets = {s: triplet_budget(c[s]["triplets"], n_tiles, len(self.train_dates)) for s in ("train", "refine")}
         scratch = [n * tile_bytes for s, n in budgets.items() if n * tile_bytes > c[s]["cache_mb"] * 2**20]
         shape = RunShape(
             width=reg.width, height=reg.height, n_bands=reg.n_bands, itemsize=reg.itemsize, tile_size=ts,

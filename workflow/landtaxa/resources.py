@@ -165,8 +165,7 @@ def _train(s: Sizes, section: str, encoder: str) -> tuple[int, float, int]:
     from landtaxa.triplets import triplet_budget
 
     px = s.tile_size * s.tile_size
-    units = s.n_tiles * (s.n_dates if section == "refine" else 1)  # refinement triplets: per tile and date
-    triplets = triplet_budget(_c(s, f"{section}.triplets", 2000), units)
+    triplets = triplet_budget(_c(s, f"{section}.triplets", 2000), s.n_tiles, s.n_dates)
     tiles = triplets * 3 * s.n_bands * px * 2  # float16 triplet tiles
     cached = min(tiles, _c(s, f"{section}.cache_mb", 2048) * MB)
     batch = _c(s, f"{section}.batch_size", 64)

@@ -164,7 +164,7 @@ def train_step(*, grid: str, aligned: list[str], valid: list[str], out: str, par
     device = setup_torch(threads, params.device)
     g = Grid.load(grid)
     rng = np.random.default_rng(params.seed)
-    n = triplet_budget(params.triplets, g.n_tiles)
+    n = triplet_budget(params.triplets, g.n_tiles, len(valid))
     log.info("%d geographic triplets over %d tiles and %d dates", n, g.n_tiles, len(valid))
     triplets = geographic_triplets(g, _fractions(valid), n, params.radius or g.tile_size, params.min_valid, rng)
     torch.manual_seed(params.seed)
@@ -183,7 +183,7 @@ def refine_step(*, grid: str, parent: str, clusters: str, aligned: list[str], va
     c = load_npz(clusters)
     rng = np.random.default_rng(params.seed)
     triplets = cluster_triplets(g, c["tile_ids"], c["labels"], _fractions(valid),
-                                triplet_budget(params.triplets, g.n_tiles * len(valid)), params.min_valid, rng)
+                                triplet_budget(params.triplets, g.n_tiles, len(valid)), params.min_valid, rng)
     log.info("sampled %d cluster-guided triplets over %d dates", len(triplets), len(valid))
     meta = {**{k: meta[k] for k in ("encoder", "in_channels", "z_dim", "tile_size")},
             "kind": "refined", "parent": os.path.basename(parent), "seed": params.seed}

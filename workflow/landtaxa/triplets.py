@@ -19,14 +19,13 @@ import numpy as np
 from landtaxa.grid import Grid
 
 
-def triplet_budget(budget: int | dict, units: int) -> int:
-    """The number of triplets of a budget: a number as it is, or ``{per_tile: r, min: a, max: b}`` (or
-    ``per_tile_date``) as ``clip(r x units, a, b)``, units being the grid's tiles (times the dates the
-    triplets are drawn on). The paper's ratio is about 2 geographic triplets per tile (100,000 for
-    48,400 tiles); the floor keeps a small series trainable, the cap bounds the cost of a vast one."""
+def triplet_budget(budget: int | dict, tiles: int, dates: int) -> int:
+    """The number of triplets of a budget: a number as it is, or ``{per_tile_date: r, min: a, max: b}`` as
+    ``clip(r x tiles x dates, a, b)``, for the grid's tiles and the training dates (the images the
+    triplets are drawn from). The paper trains on 100,000 geographic triplets for 48,400 tiles x 20
+    dates; the floor keeps a small series trainable, the cap bounds the cost of a vast one."""
     if isinstance(budget, dict):
-        ratio = budget.get("per_tile", budget.get("per_tile_date"))
-        return int(min(max(round(ratio * units), budget["min"]), budget["max"]))
+        return int(min(max(round(budget["per_tile_date"] * tiles * dates), budget["min"]), budget["max"]))
     return int(budget)
 
 
