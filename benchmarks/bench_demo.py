@@ -89,8 +89,8 @@ class JobPeaks:
     def by_step(self) -> dict[str, dict]:
         steps: dict[str, dict] = {}
         for step, out, mb in self.peaks.values():
-            st = steps.setdefault(step, {"jobs": 0, "peak_mb": 0.0, "job": ""})
-            st["jobs"] += 1
+            st = steps.setdefault(step, {"processes": 0, "peak_mb": 0.0, "job": ""})
+            st["processes"] += 1
             if mb > st["peak_mb"]:
                 st["peak_mb"], st["job"] = mb, out
         return steps
@@ -134,9 +134,10 @@ def main() -> None:
     for rule, st in sorted(stages.items(), key=lambda kv: -kv[1]["seconds"]):
         print(f"{rule:14}{st['jobs']:>6}{st['seconds']:>9.1f}{st['max_seconds']:>9.1f}{st['max_rss_mb']:>12.0f}")
     if polled:
-        print(f"\n{'step':16}{'jobs':>6}{'peak MB':>9}  (VmHWM polled every 50 ms; the job with the largest)")
+        print(f"\n{'step':16}{'procs':>6}{'peak MB':>9}  (VmHWM polled every 50 ms, a job's forked children counted "
+              "apart; the job with the largest)")
         for step, st in sorted(polled.items(), key=lambda kv: -kv[1]["peak_mb"]):
-            print(f"{step:16}{st['jobs']:>6}{st['peak_mb']:>9.0f}  {st['job']}")
+            print(f"{step:16}{st['processes']:>6}{st['peak_mb']:>9.0f}  {st['job']}")
         step, top = max(polled.items(), key=lambda kv: kv[1]["peak_mb"])
         print(f"largest job peak (VmHWM polled every 50 ms): {top['peak_mb']:.0f} MB, {step} {top['job']}")
     for model, q in summary["quality"].items():
