@@ -116,7 +116,7 @@ def _passes(s: Sizes, restarts: int = 1) -> float:
     n_init = _c(s, "cluster.n_init", 5)
     if s.n_tiles <= SEED_ROWS:
         full = iters * n_init + 3
-    else:  # the best restart from the sample, on every tile: with cluster.stop_moved it took 2-16 passes
+    else:  # the best restart from the sample, on every tile: with cluster.stop_moved it took 11-16 passes (traced)
         polish = min(iters, 40) if _c(s, "cluster.stop_moved", 0.001) > 0 else iters
         full = polish + 3
     per_pass = s.n_tiles * s.features * (s.store_itemsize / READ_BPS + (2 * s.k + 8) / FLOPS)
