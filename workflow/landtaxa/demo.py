@@ -321,6 +321,7 @@ def _layout(spec: DemoSpec, valid: np.ndarray) -> np.ndarray:
     wy = _field(rng, (n, n), n / 8) * (n / 13) + _field(rng, (n, n), n / 40) * (n / 70)
     wx = _field(rng, (n, n), n / 8) * (n / 13) + _field(rng, (n, n), n / 40) * (n / 70)
     yw, xw = yy + wy, xx + wx
+    del wy, wx  # region-sized arrays are freed as soon as they are used: a 65,536-tile demo stays near 1 GB
     best = np.full((n, n), np.inf, dtype=np.float32)
     cell = np.zeros((n, n), dtype=np.int16)
     for k, (py, px) in enumerate(pts):
@@ -328,6 +329,7 @@ def _layout(spec: DemoSpec, valid: np.ndarray) -> np.ndarray:
         closer = d2 < best
         best[closer] = d2[closer]
         cell[closer] = k
+    del yw, xw, best, d2, closer
 
     # Every base class gets one of the six largest cells; the others get random classes.
     areas = np.bincount(cell[valid].ravel(), minlength=n_seeds)
@@ -337,6 +339,7 @@ def _layout(spec: DemoSpec, valid: np.ndarray) -> np.ndarray:
     cls_of_cell[order[:6]] = rng.permutation(base)
     cls_of_cell[order[6:]] = rng.choice(base, size=n_seeds - 6)
     truth = cls_of_cell[cell]
+    del cell
     min_area = max(16, n * n // 400)
     truth = _remove_specks(truth, min_area, valid)
 
@@ -344,12 +347,14 @@ def _layout(spec: DemoSpec, valid: np.ndarray) -> np.ndarray:
     forest = np.pad((truth == EVERGREEN) & valid, 1)  # the region's edge counts as outside
     inside = ndimage.distance_transform_edt(forest)[1:-1, 1:-1]
     cy, cx = np.unravel_index(int(np.argmax(inside)), inside.shape)
+    del forest, inside
     half_a, half_b = 0.085 * n, 0.065 * n
     angle = rng.uniform(0, np.pi)
     wobble = _field(rng, (n, n), max(3.0, n / 30)) * 0.08
     u = ((xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)) / half_a
     v = (-(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)) / half_b
     patch = (u**4 + v**4) < (1.0 + wobble)
+    del u, v, wobble, xx, yy
     truth[patch] = CLEARCUT
     return _remove_specks(truth, min_area, valid)
 
@@ -411,6 +416,7 @@ class _Scene:
         self.crowns_cc = crowns[self.idx[CLEARCUT]]
         self.crowns_de = np.tanh(tex(3, 1.7))[self.idx[DECIDUOUS]]
         self.slash = tex(4, 0.8)[self.idx[CLEARCUT]]
+        del crowns
 
         # Cropland parcels, each with its own calendar.
         parcels = _parcels(trng, n)
@@ -433,6 +439,7 @@ class _Scene:
         edge[:, 1:] |= parcels[:, 1:] != parcels[:, :-1]
         edge[1:, :] |= parcels[1:, :] != parcels[:-1, :]
         self.tillage = np.where(edge.ravel()[ic], 0.85, self.tillage).astype(np.float32)
+        del parcels, edge, coord, pid
 
         # Urban: a street grid with roofs of three kinds and a few parks.
         iu = self.idx[URBAN]
@@ -450,14 +457,19 @@ class _Scene:
         refl = table[kinds[bu, bv]] * gain[bu, bv][:, None]
         refl[street] = _spectrum("street", b)
         self.urban = refl * (1.0 + 0.05 * tex(5, 0.7)[iu])[:, None]
+        del u, v, street, bu, bv, refl
 
         # Mountains: ridged relief, hill shading and elevation-driven snow line.
         im = self.idx[MOUNTAIN]
+        # (each field from its own generator: drawn in this order, the fewest region-sized arrays live at once)
+        ang = trng.uniform(0, np.pi)
+        relief = _field(trng, (n, n), n / 6)
+        waves = np.sin(2 * np.pi * (xx * np.cos(ang) + yy * np.sin(ang)) / 40.0)
+        del xx, yy
         ridges = 1.0 - np.abs(_field(_rng(spec, _S_TEXTURE, 6), (n, n), 9.0))
         fine = 1.0 - np.abs(_field(_rng(spec, _S_TEXTURE, 7), (n, n), 3.5))
-        ang = trng.uniform(0, np.pi)
-        waves = np.sin(2 * np.pi * (xx * np.cos(ang) + yy * np.sin(ang)) / 40.0)
-        elev = 0.55 * ridges + 0.2 * fine + 0.25 * waves + 0.35 * _field(trng, (n, n), n / 6)
+        elev = 0.55 * ridges + 0.2 * fine + 0.25 * waves + 0.35 * relief
+        del ridges, fine, waves, relief
         gy, gx = np.gradient(elev)
         shade = np.tanh(-3.0 * (gx + gy)).ravel()[im]
         elev = elev.ravel()[im]
@@ -638,6 +650,7 @@ def make_demo(
             profile = _profile(spec, g, spec.bands, "uint16", NODATA, _window_transform(spec, r, c))
             tags = {"DATE": date, "GRANULE": name, "SOURCE": "landtaxa synthetic demo"}
             _write_atomic(by_key[(date, name)], img, profile, descriptions, tags)
+        del ground, img  # before the next date's are built
         if progress is not None:
             progress(d + 1, spec.n_dates, date)
     truth_profile = _profile(spec, spec.size, 1, "uint8", TRUTH_NODATA, _region_transform(spec))
