@@ -328,7 +328,7 @@ def lloyd(
         centers = new
         if shift <= threshold or (n_iter > 1 and changed <= stop_moved * n):
             break
-    # stopped by tol or max_iter: the final assignment to the final centres
+    # stopped by tol, stop_moved or max_iter: the final assignment to the final centres
     labels, inertia = assign_chunked(src, centers)
     return labels, centers, inertia, n_iter
 
