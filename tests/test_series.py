@@ -261,3 +261,92 @@ def test_a_few_scattered_tiles_are_read_alone(tmp_path, monkeypatch) -> None:
     assert spans == []  # three tiles in a chunk of 1,000: read alone
     np.testing.assert_array_equal(s.take(np.arange(100, 130)), x[100:130])
     assert spans == [30, 30, 30]  # neighbours: their span, once per date
+
+
+# --------------------------------------------------------------------------- subsets and the order of a pass
+
+
+def _on_disk(tmp_path, n: int = 1200, t: int = 3, d: int = 8, block_bytes: int = 12_000):
+    """An (n, t, d) series written as a run writes it (50 tiles per grid row) and opened with small blocks."""
+    from landtaxa.series import save_series
+
+    x = np.random.default_rng(4).normal(size=(n, t, d)).astype(np.float32)
+    grid = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=50, height=-(-n // 50),
+                tile_size=1, bands=[1], dtype="uint16")
+    save_series(tmp_path / "s.npz", x, np.arange(n), [f"2021-0{i + 1}-01" for i in range(t)], grid)
+    return x, Series(tmp_path / "s.npz", block_bytes=block_bytes)
+
+
+def _read_all(series, order=None) -> tuple[np.ndarray, np.ndarray]:
+    parts = list(series.blocks(order))
+    return np.concatenate([p for p, _ in parts]), np.concatenate([b for _, b in parts])
+
+
+def test_a_subset_reads_the_chosen_tiles_only(tmp_path) -> None:
+    from landtaxa.series import ArraySeries
+
+    x, s = _on_disk(tmp_path)
+    rows = np.sort(np.random.default_rng(1).choice(len(x), 300, replace=False))
+    rows = np.union1d(rows, np.arange(500, 640))  # a long run of neighbours as well
+    sub = s.subset(rows)
+    assert sub.n == len(rows) and sub.shape == (len(rows), *x.shape[1:])
+    positions, values = _read_all(sub)
+    assert sorted(positions.tolist()) == list(range(len(rows)))
+    np.testing.assert_array_equal(values[np.argsort(positions)], x[rows])
+    np.testing.assert_array_equal(sub.take(np.array([0, 7])), x[rows[[0, 7]]])
+    assert s.n == len(x)  # the series itself is untouched
+    mem = ArraySeries(x).subset(rows)
+    parts = list(mem.blocks())
+    assert all(np.shares_memory(block, x) for _, block in parts)  # views of the runs, no copy
+    np.testing.assert_array_equal(np.concatenate([b for _, b in parts]), x[rows])
+    np.testing.assert_array_equal(mem.subset(np.array([1, 2])).load(), x[rows[[1, 2]]])
+
+
+def _evict(paths) -> None:
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # written just now: dirty pages stay in the cache until written back
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="needs preadv's RWF_NOWAIT (Linux)")
+def test_a_pass_reads_the_cached_blocks_first_and_every_block_once(tmp_path, monkeypatch) -> None:
+    """A series larger than the page cache: each pass reads first what is still cached, so what it reads from
+    disk evicts blocks already used. The values read, and a K-means on them, do not depend on the order."""
+    import landtaxa.cube
+    from landtaxa.clusters import cluster_series
+    from landtaxa.params import ClusterParams
+
+    monkeypatch.setattr(landtaxa.cube, "CHUNK_BYTES", 100 * 3 * 8 * 4 // 3)  # chunks of 2 grid rows: 12 of them
+    x, s = _on_disk(tmp_path)
+    assert s.n_blocks() >= 6
+    chunk_files = sorted(p for p in (tmp_path / "s_dates").rglob("embedding/*/*/*") if p.is_file())
+    _read_all(s)  # everything cached
+    assert s.cached_first() is None  # nothing to gain: tile order
+    first_rows = {p for p in chunk_files if p.parent.parent.name == "0"}  # the chunk row of the first tiles
+    _evict(first_rows)
+    page = bytearray(16)
+    fd = os.open(sorted(first_rows)[0], os.O_RDONLY)
+    try:
+        os.preadv(fd, [page], 0, os.RWF_NOWAIT)
+        pytest.skip("this file system keeps every file in memory: nothing to evict")
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)
+    order = s.cached_first()
+    assert order is not None and sorted(order.tolist()) == list(range(s.n_blocks()))
+    chunk_row = [int(s._chunk[pieces[0][0]]) // s._col_chunks for pieces in s._plan]
+    assert [chunk_row[i] == 0 for i in order] == sorted(chunk_row[i] == 0 for i in order)  # evicted ones last
+    assert chunk_row[order[-1]] == 0 and chunk_row[order[0]] != 0
+    _evict(first_rows)
+    positions, values = _read_all(s)  # cached first, by itself
+    assert sorted(positions.tolist()) == list(range(len(x)))
+    np.testing.assert_array_equal(values[np.argsort(positions)], x)
+    params = ClusterParams.from_json("{}", {"n_init": 2, "seed": 0})
+    _evict(first_rows)
+    reordered = cluster_series(s, 4, params)
+    np.testing.assert_array_equal(reordered.labels, cluster_series(x, 4, params).labels)

@@ -21,6 +21,7 @@ the region. :class:`ArraySeries` offers the same reading of an (N, T, D) array i
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -167,8 +168,49 @@ class ArraySeries:
     def take(self, positions: np.ndarray) -> np.ndarray:
         return self.x[np.asarray(positions)]
 
+    def subset(self, positions: np.ndarray) -> ArrayRows:
+        """The rows at sorted ``positions`` only (views of the array's runs of consecutive rows, no copy)."""
+        return ArrayRows(self.x, positions)
+
     def load(self) -> np.ndarray:
         return self.x
+
+
+class ArrayRows(ArraySeries):
+    """Chosen rows of an (N, ...) array in memory (sorted positions), read in blocks that are views of its runs
+    of consecutive rows: :meth:`ArraySeries.subset`."""
+
+    def __init__(self, x: np.ndarray, positions: np.ndarray) -> None:
+        super().__init__(x)
+        self.rows = np.asarray(positions, np.int64)
+        self.runs = np.split(np.arange(len(self.rows)), np.flatnonzero(np.diff(self.rows) != 1) + 1) \
+            if len(self.rows) else []
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.x.shape[1:])
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    def blocks(self, order: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for i in range(len(self.runs)) if order is None else order:
+            run = self.runs[i]
+            start = self.rows[run[0]]
+            yield run, self.x[start:start + len(run)]
+
+    def n_blocks(self) -> int:
+        return len(self.runs)
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        return self.x[self.rows[np.asarray(positions)]]
+
+    def subset(self, positions: np.ndarray) -> ArrayRows:
+        return ArrayRows(self.x, self.rows[np.asarray(positions)])
+
+    def load(self) -> np.ndarray:
+        return self.x[self.rows]
 
 
 class Series:
@@ -206,14 +248,28 @@ class Series:
         self._chunk = (rows // cr) * self.array.n_chunks(2) + cols // cc
         self._local = (rows % cr) * cc + cols % cc  # a tile's place in its chunk
         self._col_chunks = self.array.n_chunks(2)
+        self._block_bytes = block_bytes
+        self._plan = self._planned()
+
+    def _planned(self) -> list[list[np.ndarray]]:
+        """The blocks of a pass: pieces (tiles of one chunk, at most a block's worth: a piece reads its span of the
+        chunk only) gathered into blocks of about ``block_bytes``."""
         order = np.argsort(self._chunk, kind="stable")  # within a chunk, tile order is the chunk's own
         bounds = np.flatnonzero(np.diff(self._chunk[order])) + 1
-        per_tile = n_t * d * 4
-        rows = max(1, block_bytes // per_tile)
-        # pieces: tiles of one chunk, at most a block's worth (a piece reads its span of the chunk only)
+        rows = max(1, self._block_bytes // (self.array.shape[0] * self.array.shape[3] * 4))
         pieces = [p for group in (np.split(order, bounds) if len(order) else [])
                   for p in np.split(group, range(rows, len(group), rows))]
-        self._plan = self._blocks_of(pieces, rows)
+        return self._blocks_of(pieces, rows)
+
+    def subset(self, positions: np.ndarray) -> Series:
+        """The series of the tiles at sorted ``positions`` only, read the same way (positions of the subset's own
+        blocks count from 0): a view, nothing is read or copied."""
+        positions = np.asarray(positions, np.int64)
+        view = copy.copy(self)
+        for name in ("tile_ids", "valid", "source", "_chunk", "_local"):
+            setattr(view, name, getattr(self, name)[positions])
+        view._plan = view._planned()
+        return view
 
     @staticmethod
     def _blocks_of(pieces: list[np.ndarray], rows: int) -> list[list[np.ndarray]]:
@@ -294,10 +350,50 @@ class Series:
         return x
 
     def blocks(self, order: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(positions (m,), series (m, T, D) float32) for every block, in tile order or in ``order``
-        (a permutation of ``range(n_blocks())``); the next block is read while this one is used."""
+        """(positions (m,), series (m, T, D) float32) for every block, in ``order`` (a permutation of
+        ``range(n_blocks())``) or else cached first (:meth:`cached_first`); the next block is read while this
+        one is used."""
+        if order is None:
+            order = self.cached_first()
         plan = self._plan if order is None else [self._plan[i] for i in order]
         yield from prefetch((self._read_block(pieces) for pieces in plan), depth=1)
+
+    def cached_first(self) -> np.ndarray | None:
+        """The order of a pass that reads the blocks held in the page cache first, else None (tile order).
+
+        A series larger than the memory left for the page cache cannot stay there whole: read in the same
+        order every pass, each block is evicted just before it is needed again and every pass reads it all
+        from disk. Read cached blocks first, and the blocks read from disk evict those already used in
+        this pass: each pass then reads from disk only what does not fit. A block counts as cached when
+        the first page of its span is in the page cache on every date (a read with ``RWF_NOWAIT``). The
+        order changes no result beyond float64 rounding of sums (every block is still read once).
+        """
+        if len(self._plan) < 2 or not hasattr(os, "RWF_NOWAIT"):
+            return None
+        n_t = self.array.shape[0]
+        page = bytearray(4096)
+        cached = np.zeros(len(self._plan), np.int64)
+        for b, pieces in enumerate(self._plan):
+            piece = pieces[0]
+            r, c = divmod(int(self._chunk[piece[0]]), self._col_chunks)
+            offset = int(self._local[piece].min()) * self.array.shape[3] * self.array.dtype.itemsize
+            for t in range(n_t):
+                try:
+                    fd = os.open(self.array.key((t, r, c, 0)), os.O_RDONLY)
+                except OSError:
+                    continue
+                try:
+                    os.preadv(fd, [page], offset, os.RWF_NOWAIT)
+                    cached[b] += 1
+                except BlockingIOError:
+                    pass
+                except OSError:  # a file system that cannot tell: tile order
+                    return None
+                finally:
+                    os.close(fd)
+        if cached.min() == cached.max():
+            return None
+        return np.argsort(-cached, kind="stable")
 
     def take(self, positions: np.ndarray) -> np.ndarray:
         """(len(positions), T, D) float32: the series at ``positions`` (into the kept tiles), in that order."""
