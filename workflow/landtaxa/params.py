@@ -195,6 +195,8 @@ class ClusterParams(StepParams):
     n_init: int = setting("cluster.n_init")
     max_iter: int = setting("cluster.max_iter")
     stop_moved: float = setting("cluster.stop_moved")
+    sample_rows: int = setting("cluster.sample_rows")
+    full_passes: int = setting("cluster.full_passes")
     batch_size: int = setting("cluster.batch_size")
     gamma: float = setting("cluster.gamma")
     max_dtw_tiles: int = setting("cluster.max_dtw_tiles")
