@@ -8,6 +8,13 @@ the workflow does (``python -m landtaxa <step> ...``). The peak RSS of each proc
 polling its ``VmHWM`` in ``/proc/<pid>/status`` every 20 ms, and once more as it exits;
 Snakemake's ``benchmark:`` samples too rarely for that.
 
+By default (``--cache cold``) every step starts with the embeddings dropped from the page cache
+(written back, then ``POSIX_FADV_DONTNEED`` on every file; not timed), so that each size reads its
+series from disk as a job on another node would: otherwise sizes up to the machine's memory are
+measured from memory (the generator has just written them) and larger ones from disk, and the
+growth per doubling measures the machine's RAM, not the code. ``--cache warm`` leaves the cache as
+the previous step left it.
+
 Where it still fits in memory (``--old-max`` tiles), the same data is run through the code as it
 was before the chunked store (``--old-rev``, extracted with ``git archive``: per-date ``.npz``
 embeddings, an in-memory series), side by side. At the end it prints, per step, the growth of
@@ -158,9 +165,29 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def evict(folders: list[Path]) -> None:
+    """Drop every file under ``folders`` from the page cache (``POSIX_FADV_DONTNEED``; no root needed), once
+    written back to disk (the kernel keeps pages not yet written)."""
+    if folders:
+        os.sync()
+    for folder in folders:
+        for path in folder.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+
+
+COLD: list[Path] = []  # with --cache cold: the folders evicted from the page cache before each step
+
+
 def run(args: list[str], code: Path, log: Path) -> tuple[float, float]:
     """Run the step ``args`` with the package in ``code``, as ``python -m landtaxa`` would: (seconds, peak RSS
-    MB), the peak polled from /proc/<pid>/status (VmHWM) every 20 ms and read once more as the step exits."""
+    MB), the peak polled from /proc/<pid>/status (VmHWM) every 20 ms and read once more as the step exits.
+    With ``--cache cold`` the embeddings are first dropped from the page cache (not timed)."""
+    evict(COLD)
     peak_file = log.with_name("peak.txt")
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "2", "PEAK_FILE": str(peak_file)}
     t0 = time.perf_counter()
@@ -258,6 +285,9 @@ def main() -> None:
     ap.add_argument("--old-rev", default="81573d6", help="the commit of the old code")
     ap.add_argument("--work", type=Path, default=OUT / "scale", help="scratch folder (removed per size)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", choices=["cold", "warm"], default="cold",
+                    help="cold: every step starts with the embeddings on disk only (dropped from the page cache), "
+                         "as a job on another node would; warm: whatever the previous step left in the cache")
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     results = []
@@ -276,6 +306,7 @@ def main() -> None:
         print(f"N={n:,}: {a.dates} dates x {a.dim} written as {a.dtype} in {gen:.0f} s, {size / 1e9:.2f} GB on disk",
               flush=True)
         runs = {"new": (work / "new", stores, ROOT / "workflow")}
+        COLD[:] = [work / "embeddings", work / "old_embeddings"] if a.cache == "cold" else []
         if n <= a.old_max:
             runs["old"] = (work / "old", write_old(work / "old_embeddings", n, a.dates, a.dim, a.seed),
                            old_code(a.old_rev))
@@ -292,7 +323,7 @@ def main() -> None:
             labels[code_name] = np.load(folder / f"k{a.k}.npz")["labels"]
             for step, (secs, peak) in steps.items():
                 estimate, est_secs, _ = job_needs(step, sizes)
-                results.append({"n": n, "code": code_name, "step": step, "seconds": round(secs, 2),
+                results.append({"n": n, "code": code_name, "step": step, "cache": a.cache, "seconds": round(secs, 2),
                                 "peak_mb": round(peak, 1), "estimate_mb": round(estimate / MB),
                                 "estimate_s": round(est_secs)})
                 print(f"  {code_name:3} {step:16} {secs:8.1f} s {peak:9.0f} MB   (estimate {estimate / MB:.0f} MB, "
