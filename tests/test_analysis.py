@@ -283,6 +283,34 @@ def test_distances_from_a_store_equal_those_from_the_array(store) -> None:
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
+def test_representatives_and_interpolation_read_the_series_once(store, monkeypatch) -> None:
+    """The representatives step finds both the tiles closest to each centroid and those closest to the points
+    between two centroids in one pass over the series (from disk once, not twice), with the same answers."""
+    x, labels, s = store
+    cen = centroids_of(x, labels, 4)
+    pts = an.interpolate(cen, 1, 3, [0.0, 0.5, 1.0])
+    passes = []
+    blocks = type(s).blocks
+    monkeypatch.setattr(type(s), "blocks", lambda self, order=None: passes.append(1) or blocks(self, order))
+    reps, idx, dist = an.representatives_and_closest(s, labels, cen, 5, pts)
+    assert len(passes) == 1
+    for a, b in zip(reps, an.representatives(x, labels, cen, 5), strict=True):
+        np.testing.assert_array_equal(a, b)
+    alone = an.closest(x, pts)
+    np.testing.assert_array_equal(idx, alone[0])
+    np.testing.assert_allclose(dist, alone[1], rtol=1e-5)
+    brute = np.sqrt(((x.reshape(len(x), 1, -1) - pts.reshape(1, 3, -1)) ** 2).sum(axis=2))
+    np.testing.assert_array_equal(idx, brute.argmin(axis=0))
+
+
+def test_a_wrong_interpolation_pair_is_refused_before_the_series_is_read() -> None:
+    with pytest.raises(ValueError, match=r"analysis.interpolate must name two different clusters of 0..3, got \[1, 1\]"):
+        an.interpolation_weights(4, [1, 1], [0.5])
+    with pytest.raises(ValueError, match="got \\[0, 4\\]"):
+        an.interpolation_weights(4, [0, 4], [0.5])
+    assert an.interpolation_weights(4, [0, 3], [0.25, 0.5]) == [0.0, 0.25, 0.5, 1.0]
+
+
 def test_series_pca_of_a_large_store_fits_on_a_sample(store, monkeypatch) -> None:
     """Beyond MEMORY_BYTES the components come from a sample, every tile projected block by block: the
     colours follow those of the exact PCA."""

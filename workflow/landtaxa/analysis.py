@@ -28,7 +28,8 @@ log = get_logger()
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
-    return np.asarray(a, np.float32).reshape(len(a), -1)
+    a = np.asarray(a, np.float32)
+    return a.reshape(len(a), int(np.prod(a.shape[1:], dtype=np.int64)))
 
 
 def centroid_distances(centroids: np.ndarray) -> np.ndarray:
@@ -40,17 +41,7 @@ def centroid_distances(centroids: np.ndarray) -> np.ndarray:
 
 def representatives(series, labels: np.ndarray, centroids: np.ndarray, n: int) -> list[np.ndarray]:
     """For each cluster, the indexes (into ``series``) of its ``n`` members closest to its centroid."""
-    cen = _flat(centroids)
-    own = np.empty(len(labels), np.float32)  # each series' squared distance to its own centroid
-    for positions, flat in flat_blocks(series):
-        for start, d in sq_distance_blocks(flat, cen):
-            rows = positions[start:start + len(d)]
-            own[rows] = d[np.arange(len(d)), labels[rows]]
-    out = []
-    for k in range(len(cen)):
-        members = np.flatnonzero(labels == k)
-        out.append(members[np.argsort(own[members], kind="stable")[:n]])
-    return out
+    return representatives_and_closest(series, labels, centroids, n, centroids[:0])[0]
 
 
 def interpolate(centroids: np.ndarray, a: int, b: int, weights: list[float]) -> np.ndarray:
@@ -61,15 +52,36 @@ def interpolate(centroids: np.ndarray, a: int, b: int, weights: list[float]) -> 
 
 def closest(series, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the series closest to each point (M, T, D), and its Euclidean distance."""
-    best = np.full(len(points), np.inf)
-    idx = np.zeros(len(points), np.int64)
+    src = as_series(series)
+    _, idx, dist = representatives_and_closest(src, np.zeros(src.n, np.int64), points[:1], 0, points)
+    return idx, dist
+
+
+def representatives_and_closest(series, labels: np.ndarray, centroids: np.ndarray, n: int,
+                                points: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """:func:`representatives` and :func:`closest` to ``points`` in one pass over the series (a series larger
+    than memory is read from disk once, not twice)."""
+    cen, pts = _flat(centroids), _flat(points)
+    k = len(cen)
+    own = np.empty(len(labels), np.float32)  # each series' squared distance to its own centroid
+    best = np.full(len(pts), np.inf)
+    idx = np.zeros(len(pts), np.int64)
+    cols = np.arange(len(pts))
     for positions, flat in flat_blocks(series):
-        for start, d in sq_distance_blocks(flat, _flat(points)):
-            rows = np.argmin(d, axis=0)
-            closer = d[rows, np.arange(len(points))] < best
-            best[closer] = d[rows, np.arange(len(points))][closer]
-            idx[closer] = positions[start + rows[closer]]
-    return idx, np.sqrt(best)
+        for start, d in sq_distance_blocks(flat, np.concatenate([cen, pts])):
+            rows = positions[start:start + len(d)]
+            own[rows] = d[np.arange(len(d)), labels[rows]]
+            if len(pts):
+                near = np.argmin(d[:, k:], axis=0)
+                dist = d[near, k + cols]
+                closer = dist < best
+                best[closer] = dist[closer]
+                idx[closer] = rows[near[closer]]
+    reps = []
+    for c in range(k if n else 0):
+        members = np.flatnonzero(labels == c)
+        reps.append(members[np.argsort(own[members], kind="stable")[:n]])
+    return reps, idx, np.sqrt(best)
 
 
 def minimum_spanning_tree(centroids: np.ndarray) -> list[tuple[int, int, float]]:
@@ -257,15 +269,15 @@ def write_graph(centroids: np.ndarray, sizes: np.ndarray, colours: np.ndarray, s
     return edges
 
 
-def write_representatives(grid, aligned: Sequence[str], series, tile_ids: np.ndarray,
-                          labels: np.ndarray, centroids: np.ndarray, dates: Sequence[str], n: int,
-                          rgb_bands: Sequence[int] | None, colours: np.ndarray, title: str, out_dir: str) -> None:
-    """The ``n`` tiles closest to each centroid, date by date: representatives.png and .csv."""
+def write_representatives(grid, aligned: Sequence[str], tile_ids: np.ndarray, reps: list[np.ndarray],
+                          dates: Sequence[str], rgb_bands: Sequence[int] | None, colours: np.ndarray, title: str,
+                          out_dir: str) -> None:
+    """The tiles closest to each centroid (``reps``: :func:`representatives`), date by date: representatives.png
+    and .csv."""
     import pandas as pd
 
     from landtaxa import figures
 
-    reps = representatives(series, labels, centroids, n)
     flat = np.concatenate(reps)
     images = figures.tile_images(grid, aligned, tile_ids[flat], rgb_bands)
     figures.plot_representatives(images, reps, tile_ids, colours, dates, title, f"{out_dir}/representatives.png")
@@ -274,19 +286,22 @@ def write_representatives(grid, aligned: Sequence[str], series, tile_ids: np.nda
          f"{out_dir}/representatives.csv")
 
 
-def write_interpolation(grid, aligned: Sequence[str], series, tile_ids: np.ndarray, labels: np.ndarray,
-                        centroids: np.ndarray, dates: Sequence[str], pair: Sequence[int], weights: Sequence[float],
-                        rgb_bands: Sequence[int] | None, title: str, out_dir: str) -> None:
-    """The real sequences closest to (1 - w) a + w b for w = 0, ``weights``, 1: interpolation.png and .csv."""
+def interpolation_weights(k: int, pair: Sequence[int], weights: Sequence[float]) -> list[float]:
+    """0, ``weights``, 1: the points from centroid ``pair[0]`` to ``pair[1]`` (refused unless two of 0..k-1)."""
+    if len(pair) != 2 or max(pair) >= k or min(pair) < 0 or pair[0] == pair[1]:
+        raise ValueError(f"analysis.interpolate must name two different clusters of 0..{k - 1}, got {list(pair)}")
+    return [0.0, *weights, 1.0]
+
+
+def write_interpolation(grid, aligned: Sequence[str], tile_ids: np.ndarray, labels: np.ndarray,
+                        pair: Sequence[int], weights: Sequence[float], idx: np.ndarray, dist: np.ndarray,
+                        dates: Sequence[str], rgb_bands: Sequence[int] | None, title: str, out_dir: str) -> None:
+    """The real sequences (``idx``, at ``dist``: :func:`closest`) closest to (1 - w) a + w b for each of
+    :func:`interpolation_weights`: interpolation.png and .csv."""
     import pandas as pd
 
     from landtaxa import figures
 
-    k = len(centroids)
-    if len(pair) != 2 or max(pair) >= k or min(pair) < 0 or pair[0] == pair[1]:
-        raise ValueError(f"analysis.interpolate must name two different clusters of 0..{k - 1}, got {list(pair)}")
-    weights = [0.0, *weights, 1.0]
-    idx, dist = closest(series, interpolate(centroids, pair[0], pair[1], weights))
     images = figures.tile_images(grid, aligned, tile_ids[idx], rgb_bands)
     figures.plot_interpolation(images, weights, tile_ids[idx], labels[idx], dist, dates,
                                f"from cluster {pair[0]} (w=0) to cluster {pair[1]} (w=1): {title}",
@@ -378,10 +393,13 @@ def representatives_step(*, grid: str, series: str, clusters: str, aligned: list
         raise ValueError(f"analysis.rgb_bands {rgb_bands} asks for band {max(rgb_bands)} of {g.n_bands}")
     name = f"{model} model, K={len(cen)}"
     os.makedirs(out_dir, exist_ok=True)
-    write_representatives(g, aligned, x, tile_ids, labels, cen, dates, params.representatives, rgb_bands,
-                          pca_colours(cen), f"representatives: {name}", out_dir)
-    write_interpolation(g, aligned, x, tile_ids, labels, cen, dates, params.interpolate or [0, 1], params.weights,
-                        rgb_bands, name, out_dir)
+    pair = params.interpolate or [0, 1]
+    weights = interpolation_weights(len(cen), pair, params.weights)  # refused before the pass over the series
+    reps, idx, dist = representatives_and_closest(x, labels, cen, params.representatives,
+                                                  interpolate(cen, pair[0], pair[1], weights))
+    write_representatives(g, aligned, tile_ids, reps, dates, rgb_bands, pca_colours(cen), f"representatives: {name}",
+                          out_dir)
+    write_interpolation(g, aligned, tile_ids, labels, pair, weights, idx, dist, dates, rgb_bands, name, out_dir)
     log.info("representatives and interpolation: tiles read on %d dates", len(dates))
 
 
