@@ -304,7 +304,7 @@ def test_representatives_and_interpolation_read_the_series_once(store, monkeypat
 
 
 def test_a_wrong_interpolation_pair_is_refused_before_the_series_is_read() -> None:
-    with pytest.raises(ValueError, match=r"analysis.interpolate must name two different clusters of 0..3, got \[1, 1\]"):
+    with pytest.raises(ValueError, match=r"interpolate must name two different clusters of 0..3, got \[1, 1\]"):
         an.interpolation_weights(4, [1, 1], [0.5])
     with pytest.raises(ValueError, match="got \\[0, 4\\]"):
         an.interpolation_weights(4, [0, 4], [0.5])
