@@ -445,3 +445,18 @@ def test_beyond_sample_rows_every_series_is_passed_over_at_most_full_passes_time
     assert capped.inertia == pytest.approx(float(dist.min(axis=1).sum()), rel=1e-5)
     within = [kmeans_series(x, 4, seed=1, n_init=2, sample_rows=16_384, full_passes=v) for v in (0, 1)]
     np.testing.assert_array_equal(within[0].labels, within[1].labels)
+
+
+def test_the_cap_on_passes_holds_when_a_cluster_empties() -> None:
+    """A pass that leaves a cluster empty moves a row into it and goes on; the cap still ends the run there."""
+    from landtaxa.clusters import lloyd
+
+    x, _ = blobs([400, 300, 200], 0.5, 3, t=2, d=2)
+    flat = x.reshape(len(x), -1)
+    init = np.concatenate([flat[[0, 450, 800]], np.full((1, flat.shape[1]), 1e3, np.float32)])  # one centre far away
+    for passes in (1, 2):
+        labels, centers, inertia, n_iter = lloyd(flat, init, passes=passes)
+        assert n_iter == 2  # the first pass left the far cluster empty: one more pass, then the cap
+        assert np.bincount(labels, minlength=4).min() > 0
+        dist = ((flat[:, None] - centers[None]) ** 2).sum(axis=2)
+        np.testing.assert_array_equal(labels, dist.argmin(axis=1))

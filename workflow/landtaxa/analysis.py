@@ -53,6 +53,8 @@ def interpolate(centroids: np.ndarray, a: int, b: int, weights: list[float]) -> 
 def closest(series, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the series closest to each point (M, T, D), and its Euclidean distance."""
     src = as_series(series)
+    if len(points) == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
     _, idx, dist = representatives_and_closest(src, np.zeros(src.n, np.int64), points[:1], 0, points)
     return idx, dist
 
@@ -78,7 +80,7 @@ def representatives_and_closest(series, labels: np.ndarray, centroids: np.ndarra
                 best[closer] = dist[closer]
                 idx[closer] = rows[near[closer]]
     reps = []
-    for c in range(k if n else 0):
+    for c in range(k):
         members = np.flatnonzero(labels == c)
         reps.append(members[np.argsort(own[members], kind="stable")[:n]])
     return reps, idx, np.sqrt(best)

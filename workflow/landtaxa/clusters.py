@@ -33,19 +33,20 @@ memory, cheap) and only the best of them runs on all N series. The seeding's cos
 growing with N and a clustering reads the series about as many times as one Lloyd run takes
 iterations (not ``n_init`` times that), while the final inertia stays at most 1% above that of
 restarts on every series (``tests/test_clusters.py``, overlapping clusters; sometimes below it).
-Between that sample and all N series the best restart climbs through nested samples of 16,384,
-65,536, ... series (at most ``cluster.sample_rows``, default 16,384; :func:`polish_samples`, drawn
-in runs of neighbouring tiles so each is a few contiguous reads per chunk of the store), converging
-on each (``cluster.stop_moved``, below) from the last one's centres. On all N it then makes at most
-``cluster.full_passes`` passes (default 2) beyond ``sample_rows`` series, and the last pass's
-assignment is the result: run to convergence there, its first passes move the bulk and then a
-tail of passes shuffles border series back and forth, a tail whose length varies with the seed
-and the data (2 to 18 passes on 250,000 synthetic series), each pass a read of the whole series,
-from disk once it outgrows the page cache. On 250,000 overlapping synthetic series (24 x 512) two
-passes after the 16,384 sample gave an inertia 0.0044% above the run to convergence (ARI 0.980
-between the two; seed 0: the same labels), in 26 s instead of 157 s. Up to ``sample_rows``
-series the run on all of them goes on until a pass moves at most ``cluster.stop_moved`` of them
-(default 0.1%; 0 = until none moves), and up to :data:`SEED_ROWS` nothing of this applies.
+Beyond ``cluster.sample_rows`` series (default 16,384), the best restart then converges on nested
+samples of 16,384, 65,536, ... series up to ``sample_rows`` (none when that is below 16,384;
+:func:`polish_samples`, drawn in runs of neighbouring tiles so each is a few contiguous reads per
+chunk of the store), each run from the last one's centres until a pass moves at most
+``cluster.stop_moved`` of the sample, and on all N it makes at most ``cluster.full_passes``
+passes (default 2) and keeps the last pass's assignment. Run to convergence there instead, its
+first passes move the bulk and then a tail of passes shuffles border series back and forth, a
+tail whose length varies with the seed and the data (2 to 18 passes on 250,000 synthetic series),
+each pass a read of the whole series, from disk once it outgrows the page cache. On 250,000
+overlapping synthetic series (24 x 512) two passes after the 16,384 sample gave an inertia 0.0044%
+above the run to convergence (ARI 0.980 between the two; seed 0: the same labels), in 26 s
+instead of 157 s. Up to ``sample_rows`` series the run on all of them goes on until a pass moves
+at most ``cluster.stop_moved`` of them (default 0.1%; 0 = until none moves), and up to
+:data:`SEED_ROWS` nothing of this applies.
 
 ``inertia`` is the sum over series of the squared distance to its own centroid in the method's
 metric: squared Euclidean for ``kmeans`` and ``minibatch`` (for ``minibatch`` computed exactly
@@ -145,11 +146,12 @@ def _fit_kmeans(series, k: int, p: ClusterParams, init: np.ndarray | None, tol: 
                                tol=tol or 0.0) for _ in range(p.n_init)]
             centers = min(on_sample, key=lambda run: run[2])[1]
             del sample
-            for rows in polish_samples(src.n, p.sample_rows, rng):
+            beyond = src.n > p.sample_rows
+            for rows in polish_samples(src.n, p.sample_rows, rng) if beyond else []:
                 run = lloyd(src.subset(rows), centers, max_iter=p.max_iter, tol=tol or 0.0, stop_moved=p.stop_moved)
                 centers = run[1]
                 log.info("K-means on a sample of %d series: %d passes", len(rows), run[3])
-            passes = p.full_passes if src.n > p.sample_rows and p.full_passes else None
+            passes = p.full_passes if beyond and p.full_passes else None
             runs = [lloyd(src, centers, max_iter=p.max_iter, tol=tol or 0.0, stop_moved=p.stop_moved, passes=passes)]
             log.info("K-means on all %d series: %d passes", src.n, runs[0][3])
     labels, centers, inertia, n_iter = min(runs, key=lambda run: run[2])
@@ -364,7 +366,7 @@ def lloyd(
         new = np.empty_like(centers)
         filled = counts > 0
         new[filled] = (sums[filled] / counts[filled, None]).astype(np.float32)
-        if filled.all() and ((n_iter > 1 and changed <= stop_moved * n) or n_iter == passes):
+        if filled.all() and ((n_iter > 1 and changed <= stop_moved * n) or (passes and n_iter >= passes)):
             # few moved: this pass's assignment is kept, with the centres it was made to (one pass fewer)
             return labels, centers, inertia, n_iter
         if not filled.all():

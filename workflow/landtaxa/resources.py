@@ -119,10 +119,9 @@ def _passes(s: Sizes, restarts: int = 1) -> float:
     else:  # the best restart from the sample, on every tile: with cluster.stop_moved it took 2-18 passes (traced)
         polish = min(iters, 40) if _c(s, "cluster.stop_moved", 0.001) > 0 else iters
         largest, capped = _c(s, "cluster.sample_rows", 16384), _c(s, "cluster.full_passes", 2)
-        if s.n_tiles > largest and capped:  # converged on samples (4/3 of the largest at most), then capped
-            full = min(capped, polish) + 3 + polish * 4 / 3 * min(largest, s.n_tiles) / s.n_tiles
-        else:
-            full = polish + 3
+        full = polish + 3
+        if s.n_tiles > largest:  # converged on samples (4/3 of the largest at most), then capped
+            full = (min(capped, polish) if capped else polish) + 3 + polish * 4 / 3 * largest / s.n_tiles
     per_pass = s.n_tiles * s.features * (s.store_itemsize / READ_BPS + (2 * s.k + 8) / FLOPS)
     on_sample = n_init * iters * min(s.n_tiles, SEED_ROWS) * s.features * (2 * s.k + 8) / FLOPS
     return restarts * (full * per_pass + on_sample)

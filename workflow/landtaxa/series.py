@@ -364,9 +364,11 @@ class Series:
         A series larger than the memory left for the page cache cannot stay there whole: read in the same
         order every pass, each block is evicted just before it is needed again and every pass reads it all
         from disk. Read cached blocks first, and the blocks read from disk evict those already used in
-        this pass: each pass then reads from disk only what does not fit. A block counts as cached when
-        the first page of its span is in the page cache on every date (a read with ``RWF_NOWAIT``). The
-        order changes no result beyond float64 rounding of sums (every block is still read once).
+        this pass: each pass then reads from disk only what does not fit. A block ranks by the dates on
+        which the first page of its span is in the page cache (a read with ``RWF_NOWAIT``; a chunk never
+        written counts as cached). Every block is still read once, but the order, and so the rounding of
+        float64 sums over blocks (moments, K-means centres), follows what the cache holds: a rerun on a
+        series larger than memory agrees to that rounding, not to the bit.
         """
         if len(self._plan) < 2 or not hasattr(os, "RWF_NOWAIT"):
             return None
@@ -380,6 +382,9 @@ class Series:
             for t in range(n_t):
                 try:
                     fd = os.open(self.array.key((t, r, c, 0)), os.O_RDONLY)
+                except FileNotFoundError:  # never written (no tile valid there): nothing to read
+                    cached[b] += 1
+                    continue
                 except OSError:
                     continue
                 try:
