@@ -52,10 +52,7 @@ def interpolate(centroids: np.ndarray, a: int, b: int, weights: list[float]) -> 
 
 def closest(series, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the series closest to each point (M, T, D), and its Euclidean distance."""
-    src = as_series(series)
-    if len(points) == 0:
-        return np.zeros(0, np.int64), np.zeros(0)
-    _, idx, dist = representatives_and_closest(src, np.zeros(src.n, np.int64), points[:1], 0, points)
+    _, idx, dist = representatives_and_closest(series, np.zeros(0, np.int64), points[:0], 0, points)
     return idx, dist
 
 
@@ -69,10 +66,12 @@ def representatives_and_closest(series, labels: np.ndarray, centroids: np.ndarra
     best = np.full(len(pts), np.inf)
     idx = np.zeros(len(pts), np.int64)
     cols = np.arange(len(pts))
+    both = np.concatenate([cen, pts])
     for positions, flat in flat_blocks(series):
-        for start, d in sq_distance_blocks(flat, np.concatenate([cen, pts])):
+        for start, d in sq_distance_blocks(flat, both):
             rows = positions[start:start + len(d)]
-            own[rows] = d[np.arange(len(d)), labels[rows]]
+            if k:
+                own[rows] = d[np.arange(len(d)), labels[rows]]
             if len(pts):
                 near = np.argmin(d[:, k:], axis=0)
                 dist = d[near, k + cols]
