@@ -17,6 +17,7 @@ from landtaxa.cube import (
     chunk_tiles,
     embedding_store,
     read_embeddings,
+    read_moments,
     write_array,
     write_cube,
 )
@@ -97,6 +98,31 @@ def test_float16_store_and_its_range(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="beyond float16's range"), \
             embedding_store(tmp_path / "big.zarr", GRID, 2, np.ones(GRID.n_tiles, bool), "float16") as store:
         store.put(np.arange(GRID.n_tiles), np.full((GRID.n_tiles, 2), 1e6, np.float32))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_a_store_keeps_the_sums_of_its_valid_tiles_as_stored(tmp_path: Path, dtype: str) -> None:
+    """The writer sums x and x * x over the valid tiles put, as the store holds them (float16's rounding included):
+    a tile put but not valid does not count. A store without them (an earlier version's) reads as None."""
+    import json
+    import shutil
+
+    for t, path in enumerate(write_dates(tmp_path, dtype=dtype)):
+        count, sums = read_moments(path)
+        x = _embeddings(t, 6)[_valid(t)]
+        stored = x.astype(dtype).astype(np.float64)
+        assert count == int(_valid(t).sum()) and sums.shape == (2, 6) and sums.dtype == np.float64
+        np.testing.assert_allclose(sums, [stored.sum(axis=0), (stored**2).sum(axis=0)], rtol=1e-12)
+        if dtype == "float16":  # not the sums of the values before rounding
+            assert not np.allclose(sums[0], x.astype(np.float64).sum(axis=0), rtol=1e-9, atol=0)
+    meta = json.loads((path / ".zmetadata").read_text())["metadata"]
+    assert meta["moments/.zattrs"]["_ARRAY_DIMENSIONS"] == ["moment", "feature"]
+    with embedding_store(tmp_path / "one.zarr", GRID, 2, np.arange(GRID.n_tiles) == 1) as store:
+        store.put(np.array([0, 1, 2]), np.array([[1, 2], [3, 4], [5, 6]], np.float32))
+    count, sums = read_moments(tmp_path / "one.zarr")
+    assert count == 1 and sums.tolist() == [[3, 4], [9, 16]]
+    shutil.rmtree(path / "moments")
+    assert read_moments(path) is None
 
 
 def test_atomic_dir_replaces_a_previous_store(tmp_path: Path) -> None:

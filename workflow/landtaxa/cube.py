@@ -10,6 +10,8 @@ One date, written by its embedding job chunk by chunk as the strips of tiles are
 
     embedding    (y, x, feature)   float32 (or float16): NaN where the tile was not embedded
     valid        (y, x)            bool: the tile had enough valid pixels that date
+    moments      (moment, feature) float64: the sum and the sum of squares of every feature over the
+                                   valid tiles, as stored (``count`` of them in its attributes)
     y, x         tile centres in the grid's CRS;  feature: 0..D-1
     spatial_ref  the grid's CRS (``crs_wkt``) and the geotransform of a one-pixel-per-tile map
 
@@ -259,7 +261,8 @@ class EmbeddingWriter:
     """One date's embeddings, written chunk by chunk as the strips of tiles arrive (in tile order).
 
     It holds one band of chunk rows (``rows x the grid's width`` tiles) in memory: the job's memory
-    does not grow with the region's height.
+    does not grow with the region's height. It sums every feature (and its square) over the valid tiles
+    as they arrive, so that the series step gets their moments without reading the embeddings again.
     """
 
     def __init__(self, path: Path, grid, z_dim: int, valid: np.ndarray, dtype: str = "float32",
@@ -279,6 +282,8 @@ class EmbeddingWriter:
         self.band = 0  # the chunk row being filled
         self.buffer = np.full((self.rows * grid.n_cols, z_dim), np.nan, np.float32)
         self.last = -1
+        self.sums = np.zeros((2, z_dim), np.float64)  # sum of x, sum of x * x over the valid tiles put
+        self.count = 0
 
     def put(self, tile_ids: np.ndarray, embeddings: np.ndarray) -> None:
         """Embeddings (n, D) of ``tile_ids``, ascending and after every id put before."""
@@ -287,6 +292,13 @@ class EmbeddingWriter:
         if tile_ids[0] <= self.last or np.any(np.diff(tile_ids) <= 0):
             raise ValueError("tiles must arrive in increasing tile order")
         self.last = int(tile_ids[-1])
+        ok = self.valid.reshape(-1)[tile_ids]
+        if ok.any():  # the values as stored (through the buffer's float32, then e.g. float16's rounding)
+            with np.errstate(over="ignore"):  # beyond float16's range: refused when the band is written
+                x = np.asarray(embeddings[ok], np.float32).astype(self.dtype).astype(np.float64)
+            self.sums[0] += x.sum(axis=0)
+            self.sums[1] += np.einsum("nd,nd->d", x, x)
+            self.count += int(ok.sum())
         band_tiles = self.rows * self.grid.n_cols
         bands = tile_ids // band_tiles
         for band in np.unique(bands):
@@ -311,7 +323,7 @@ class EmbeddingWriter:
         self.band += 1
 
     def close(self) -> None:
-        """Write what is left, the validity and the coordinates."""
+        """Write what is left, the validity, the moments' sums and the coordinates."""
         while self.band < self.array.n_chunks(0):
             self._flush()
         var = {"grid_mapping": "spatial_ref", "coordinates": "spatial_ref"}
@@ -319,6 +331,9 @@ class EmbeddingWriter:
                     attrs={**var, "long_name": "tile valid on the date"})
         write_array(self.path / "fraction", self.fraction, ["y", "x"], chunks=(self.rows, self.cols),
                     attrs={**var, "long_name": "fraction of the tile's pixels valid on the date"})
+        write_array(self.path / "moments", self.sums, ["moment", "feature"],
+                    attrs={"count": self.count, "long_name": "sum (row 0) and sum of squares (row 1) of every "
+                           "feature over the count valid tiles, as stored"})
         write_coordinates(self.path, self.grid, self.z_dim)
         consolidate(self.path)
 
@@ -345,6 +360,16 @@ def read_embeddings(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def read_valid(path: str | os.PathLike) -> np.ndarray:
     """(n_tiles,) bool: the tiles embedded in one date's store."""
     return ZArray(Path(path) / "valid").read().reshape(-1)
+
+
+def read_moments(path: str | os.PathLike) -> tuple[int, np.ndarray] | None:
+    """(count, (2, D) float64 sums of x and x * x) over the valid tiles of one date's store, or None for a store
+    written before the embedding jobs kept them."""
+    p = Path(path) / "moments"
+    if not (p / ".zarray").exists():
+        return None
+    arr = ZArray(p)
+    return int(arr.attrs["count"]), arr.read()
 
 
 # --------------------------------------------------------------------------- the cube of all dates

@@ -9,10 +9,14 @@ dates (:mod:`landtaxa.cube`: links to the per-date stores, a few kilobytes) and 
 ``results/series/<model>.npz``: ``tile_ids`` (N,) of the kept tiles, ``dates`` (T,),
 ``valid`` (N, T), ``source`` (N, T), the date each value comes from, ``cube``, the
 cube's path relative to the index, and, with ``cluster.standardise: zscore``, ``mean`` and ``sd``
-(T, D): every feature's moments over the kept tiles, by which the series is read standardised
-(zero mean, unit variance per feature), so that no single direction of the embedding decides the
-clusters, and the clustering and all measured on it (metrics, stability, evolution, analysis)
-see the same space. The cube keeps the raw embeddings. Every later step reads the series through
+(T, D): the moments of every feature of date t over the kept tiles observed on date t (a value filled
+from another date is a copy of that date's observation and does not count), by which the series is read
+standardised (zero mean, unit variance per feature), so that no single direction of the embedding decides
+the clusters, and the clustering and all measured on it (metrics, stability, evolution, analysis) see the
+same space. No pass over the series is made for them: every embedding job sums its date's valid values as it
+writes them (:class:`landtaxa.cube.EmbeddingWriter`), and the series step takes off the sums of the dropped
+tiles' rows, reading those rows only (:func:`observed_sums`). The cube keeps the raw embeddings. Every later
+step reads the series through
 :class:`Series`: in blocks of tiles, (m, T, D) float32 filled on the fly (about
 :data:`BLOCK_BYTES` each, read ahead in a background thread), or as chosen tiles
 (:meth:`Series.take`, for samples and representatives). Its memory is a few blocks, whatever
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landtaxa.cube import ZArray, embedding_store, read_valid, write_cube
+from landtaxa.cube import ZArray, embedding_store, read_moments, read_valid, write_cube
 from landtaxa.params import SeriesParams
 from landtaxa.storage import get_logger, load_npz, prefetch, save_npz
 
@@ -79,7 +83,10 @@ def assemble_series(
     """The series of per-date embedding stores: the cube of their dates and the index (module docstring).
 
     ``cube_path`` defaults to ``out_path`` with the suffix ``.zarr``. Only the per-date validity is
-    read: the embeddings stay where their jobs wrote them.
+    read: the embeddings stay where their jobs wrote them. With ``standardise="zscore"`` the index holds
+    every date's moments over the kept tiles observed that date, from the sums the embedding jobs kept
+    (:func:`observed_sums`: no pass over the series); a date on which no kept tile is observed takes the
+    moments of its filled values instead (:func:`feature_moments`, one pass).
     """
     if len(embedding_paths) != len(dates):
         raise ValueError(f"{len(embedding_paths)} embedding files for {len(dates)} dates")
@@ -103,9 +110,95 @@ def assemble_series(
              "source": source, "cube": np.array(os.path.relpath(cube.absolute(), out_path.absolute().parent))}
     save_npz(out_path, **index)
     if standardise == "zscore" and len(tile_ids):
-        mean, sd = feature_moments(Series(out_path))
+        sums, counts, read = observed_sums(embedding_paths, valid, keep)
+        mean, sd = _moments(sums[:, 0], sums[:, 1], np.maximum(counts, 1)[:, None])
+        unobserved = counts == 0
+        if unobserved.any():  # every kept value of such a date is filled: their moments, as the series reads them
+            mean[unobserved], sd[unobserved] = (m[unobserved] for m in feature_moments(Series(out_path)))
+            log.info("series: no kept tile observed on %s: their moments are the filled values' (one pass)",
+                     ", ".join(str(d) for d in np.asarray(dates)[unobserved]))
         save_npz(out_path, **index, mean=mean, sd=sd)
-        log.info("series standardised: feature sd %.3g to %.3g", float(sd.min()), float(sd.max()))
+        log.info("series standardised from the embedding jobs' sums (%d rows of %d read); feature sd %.3g to %.3g",
+                 read, int(valid.sum()), float(sd.min()), float(sd.max()))
+
+
+def observed_sums(stores: Sequence[str | os.PathLike], valid: np.ndarray,
+                  keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Sums of every feature and of its square (T, 2, D) float64 and their counts (T,) over the ``keep`` tiles
+    valid on each date (``valid`` (n_tiles, T)), and the number of rows read for them.
+
+    A date's store holds the sums over all its valid tiles (:func:`landtaxa.cube.read_moments`): the rows of the
+    dropped tiles valid that date are read and taken off. Where the kept rows are fewer, or the store holds no
+    sums (written by an earlier version), the kept rows are read and summed instead.
+    """
+    sums, counts, read = [], np.zeros(len(stores), np.int64), 0
+    for t, store in enumerate(stores):
+        array = ZArray(Path(store) / "embedding")
+        on = valid[:, t]
+        stored = read_moments(store)
+        if stored is not None and stored[0] != int(on.sum()):
+            raise ValueError(f"{store}: its moments count {stored[0]} valid tiles, its valid array {int(on.sum())}: "
+                             "the store is inconsistent; delete it and rerun the workflow to rebuild it")
+        kept, dropped = np.flatnonzero(on & keep), np.flatnonzero(on & ~keep)
+        if stored is not None and len(dropped) <= len(kept):
+            reads = _row_reads(array, dropped)
+            sums.append(stored[1] - _sum_rows(array, reads, store))
+        else:
+            reads = _row_reads(array, kept)
+            sums.append(_sum_rows(array, reads, store))
+        read += _rows_read(reads)
+        counts[t] = len(kept)
+    return np.stack(sums), counts, read
+
+
+def _row_reads(array: ZArray, tile_ids: np.ndarray) -> list[tuple[tuple[int, int, int], np.ndarray, bool]]:
+    """How one date's embedding ``array`` (y, x, feature) is read at sorted ``tile_ids``: (chunk, the tiles' rows
+    in it, whether they are read alone) per piece of a chunk (at most about :data:`BLOCK_BYTES` in float64), over
+    the span of the chunk they cover, or tile by tile when they are few and far apart (as :meth:`Series._fill`)."""
+    cr, cc, d = array.chunks
+    rows, cols = np.divmod(tile_ids, array.shape[1])
+    chunk = (rows // cr) * array.n_chunks(1) + cols // cc  # sorted ids: within a chunk, rows ascend
+    local = (rows % cr) * cc + cols % cc
+    order = np.argsort(chunk, kind="stable")
+    step = max(1, BLOCK_BYTES // (d * 8))
+    reads = []
+    for group in np.split(order, np.flatnonzero(np.diff(chunk[order])) + 1) if len(order) else []:
+        r, c = divmod(int(chunk[group[0]]), array.n_chunks(1))
+        for piece in np.split(group, range(step, len(group), step)):
+            at = local[piece]
+            reads.append(((r, c, 0), at, int(at[-1]) + 1 - int(at[0]) > 8 * len(at)))
+    return reads
+
+
+def _rows_read(reads: list[tuple[tuple[int, int, int], np.ndarray, bool]]) -> int:
+    return sum(len(at) if alone else int(at[-1]) + 1 - int(at[0]) for _, at, alone in reads)
+
+
+def _sum_rows(array: ZArray, reads: list[tuple[tuple[int, int, int], np.ndarray, bool]],
+              store: str | os.PathLike) -> np.ndarray:
+    """(2, D) float64 sums of x and x * x over the rows of ``reads`` (:func:`_row_reads`)."""
+    out = np.zeros((2, array.shape[-1]), np.float64)
+    for index, at, alone in reads:
+        if alone:
+            data = array.read_picked(index, at)
+        else:
+            data = array.read_rows(index, int(at[0]), int(at[-1]) + 1)
+            data = None if data is None else data[at - at[0]]
+        if data is None:  # these tiles are valid on the date: their chunk must exist
+            raise FileNotFoundError(f"{store}: chunk {index} of its embeddings is missing; the store is incomplete: "
+                                    "rerun the workflow to rebuild it")
+        x = data.astype(np.float64)
+        out[0] += x.sum(axis=0)
+        out[1] += np.einsum("nd,nd->d", x, x)
+    return out
+
+
+def _moments(s: np.ndarray, s2: np.ndarray, n) -> tuple[np.ndarray, np.ndarray]:
+    """float32 mean and standard deviation from float64 sums of x and x * x over ``n`` values; a constant
+    feature gets sd 1."""
+    mean = s / n
+    sd = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
+    return mean.astype(np.float32), np.where(sd > 1e-12, sd, 1.0).astype(np.float32)
 
 
 def feature_moments(series) -> tuple[np.ndarray, np.ndarray]:
@@ -118,9 +211,7 @@ def feature_moments(series) -> tuple[np.ndarray, np.ndarray]:
         x = block.astype(np.float64)
         s += x.sum(axis=0)
         s2 += np.einsum("ntd,ntd->td", x, x)
-    mean = s / n
-    sd = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
-    return mean.astype(np.float32), np.where(sd > 1e-12, sd, 1.0).astype(np.float32)
+    return _moments(s, s2, n)
 
 
 def series_step(*, embeddings: list[str], dates: list[str], out: str, cube: str | None = None,
