@@ -235,16 +235,18 @@ def pipeline(work: Path, embeddings: list[Path], dates: list[str], aligned: list
     out = {}
     series_args = ["series", "--embeddings", *map(str, embeddings), "--dates", *dates, "--out", str(s),
                    "--params", '{"max_missing": 0.5}']
+    # the clustering's distances to the centroids, from which the representatives are chosen (new code only)
+    distances = [] if old else ["--distances", str(work / f"k{k}_distances.npz")]
     if not old:
         series_args += ["--cube", str(work / "series.zarr")]
     out["series"] = run(series_args, code, log)
     out["clusters"] = run(["clusters", "--grid", str(g), "--series", str(s), "--k", str(k), "--model", "geo",
-                           "--out", str(c), "--metrics", str(work / f"k{k}.json"), "--threads", "2",
+                           "--out", str(c), "--metrics", str(work / f"k{k}.json"), "--threads", "2", *distances,
                            "--params", cluster], code, log)
     out["analysis"] = run(["analysis", "--grid", str(g), "--series", str(s), "--clusters", str(c), "--model", "geo",
                            "--out-dir", str(an), "--threads", "2", "--params", '{"seed": 0}'], code, log)
     out["representatives"] = run(["representatives", "--grid", str(g), "--series", str(s), "--clusters", str(c),
-                                  "--aligned", *map(str, aligned), "--model", "geo", "--out-dir", str(an),
+                                  *distances, "--aligned", *map(str, aligned), "--model", "geo", "--out-dir", str(an),
                                   "--params", '{"rgb_bands": null}'], code, log)
     out["stability"] = run(["stability", "--series", str(s), "--clusters", str(c), "--model", "geo",
                             "--out", str(an / "stability.json"), "--png", str(an / "stability.png"), "--threads", "2",

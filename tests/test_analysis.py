@@ -17,7 +17,7 @@ from landtaxa.clusters import cluster_series
 from landtaxa.grid import Grid
 from landtaxa.params import AnalysisParams, ClusterParams, RepresentativesParams, StabilityParams
 from landtaxa.series import save_series
-from landtaxa.storage import read_json, save_npz
+from landtaxa.storage import load_npz, read_json, save_npz
 
 
 def test_representatives_are_the_members_closest_to_their_centroid() -> None:
@@ -166,6 +166,7 @@ def taxonomy(tmp_path_factory) -> dict:
     save_series(work / "series.npz", x, tile_ids, dates, grid, valid=np.ones((26, 3), bool))
     res = cluster_series(x, 4, ClusterParams.from_json('{"n_init": 2}'))
     save_npz(work / "k4.npz", labels=res.labels, centroids=res.centroids, tile_ids=tile_ids, dates=np.array(dates))
+    save_npz(work / "k4_distances.npz", distances=res.distances)
     return {"work": work, "aligned": [str(a) for a in aligned], "labels": res.labels, "tile_ids": tile_ids, "x": x}
 
 
@@ -188,14 +189,19 @@ def test_analysis_step_writes_map_graph_and_projections(taxonomy) -> None:
                                               "graph_edges.csv", "projections.png"}
 
 
-def test_representatives_step_tables(taxonomy) -> None:
+def test_representatives_step_tables(taxonomy, monkeypatch) -> None:
+    """The step chooses its tiles from the clustering's distances: the series is not read (no block, no tile)."""
     import pandas as pd
+
+    from landtaxa.series import Series
 
     w = taxonomy["work"]
     out = w / "reps"
+    for name in ("blocks", "take"):
+        monkeypatch.setattr(Series, name, lambda *a, **kw: pytest.fail("the series was read"))
     an.representatives_step(grid=str(w / "grid.json"), series=str(w / "series.npz"), clusters=str(w / "k4.npz"),
-                            aligned=taxonomy["aligned"], model="geo", out_dir=str(out),
-                            params=RepresentativesParams.from_json("{}"))
+                            distances=str(w / "k4_distances.npz"), aligned=taxonomy["aligned"], model="geo",
+                            out_dir=str(out), params=RepresentativesParams.from_json("{}"))
     label_of = dict(zip(taxonomy["tile_ids"].tolist(), taxonomy["labels"].tolist(), strict=True))
     reps = pd.read_csv(out / "representatives.csv")
     assert all(label_of[t] == c for t, c in zip(reps["tile_id"], reps["cluster"], strict=True))
@@ -203,10 +209,23 @@ def test_representatives_step_tables(taxonomy) -> None:
     interp = pd.read_csv(out / "interpolation.csv")
     assert list(interp["w"]) == [0, 0.25, 0.5, 0.75, 1]
     assert label_of[interp["tile_id"].iloc[0]] == 0 and label_of[interp["tile_id"].iloc[-1]] == 1
+    x, labels = taxonomy["x"], taxonomy["labels"]
+    cen = load_npz(w / "k4.npz")["centroids"]
+    expected = an.representatives(x, labels, cen, 3)  # the pass over the series, as before
+    assert reps["tile_id"].tolist() == taxonomy["tile_ids"][np.concatenate(expected)].tolist()
+    idx, dist = an.closest(x, an.interpolate(cen, 0, 1, [0, 0.25, 0.5, 0.75, 1]))
+    assert interp["tile_id"].tolist() == taxonomy["tile_ids"][idx].tolist()
+    np.testing.assert_allclose(interp["distance"], dist, rtol=1e-4)
     with pytest.raises(ValueError, match="2 aligned images for the series' 3 dates"):
         an.representatives_step(grid=str(w / "grid.json"), series=str(w / "series.npz"), clusters=str(w / "k4.npz"),
-                                aligned=taxonomy["aligned"][:2], model="geo", out_dir=str(out),
-                                params=RepresentativesParams.from_json("{}"))
+                                distances=str(w / "k4_distances.npz"), aligned=taxonomy["aligned"][:2], model="geo",
+                                out_dir=str(out), params=RepresentativesParams.from_json("{}"))
+    save_npz(w / "k3_distances.npz", distances=np.zeros((26, 3), np.float32))
+    with pytest.raises(ValueError, match=r"k3_distances.npz: distances of 26 tiles to 3 centroids, but .*k4.npz holds "
+                                         r"26 tiles and 4 centroids; rerun the clustering"):
+        an.representatives_step(grid=str(w / "grid.json"), series=str(w / "series.npz"), clusters=str(w / "k4.npz"),
+                                distances=str(w / "k3_distances.npz"), aligned=taxonomy["aligned"], model="geo",
+                                out_dir=str(out), params=RepresentativesParams.from_json("{}"))
 
 
 def test_stability_step(taxonomy) -> None:
@@ -301,6 +320,26 @@ def test_representatives_and_interpolation_read_the_series_once(store, monkeypat
     np.testing.assert_allclose(dist, alone[1], rtol=1e-5)
     brute = np.sqrt(((x.reshape(len(x), 1, -1) - pts.reshape(1, 3, -1)) ** 2).sum(axis=2))
     np.testing.assert_array_equal(idx, brute.argmin(axis=0))
+
+
+@pytest.mark.parametrize("pair", [(1, 3), (2, 0)])
+def test_the_choice_from_distances_equals_the_pass_over_the_series(store, pair) -> None:
+    """Representatives and the interpolation's closest series from the (N, K) squared distances to the
+    centroids alone give the tiles that the pass over the series gives (and brute force), at the same distance."""
+    x, labels, s = store
+    cen = centroids_of(x, labels, 4)
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    sq = ((flat[:, None] - cen.reshape(4, -1)[None].astype(np.float64)) ** 2).sum(axis=2).astype(np.float32)
+    for a, b in zip(an.representatives_from_distances(labels, sq, 5), an.representatives(s, labels, cen, 5),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    weights = [0.0, 0.2, 0.5, 0.9, 1.0]
+    idx, dist = an.closest_on_segment(sq, cen, pair[0], pair[1], weights)
+    pts = an.interpolate(cen, pair[0], pair[1], weights)
+    brute = np.sqrt(((flat[:, None] - pts.reshape(len(pts), -1)[None]) ** 2).sum(axis=2))
+    np.testing.assert_array_equal(idx, brute.argmin(axis=0))
+    np.testing.assert_allclose(dist, brute.min(axis=0), rtol=1e-4)
+    np.testing.assert_array_equal(idx, an.closest(s, pts)[0])
 
 
 def test_a_wrong_interpolation_pair_is_refused_before_the_series_is_read() -> None:

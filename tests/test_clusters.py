@@ -460,3 +460,55 @@ def test_the_cap_on_passes_holds_when_a_cluster_empties() -> None:
         assert np.bincount(labels, minlength=4).min() > 0
         dist = ((flat[:, None] - centers[None]) ** 2).sum(axis=2)
         np.testing.assert_array_equal(labels, dist.argmin(axis=1))
+
+
+def _brute_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    return ((flat[:, None, :] - centroids.reshape(len(centroids), -1)[None].astype(np.float64)) ** 2).sum(axis=2)
+
+
+@pytest.mark.parametrize("settings", [
+    {"n_init": 3},  # restarts on every series: the best run's distances
+    {"n_init": 1, "max_iter": 2},  # stopped by max_iter: the final assignment pass
+    {"n_init": 1, "stop_moved": 0.05},  # stopped when few moved: the kept pass
+    {"method": "minibatch", "n_init": 2, "batch_size": 64},
+    {"method": "dtw", "n_init": 1, "max_iter": 3},  # a method that keeps none: one more pass (Euclidean)
+])
+def test_the_distances_are_every_series_to_every_returned_centroid(settings: dict) -> None:
+    """The clustering hands over every series' squared distance to every centroid (in the final label order),
+    from the pass that made the labels: the representatives step chooses its tiles from them."""
+    x, _ = blobs([150, 100, 80, 60], 1.5, 12, t=3, d=4)
+    res = kmeans_series(x, 4, seed=2, **settings)
+    assert res.distances.shape == (len(x), 4) and res.distances.dtype == np.float32
+    brute = _brute_distances(x, res.centroids)
+    np.testing.assert_allclose(res.distances, brute, rtol=1e-4, atol=1e-3)
+    if settings.get("method") != "dtw":
+        np.testing.assert_array_equal(res.labels, res.distances.argmin(axis=1))
+
+
+def test_the_distances_beyond_sample_rows_and_from_a_store(tmp_path, monkeypatch) -> None:
+    """Beyond ``sample_rows`` the last of the capped passes over every series (read from disk, cached blocks
+    first) writes the distances to the centres it assigned to."""
+    import landtaxa.clusters as cl
+
+    x, _ = blobs([1500, 1200, 900, 600], 2.5, 7, t=4, d=3)
+    monkeypatch.setattr(cl, "SEED_ROWS", 300)
+    store = _store(tmp_path, x, block_bytes=30_000)
+    assert store.n_blocks() > 5
+    res = kmeans_series(store, 4, seed=1, n_init=2, sample_rows=1200, full_passes=2)
+    assert res.n_iter == 2
+    np.testing.assert_allclose(res.distances, _brute_distances(x, res.centroids), rtol=1e-4, atol=1e-3)
+    np.testing.assert_array_equal(res.labels, res.distances.argmin(axis=1))
+
+
+def test_a_method_without_distances_gets_them_from_one_more_pass(monkeypatch) -> None:
+    x, _ = blobs([30, 20], 0.2, 8)
+
+    def halves(series, k, params, init, tol):
+        labels = (np.arange(len(series)) >= len(series) // 2).astype(np.int64)
+        cen = np.stack([series[labels == c].mean(0) for c in range(k)])
+        return Clustering(labels, cen.astype(np.float32), 0.0, 1)
+
+    monkeypatch.setitem(METHODS, "halves", halves)
+    res = kmeans_series(x, 2, method="halves")
+    np.testing.assert_allclose(res.distances, _brute_distances(x, res.centroids), rtol=1e-4, atol=1e-4)

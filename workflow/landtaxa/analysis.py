@@ -4,7 +4,10 @@ Everything here works on the (N, T, D) series and one clustering (labels, K x T 
 with Euclidean distances between whole series (flattened to T*D), the metric the K-means uses.
 The series is an array or a series on disk (:class:`landtaxa.series.Series`), read block by
 block (distances to centroids, PCA colours) or sampled (projections; the PCA's fit when the
-series is larger than :data:`landtaxa.series.MEMORY_BYTES`): no step holds it whole.
+series is larger than :data:`landtaxa.series.MEMORY_BYTES`): no step holds it whole. The
+representatives step reads no series at all: it chooses its tiles from the clustering's
+distances of every tile to every centroid (:func:`representatives_from_distances`,
+:func:`closest_on_segment`).
 The ``write_*`` functions write one product each (atomically) and the ``*_step`` functions are
 the workflow's steps; the figures themselves are drawn by :mod:`landtaxa.figures`.
 """
@@ -83,6 +86,35 @@ def representatives_and_closest(series, labels: np.ndarray, centroids: np.ndarra
         members = np.flatnonzero(labels == c)
         reps.append(members[np.argsort(own[members], kind="stable")[:n]])
     return reps, idx, np.sqrt(best)
+
+
+def representatives_from_distances(labels: np.ndarray, distances: np.ndarray, n: int) -> list[np.ndarray]:
+    """:func:`representatives` from (N, K) squared distances of the series to the centroids (the clustering's own,
+    :attr:`landtaxa.clusters.Clustering.distances`), without the series."""
+    own = distances[np.arange(len(labels)), labels]
+    reps = []
+    for c in range(distances.shape[1]):
+        members = np.flatnonzero(labels == c)
+        reps.append(members[np.argsort(own[members], kind="stable")[:n]])
+    return reps
+
+
+def closest_on_segment(distances: np.ndarray, centroids: np.ndarray, a: int, b: int,
+                       weights: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`closest` to the points of :func:`interpolate` from (N, K) squared distances to the centroids alone.
+
+    For p = (1 - w) c_a + w c_b, |x - p|^2 = (1 - w) |x - c_a|^2 + w |x - c_b|^2 - w (1 - w) |c_a - c_b|^2:
+    each point's closest series needs only every series' distances to the two centroids.
+    """
+    da, db = distances[:, a].astype(np.float64), distances[:, b].astype(np.float64)
+    gap = float(centroid_distances(centroids[[a, b]])[0, 1]) ** 2
+    idx = np.zeros(len(weights), np.int64)
+    dist = np.zeros(len(weights))
+    for i, w in enumerate(weights):
+        mix = (1 - w) * da + w * db
+        idx[i] = np.argmin(mix)
+        dist[i] = np.sqrt(max(mix[idx[i]] - w * (1 - w) * gap, 0.0))
+    return idx, dist
 
 
 def minimum_spanning_tree(centroids: np.ndarray) -> list[tuple[int, int, float]]:
@@ -374,15 +406,23 @@ def analysis_step(*, grid: str, series: str, clusters: str, model: str, out_dir:
     log.info("projections of %d series done (%.1f s)", len(sub), time.perf_counter() - t0)
 
 
-def representatives_step(*, grid: str, series: str, clusters: str, aligned: list[str], model: str, out_dir: str,
-                         params: RepresentativesParams) -> None:
-    """What shows the tiles themselves (read from the aligned dates): representatives and interpolation."""
+def representatives_step(*, grid: str, series: str, clusters: str, distances: str, aligned: list[str], model: str,
+                         out_dir: str, params: RepresentativesParams) -> None:
+    """What shows the tiles themselves (read from the aligned dates): representatives and interpolation.
+
+    The tiles are chosen from the clustering's distances of every tile to every centroid (``distances``,
+    written by the clustering's last pass): the series itself is not read again.
+    """
     from landtaxa.grid import Grid
     from landtaxa.maps import pca_colours
 
     g = Grid.load(grid)
     x, c = _loaded(series, clusters)
     tile_ids, labels, cen = c["tile_ids"], c["labels"], c["centroids"]
+    dist_all = load_npz(distances)["distances"]
+    if dist_all.shape != (len(labels), len(cen)):
+        raise ValueError(f"{distances}: distances of {dist_all.shape[0]} tiles to {dist_all.shape[1]} centroids, but "
+                         f"{clusters} holds {len(labels)} tiles and {len(cen)} centroids; rerun the clustering")
     dates = [str(d) for d in x.dates]
     if len(aligned) != len(dates):
         raise ValueError(f"{len(aligned)} aligned images for the series' {len(dates)} dates")
@@ -395,9 +435,9 @@ def representatives_step(*, grid: str, series: str, clusters: str, aligned: list
     name = f"{model} model, K={len(cen)}"
     os.makedirs(out_dir, exist_ok=True)
     pair = params.interpolate or [0, 1]
-    weights = interpolation_weights(len(cen), pair, params.weights)  # refused before the pass over the series
-    reps, idx, dist = representatives_and_closest(x, labels, cen, params.representatives,
-                                                  interpolate(cen, pair[0], pair[1], weights))
+    weights = interpolation_weights(len(cen), pair, params.weights)
+    reps = representatives_from_distances(labels, dist_all, params.representatives)
+    idx, dist = closest_on_segment(dist_all, cen, pair[0], pair[1], weights)
     write_representatives(g, aligned, tile_ids, reps, dates, rgb_bands, pca_colours(cen), f"representatives: {name}",
                           out_dir)
     write_interpolation(g, aligned, tile_ids, labels, pair, weights, idx, dist, dates, rgb_bands, name, out_dir)

@@ -165,6 +165,7 @@ def output_estimates(shape: RunShape, results: str = "results") -> dict[str, int
         for k in shape.ks:
             out[f"{results}/clusters/{m}/k{k}.npz"] = n * 16 + k * shape.z_dim * t * 4 + t * 64 + npz
             out[f"{results}/clusters/{m}/k{k}.json"] = 64 * 1024 + k * 64
+            out[f"{results}/clusters/{m}/k{k}_distances.npz"] = n * k * 4 + npz
         out[f"{results}/maps/{m}_clusters.tif"] = n + 64 * 1024
         out[f"{results}/maps/{m}_clusters.png"] = n * 64 + 512 * 1024
     out[f"{results}/maps/coverage.tif"] = n * 2 + 64 * 1024

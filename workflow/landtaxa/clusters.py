@@ -82,6 +82,9 @@ class Clustering:
     centroids: np.ndarray  # (K, T, D) float32
     inertia: float  # sum over series of the squared distance to the own centroid, in the method's metric
     n_iter: int  # iterations of the kept run (epochs for minibatch)
+    # (N, K) float32: every series' squared Euclidean distance to every centroid (whole series flattened, whatever
+    # the method's metric), from the pass that made the labels: what the representatives are chosen by
+    distances: np.ndarray | None = None
 
 
 # A clustering method: (series (N, T, D), K, settings, initial centres (K, T, D) or None, tol or None).
@@ -118,7 +121,11 @@ def cluster_series(
         raise ValueError(f"n_clusters must be at least 2, got {k}")
     if k > n:
         raise ValueError(f"n_clusters={k} is larger than the number of valid tiles ({n})")
-    return METHODS[params.method](src if params.method in STREAMING else src.load(), k, params, init, tol)
+    result = METHODS[params.method](src if params.method in STREAMING else src.load(), k, params, init, tol)
+    if result.distances is None:  # a method that does not keep them (a plugin's): one more pass
+        result.distances = np.empty((n, k), np.float32)
+        assign_chunked(src, result.centroids.reshape(k, -1), distances=result.distances)
+    return result
 
 
 def seeding_sample(src, k: int, rng: np.random.RandomState) -> np.ndarray:
@@ -134,13 +141,18 @@ def seeding_sample(src, k: int, rng: np.random.RandomState) -> np.ndarray:
 def _fit_kmeans(series, k: int, p: ClusterParams, init: np.ndarray | None, tol: float | None) -> Clustering:
     src = as_series(series)
     rng = np.random.RandomState(p.seed)
+
+    def on_all(centers: np.ndarray, **kw) -> tuple:
+        """A run on every series: lloyd's result and the distances of its last pass (to the centres returned)."""
+        dist = np.empty((src.n, k), np.float32)
+        return (*lloyd(src, centers, max_iter=p.max_iter, tol=tol or 0.0, distances=dist, **kw), dist)
+
     if init is not None:
-        runs = [lloyd(src, np.reshape(init, (k, -1)), max_iter=p.max_iter, tol=tol or 0.0)]
+        runs = [on_all(np.reshape(init, (k, -1)))]
     else:
         sample = seeding_sample(src, k, rng)
         if len(sample) == src.n:  # every series: n_init restarts on them all
-            runs = [lloyd(src, kmeans_plusplus(sample, k, random_state=rng)[0], max_iter=p.max_iter, tol=tol or 0.0)
-                    for _ in range(p.n_init)]
+            runs = [on_all(kmeans_plusplus(sample, k, random_state=rng)[0]) for _ in range(p.n_init)]
         else:  # the restarts on the sample; the best of them climbs through larger samples to every series
             on_sample = [lloyd(sample, kmeans_plusplus(sample, k, random_state=rng)[0], max_iter=p.max_iter,
                                tol=tol or 0.0) for _ in range(p.n_init)]
@@ -152,10 +164,10 @@ def _fit_kmeans(series, k: int, p: ClusterParams, init: np.ndarray | None, tol: 
                 centers = run[1]
                 log.info("K-means on a sample of %d series: %d passes", len(rows), run[3])
             passes = p.full_passes if beyond and p.full_passes else None
-            runs = [lloyd(src, centers, max_iter=p.max_iter, tol=tol or 0.0, stop_moved=p.stop_moved, passes=passes)]
+            runs = [on_all(centers, stop_moved=p.stop_moved, passes=passes)]
             log.info("K-means on all %d series: %d passes", src.n, runs[0][3])
-    labels, centers, inertia, n_iter = min(runs, key=lambda run: run[2])
-    return _renumbered(labels, centers, inertia, n_iter, src.shape[1:])
+    labels, centers, inertia, n_iter, dist = min(runs, key=lambda run: run[2])
+    return _renumbered(labels, centers, inertia, n_iter, src.shape[1:], dist)
 
 
 def polish_samples(n: int, largest: int, rng: np.random.RandomState) -> list[np.ndarray]:
@@ -200,8 +212,9 @@ def _fit_minibatch(series, k: int, p: ClusterParams, init: np.ndarray | None, to
     else:
         centers, n_iter = _minibatch_streamed(src, k, p, init, tol or 0.0)
         flat = src
-    labels, inertia = assign_chunked(flat, centers)
-    return _renumbered(labels, centers, inertia, n_iter, src.shape[1:])
+    dist = np.empty((src.n, k), np.float32)
+    labels, inertia = assign_chunked(flat, centers, distances=dist)
+    return _renumbered(labels, centers, inertia, n_iter, src.shape[1:], dist)
 
 
 def _minibatch_streamed(src, k: int, p: ClusterParams, init: np.ndarray | None, tol: float) -> tuple[np.ndarray, int]:
@@ -310,7 +323,7 @@ def flat_blocks(series, order: np.ndarray | None = None) -> Iterator[tuple[np.nd
 
 def lloyd(
     flat, init: np.ndarray, max_iter: int = 300, tol: float = 0.0, chunk: int = LLOYD_CHUNK,
-    stop_moved: float = 0.0, passes: int | None = None,
+    stop_moved: float = 0.0, passes: int | None = None, distances: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Lloyd's K-means on (N, F) ``flat`` from (K, F) ``init``: labels, centres, inertia, iterations.
 
@@ -327,7 +340,8 @@ def lloyd(
     was made to, when a pass after the first moved at most ``stop_moved`` times N rows to another
     cluster or after ``passes`` passes. A cluster left empty takes the row farthest from its own
     centre (one per empty cluster), so K clusters always remain. The returned labels and inertia
-    belong to the returned centres.
+    belong to the returned centres, and so do ``distances`` ((N, K) float32, when given): each pass
+    writes there the squared distance of every row to every centre it assigned to.
     """
     src = as_series(flat)
     n, f = src.n, src.n_features
@@ -345,7 +359,10 @@ def lloyd(
             for s0 in range(0, len(block), chunk):
                 x = block[s0:s0 + chunk]
                 rows = positions[s0:s0 + chunk]
-                lab = np.argmin(c_sq - 2 * (x @ centers.T), axis=1)
+                part = c_sq - 2 * (x @ centers.T)
+                lab = np.argmin(part, axis=1)
+                if distances is not None:
+                    distances[rows] = np.maximum(part + np.einsum("if,if->i", x, x)[:, None], 0.0)
                 inertia = _sq_sum(x, centers, lab, inertia)
                 old = labels[rows]
                 moved = np.flatnonzero(lab != old)
@@ -376,7 +393,7 @@ def lloyd(
         if shift <= threshold:
             break
     # stopped by tol or max_iter: the final assignment to the final centres
-    labels, inertia = assign_chunked(src, centers)
+    labels, inertia = assign_chunked(src, centers, distances=distances)
     return labels, centers, inertia, n_iter
 
 
@@ -409,12 +426,14 @@ def _relocate_empty(
     new[empty] = src.take(picks).reshape(len(picks), -1)
 
 
-def assign_chunked(flat, centers: np.ndarray, chunk: int = CHUNK) -> tuple[np.ndarray, float]:
+def assign_chunked(flat, centers: np.ndarray, chunk: int = CHUNK,
+                   distances: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Nearest centre of each row of (N, F) ``flat`` and the summed squared distance, ``chunk`` rows at a time.
 
     ``flat`` is an array or a series on disk, read in one pass. Extra memory is a few small blocks,
     never a copy of ``flat``; the inertia is computed from the differences themselves
-    (:func:`squared_distances_sum`), in float64.
+    (:func:`squared_distances_sum`), in float64. ``distances`` ((N, K) float32), when given, receives
+    every row's squared distance to every centre.
     """
     src = as_series(flat)
     labels = np.empty(src.n, np.int64)
@@ -423,6 +442,8 @@ def assign_chunked(flat, centers: np.ndarray, chunk: int = CHUNK) -> tuple[np.nd
         lab = np.empty(len(block), np.int64)
         for start, d in sq_distance_blocks(block, centers, chunk):
             lab[start:start + len(d)] = np.argmin(d, axis=1)
+            if distances is not None:
+                distances[positions[start:start + len(d)]] = d
         labels[positions] = lab
         total = _sq_sum(block, centers, lab, total)
     return labels, total
@@ -484,9 +505,11 @@ def _tslearn(
 
 
 def _renumbered(
-    labels: np.ndarray, centers: np.ndarray, inertia: float, n_iter: int, shape: tuple[int, int]
+    labels: np.ndarray, centers: np.ndarray, inertia: float, n_iter: int, shape: tuple[int, int],
+    distances: np.ndarray | None = None,
 ) -> Clustering:
-    """Relabel by decreasing cluster size (ties keep their order), centroids moved with their labels."""
+    """Relabel by decreasing cluster size (ties keep their order), centroids (and distances' columns) moved with
+    their labels."""
     k = len(centers)
     sizes = np.bincount(labels, minlength=k)
     order = np.argsort(-sizes, kind="stable")
@@ -497,12 +520,18 @@ def _renumbered(
         centroids=np.asarray(centers, np.float32)[order].reshape(k, *shape),
         inertia=inertia,
         n_iter=n_iter,
+        distances=None if distances is None else distances[:, order],
     )
 
 
 def clusters_step(*, grid: str, series: str, k: int, model: str, truth: str | None = None, out: str,
-                  metrics: str, params: ClusterParams) -> None:
-    """One clustering of a model's series at ``k``, with its metrics (and ARI/NMI when a truth is given)."""
+                  metrics: str, distances: str | None = None, params: ClusterParams) -> None:
+    """One clustering of a model's series at ``k``, with its metrics (and ARI/NMI when a truth is given).
+
+    ``distances`` (an .npz) receives every tile's squared distance to every centroid, (N, K) float32 in the
+    order of the clustering's tiles and labels: the representatives step chooses its tiles from them
+    without reading the series again.
+    """
     import time
 
     from landtaxa.grid import Grid
@@ -526,5 +555,7 @@ def clusters_step(*, grid: str, series: str, k: int, model: str, truth: str | No
     m["model"] = model
     m["dates"] = s.dates.tolist()
     save_npz(out, labels=result.labels, centroids=result.centroids, tile_ids=s.tile_ids, dates=s.dates)
+    if distances:
+        save_npz(distances, distances=result.distances)
     write_json(metrics, m)
     log.info("metrics: %s", {key: v for key, v in m.items() if key not in ("dates", "cluster_sizes")})

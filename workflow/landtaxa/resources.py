@@ -105,7 +105,8 @@ def _clustering(s: Sizes) -> int:
         extra = 3 * whole if whole <= MEMORY_BYTES else 2 * _c(s, "cluster.batch_size", 4096) * s.features * 4
     else:
         extra = 0
-    return blocks + index + _seeding(s) + extra + s.n_tiles * 8 * 6 + 2 * s.k * s.features * 8
+    # + every tile's distances to the centroids (the run's and the renumbered copy): n x K float32 twice
+    return blocks + index + _seeding(s) + extra + s.n_tiles * 8 * 6 + 2 * s.k * s.features * 8 + s.n_tiles * s.k * 8
 
 
 def _passes(s: Sizes, restarts: int = 1) -> float:
@@ -211,14 +212,17 @@ def job_needs(rule: str, s: Sizes, encoder: str = "tilenet") -> tuple[int, float
         images = _c(s, "demo.size", 512) ** 2 * s.n_bands * 2 * t * (1 + _c(s, "demo.overlap", 0.1)) ** 2
         return BASE["report"] + int(granule * s.n_bands * 8 * 6 + side**2 * 8 * 4), 60 + images / WRITE_BPS, images
     if rule in ("series", "series_train"):
-        # the index, and with cluster.standardise one pass over the blocks (a float64 copy of each) for the moments
+        # the index, and with cluster.standardise the moments: from the embedding jobs' sums less the dropped tiles'
+        # rows (read in pieces of a block, a float64 copy of each), or for stores written before the sums were kept
+        # every kept row: the time allows that one pass
         moments = 2 * blocks if _c(s, "cluster.standardise", "zscore") == "zscore" else 0
         return (BASE["numpy"] + n * (t * 12 + 40) + 65_536 * t * 64 + moments,
                 30 + n * t / 1e7 + (n * f * s.store_itemsize / READ_BPS if moments else 0), n * (t * 3 + 16) + MB)
     if rule in ("clusters", "clusters_train"):
         sil_mem, sil_time = _silhouette(s)
         memory = BASE["sklearn"] + max(_clustering(s), blocks + index + sil_mem) + n * 48
-        return memory, _passes(s) + sil_time + n * f * s.store_itemsize / READ_BPS, n * 16 + s.k * f * 4 + MB
+        return (memory, _passes(s) + sil_time + n * f * s.store_itemsize / READ_BPS,
+                n * 16 + n * s.k * 4 + s.k * f * 4 + MB)
     if rule == "stability":
         restarts = _c(s, "analysis.restarts", 4)
         return BASE["report"] + _clustering(s) + n * 8 * (restarts + 3), _passes(s, restarts), MB
@@ -233,8 +237,9 @@ def job_needs(rule: str, s: Sizes, encoder: str = "tilenet") -> tuple[int, float
         return memory, seconds, n * 8 + 10 * MB
     if rule == "representatives":
         images = s.k * (_c(s, "analysis.representatives", 3) + 8) * t * s.tile_size**2 * s.n_bands * 8
-        memory = BASE["report"] + blocks + index + n * 16 + images + pictures
-        return memory, 3 * n * f * (s.store_itemsize / READ_BPS + 2 * s.k / FLOPS) + 60, 10 * MB
+        # no series read: the clustering's (n, K) float32 distances, two of their columns in float64 and their mix
+        memory = BASE["report"] + index + n * 16 + n * s.k * 4 + n * 8 * 4 + images + pictures
+        return memory, n * s.k * 4 / READ_BPS + 60, 10 * MB
     if rule == "evolution":
         memory = (BASE["report"] + blocks + index + n * t * 8 * 6 + 65_536 * t * 200 + 1024 * s.k * s.z_dim * 4 * 2
                   + 65_536 * t * s.k * 4 + t * n * 6 + t * pictures)

@@ -41,6 +41,7 @@ rule representatives:
         grid=rules.grid.output.grid,
         series=f"{R}/series/{{model}}.npz",
         clusters=f"{R}/clusters/{{model}}/k{{k}}.npz",
+        distances=f"{R}/clusters/{{model}}/k{{k}}_distances.npz",
         aligned=PLAN.aligned(PLAN.dates),
     output:
         png=report_figure("analysis", "representatives.png", "representatives", "Clusters", "representatives"),
@@ -60,8 +61,8 @@ rule representatives:
         disk_mb=disk("representatives"),
     shell:
         "python -m landtaxa representatives --grid {input.grid:q} --series {input.series:q}"
-        " --clusters {input.clusters:q} --aligned {input.aligned:q} --model {wildcards.model}"
-        " --out-dir {params.out_dir:q} --params {params.p:q} 2> {log:q}"
+        " --clusters {input.clusters:q} --distances {input.distances:q} --aligned {input.aligned:q}"
+        " --model {wildcards.model} --out-dir {params.out_dir:q} --params {params.p:q} 2> {log:q}"
 
 
 rule stability:

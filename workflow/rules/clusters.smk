@@ -30,6 +30,7 @@ rule clusters:
     output:
         clusters=f"{R}/clusters/{{model}}/k{{k}}.npz",
         metrics=f"{R}/clusters/{{model}}/k{{k}}.json",
+        distances=f"{R}/clusters/{{model}}/k{{k}}_distances.npz",
     params:
         truth=lambda wc, input: f"--truth {shlex.quote(input.truth)}" if PLAN.truth else "",
         p=p("clusters", "model"),
@@ -49,7 +50,7 @@ rule clusters:
     shell:
         "python -m landtaxa clusters --grid {input.grid:q} --series {input.series:q} --k {wildcards.k}"
         " --model {wildcards.model} {params.truth} --out {output.clusters:q} --metrics {output.metrics:q}"
-        " --threads {threads} --params {params.p:q} 2> {log:q}"
+        " --distances {output.distances:q} --threads {threads} --params {params.p:q} 2> {log:q}"
 
 
 # The clustering of the training dates' series, which guides the refinement.
@@ -60,6 +61,7 @@ use rule clusters as clusters_train with:
     output:
         clusters=f"{R}/clusters/train/{{model}}/k{{k}}.npz",
         metrics=f"{R}/clusters/train/{{model}}/k{{k}}.json",
+        distances=f"{R}/clusters/train/{{model}}/k{{k}}_distances.npz",
     params:
         truth="",
         p=p("clusters", "model"),
