@@ -61,8 +61,8 @@ def closest(series, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def representatives_and_closest(series, labels: np.ndarray, centroids: np.ndarray, n: int,
                                 points: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """:func:`representatives` and :func:`closest` to ``points`` in one pass over the series (a series larger
-    than memory is read from disk once, not twice)."""
+    """:func:`representatives` and :func:`closest` to ``points`` in one pass over the series (the workflow's step
+    takes both from the clustering's distances instead: :func:`representatives_from_distances`)."""
     cen, pts = _flat(centroids), _flat(points)
     k = len(cen)
     own = np.empty(len(labels), np.float32)  # each series' squared distance to its own centroid
