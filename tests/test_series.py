@@ -242,15 +242,11 @@ def _random_dates(folder, grid: Grid, patterns: dict[int, str], dtype: str = "fl
     return stores, [f"2021-{t + 1:02d}-01" for t in range(n_t)], raw.astype(dtype).astype(np.float32)
 
 
-def _observed(raw: np.ndarray, patterns: dict[int, str], kept: np.ndarray, t: int) -> np.ndarray:
-    """The values of date t of the kept tiles observed on t (brute force)."""
-    return raw[[tile for tile in kept if patterns[tile][t] == "x"], t]
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_a_standardised_series_is_standard_over_the_kept_tiles_observed_each_date(tmp_path, dtype: str) -> None:
-    """Each date's moments are taken over the kept tiles' observed values of that date: the dropped tiles' and the
-    filled values (copies of another date) do not count; a constant feature keeps sd 1."""
+def test_a_standardised_series_is_standard_over_its_tiles(tmp_path, dtype: str) -> None:
+    """Each date's moments are those of the series itself (the kept tiles, filled values included: what the
+    clustering sees), from the embedding jobs' sums: every feature of the standardised series has zero mean and
+    unit variance over the tiles, as one pass over the series gives."""
     from landtaxa.series import feature_moments
 
     stores, dates, raw = _random_dates(tmp_path / "embeddings", ROW, PATTERNS, dtype)
@@ -258,34 +254,33 @@ def test_a_standardised_series_is_standard_over_the_kept_tiles_observed_each_dat
     assemble_series(stores, dates, plain, max_missing=0.5)
     assemble_series(stores, dates, std, max_missing=0.5, standardise="zscore")
     index = load_npz(std)
-    kept = index["tile_ids"]
-    np.testing.assert_array_equal(kept, [0, 1, 4, 6])  # 2 and 5, valid on a date each, are dropped
+    np.testing.assert_array_equal(index["tile_ids"], [0, 1, 4, 6])  # 2 and 5, valid on a date each, are dropped
+    assert (~index["valid"]).sum() == 6  # filled tile-dates
     x, z = Series(plain).load(), Series(std).load()
     assert Series(std).standardised and not Series(plain).standardised
-    for t in range(len(dates)):
-        observed = _observed(raw, PATTERNS, kept, t).astype(np.float64)
-        np.testing.assert_allclose(index["mean"][t], observed.mean(axis=0), rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(index["sd"][t, :2], observed.std(axis=0)[:2], rtol=1e-5)
-        assert index["sd"][t, 2] == 1.0  # constant on the date
-        zt = z[index["valid"][:, t], t]
-        np.testing.assert_allclose(zt.mean(axis=0), 0.0, atol=1e-5)
-        np.testing.assert_allclose(zt[:, :2].std(axis=0), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(z[:, :, :2].std(axis=0), 1.0, rtol=1e-5)
+    mean, sd = feature_moments(Series(plain))
+    np.testing.assert_allclose(index["mean"], mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(index["sd"], sd, rtol=1e-6)
     np.testing.assert_allclose(z, (x - index["mean"]) / index["sd"], rtol=1e-6)
     np.testing.assert_allclose(Series(std).take(np.array([2, 0])), z[[2, 0]], rtol=1e-6)
-    old_mean, old_sd = feature_moments(Series(plain))  # over every kept value, filled ones included
-    assert not np.allclose(old_mean, index["mean"]) and not np.allclose(old_sd, index["sd"])
 
 
-def test_the_series_step_reads_the_dropped_tiles_rows_only(tmp_path, monkeypatch) -> None:
-    """Every store holds its sums and the kept tiles are observed on every date: the moments take off the rows of
-    the dropped tiles valid that date, the only rows read; no pass over the series."""
+def test_the_series_step_reads_the_dropped_and_the_filled_rows_only(tmp_path, monkeypatch) -> None:
+    """Every store holds its sums: the moments take off the rows of the dropped tiles valid that date and add those
+    of the filled tile-dates (their source date's row), the only rows read; no pass over the series."""
     import landtaxa.series
     from landtaxa.cube import ZArray
+    from landtaxa.series import feature_moments
 
     grid = _grid(5, 8)  # one chunk: a tile's row in it is its id
-    patterns = {tile: "xx.x" if tile % 3 else "x.xx" for tile in range(32)}  # kept (25 % missing)
+    patterns = {tile: "xxxx" for tile in range(32)}
+    patterns.update({3: "xx.x", 17: "x.xx", 30: ".xxx"})  # kept, one date filled each
     patterns.update({tile: "...x..."[tile % 4:tile % 4 + 4] for tile in range(32, 40)})  # dropped
-    stores, dates, raw = _random_dates(tmp_path / "embeddings", grid, patterns)
+    stores, dates, _ = _random_dates(tmp_path / "embeddings", grid, patterns)
+    assemble_series(stores, dates, tmp_path / "plain.npz", max_missing=0.5)
+    expected = feature_moments(Series(tmp_path / "plain.npz"))
     read = []
     rows, picked = ZArray.read_rows, ZArray.read_picked
     monkeypatch.setattr(ZArray, "read_rows", lambda self, i, a, b: read.append((self.path, range(a, b)))
@@ -301,12 +296,14 @@ def test_the_series_step_reads_the_dropped_tiles_rows_only(tmp_path, monkeypatch
     assemble_series(stores, dates, out, max_missing=0.5, standardise="zscore")
     index = load_npz(out)
     np.testing.assert_array_equal(index["tile_ids"], np.arange(32))
+    sources = {0: {17}, 1: {3, 30}}  # date -> the kept tiles filled from it (the earlier date on a tie)
     for t, store in enumerate(stores):
         tiles = {int(r) for path, at in read if path == store / "embedding" for r in at}
-        dropped = {tile for tile in range(32, 40) if patterns[tile][t] == "x"}
-        assert dropped <= tiles <= set(range(32, 40)), t  # the dropped tiles' span, nothing of the kept
-        np.testing.assert_allclose(index["mean"][t], _observed(raw, patterns, np.arange(32), t).mean(axis=0),
-                                   rtol=1e-6, atol=1e-6)
+        needed = {tile for tile in range(32, 40) if patterns[tile][t] == "x"} | sources.get(t, set())
+        assert needed <= tiles, t
+        assert not tiles & (set(range(32)) - needed), t  # no kept tile beyond those filled from this date
+    np.testing.assert_allclose(index["mean"], expected[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(index["sd"], expected[1], rtol=1e-6)
 
 
 def test_stores_without_sums_give_the_same_moments(tmp_path) -> None:
@@ -339,32 +336,22 @@ def test_a_store_whose_sums_disagree_with_its_validity_is_refused(tmp_path) -> N
         assemble_series(stores, dates, tmp_path / "s.npz", max_missing=0.5, standardise="zscore")
 
 
-def test_a_date_no_kept_tile_observes_takes_its_filled_values_moments(tmp_path, caplog) -> None:
-    """Date 2 is observed by a dropped tile only: its moments are those of the kept tiles' filled values (one pass
-    over the series); the other dates keep their observed values' moments."""
+def test_a_date_no_kept_tile_observes_takes_its_filled_values_moments(tmp_path, monkeypatch) -> None:
+    """Date 2 is observed by a dropped tile only: its moments are those of the kept tiles' filled values, read from
+    their source dates, without a pass over the series."""
     from landtaxa.series import feature_moments
 
     patterns = {0: "xx.x", 1: "x..x", 2: "..x.", 3: ".x.x"}
-    grid = _grid(1, 4)
-    stores, dates, raw = _random_dates(tmp_path / "embeddings", grid, patterns)
-    logger = logging.getLogger("landtaxa")
-    logger.setLevel(logging.INFO)
-    logger.addHandler(caplog.handler)
-    try:
-        assemble_series(stores, dates, tmp_path / "std.npz", max_missing=0.5, standardise="zscore")
-        assemble_series(stores, dates, tmp_path / "raw.npz", max_missing=0.5)
-    finally:
-        logger.removeHandler(caplog.handler)
-    assert f"no kept tile observed on {dates[2]}" in caplog.text
+    stores, dates, _ = _random_dates(tmp_path / "embeddings", _grid(1, 4), patterns)
+    assemble_series(stores, dates, tmp_path / "raw.npz", max_missing=0.5)
+    mean, sd = feature_moments(Series(tmp_path / "raw.npz"))
+    monkeypatch.setattr(Series, "blocks", lambda *_: pytest.fail("a pass over the series"))
+    assemble_series(stores, dates, tmp_path / "std.npz", max_missing=0.5, standardise="zscore")
     index = load_npz(tmp_path / "std.npz")
     np.testing.assert_array_equal(index["tile_ids"], [0, 1, 3])
-    assert np.isfinite(index["mean"]).all() and np.isfinite(index["sd"]).all() and (index["sd"] > 0).all()
-    mean, sd = feature_moments(Series(tmp_path / "raw.npz"))
-    np.testing.assert_array_equal(index["mean"][2], mean[2])
-    np.testing.assert_array_equal(index["sd"][2], sd[2])
-    for t in (0, 1, 3):
-        np.testing.assert_allclose(index["mean"][t], _observed(raw, patterns, index["tile_ids"], t).mean(axis=0),
-                                   rtol=1e-6, atol=1e-6)
+    assert not index["valid"][:, 2].any()
+    np.testing.assert_allclose(index["mean"], mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(index["sd"], sd, rtol=1e-6)
 
 
 def test_a_few_scattered_tiles_are_read_alone(tmp_path, monkeypatch) -> None:

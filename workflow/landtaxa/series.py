@@ -9,15 +9,14 @@ dates (:mod:`landtaxa.cube`: links to the per-date stores, a few kilobytes) and 
 ``results/series/<model>.npz``: ``tile_ids`` (N,) of the kept tiles, ``dates`` (T,),
 ``valid`` (N, T), ``source`` (N, T), the date each value comes from, ``cube``, the
 cube's path relative to the index, and, with ``cluster.standardise: zscore``, ``mean`` and ``sd``
-(T, D): the moments of every feature of date t over the kept tiles observed on date t (a value filled
-from another date is a copy of that date's observation and does not count), by which the series is read
-standardised (zero mean, unit variance per feature), so that no single direction of the embedding decides
-the clusters, and the clustering and all measured on it (metrics, stability, evolution, analysis) see the
-same space. No pass over the series is made for them: every embedding job sums its date's valid values as it
-writes them (:class:`landtaxa.cube.EmbeddingWriter`), and the series step takes off the sums of the dropped
-tiles' rows, reading those rows only (:func:`observed_sums`). The cube keeps the raw embeddings. Every later
-step reads the series through
-:class:`Series`: in blocks of tiles, (m, T, D) float32 filled on the fly (about
+(T, D): every feature's moments over the kept tiles (filled values included: what the clustering sees),
+by which the series is read standardised (zero mean, unit variance per feature), so that no single
+direction of the embedding decides the clusters, and the clustering and all measured on it (metrics,
+stability, evolution, analysis) see the same space. No pass over the series is made for them: every
+embedding job sums its date's valid values as it writes them (:class:`landtaxa.cube.EmbeddingWriter`), and
+the series step takes off the rows of the dropped tiles and adds those of the filled tile-dates, the only
+rows it reads (:func:`series_sums`). The cube keeps the raw embeddings. Every later step reads the series
+through :class:`Series`: in blocks of tiles, (m, T, D) float32 filled on the fly (about
 :data:`BLOCK_BYTES` each, read ahead in a background thread), or as chosen tiles
 (:meth:`Series.take`, for samples and representatives). Its memory is a few blocks, whatever
 the region. :class:`ArraySeries` offers the same reading of an (N, T, D) array in memory.
@@ -84,9 +83,9 @@ def assemble_series(
 
     ``cube_path`` defaults to ``out_path`` with the suffix ``.zarr``. Only the per-date validity is
     read: the embeddings stay where their jobs wrote them. With ``standardise="zscore"`` the index holds
-    every date's moments over the kept tiles observed that date, from the sums the embedding jobs kept
-    (:func:`observed_sums`: no pass over the series); a date on which no kept tile is observed takes the
-    moments of its filled values instead (:func:`feature_moments`, one pass).
+    the moments of every feature of the series over its tiles (:func:`feature_moments`'s), from the sums the
+    embedding jobs kept, less the dropped tiles' rows and plus the filled tile-dates' (:func:`series_sums`:
+    no pass over the series).
     """
     if len(embedding_paths) != len(dates):
         raise ValueError(f"{len(embedding_paths)} embedding files for {len(dates)} dates")
@@ -110,86 +109,79 @@ def assemble_series(
              "source": source, "cube": np.array(os.path.relpath(cube.absolute(), out_path.absolute().parent))}
     save_npz(out_path, **index)
     if standardise == "zscore" and len(tile_ids):
-        sums, counts, read = observed_sums(embedding_paths, valid, keep)
-        mean, sd = _moments(sums[:, 0], sums[:, 1], np.maximum(counts, 1)[:, None])
-        unobserved = counts == 0
-        if unobserved.any():  # every kept value of such a date is filled: their moments, as the series reads them
-            mean[unobserved], sd[unobserved] = (m[unobserved] for m in feature_moments(Series(out_path)))
-            log.info("series: no kept tile observed on %s: their moments are the filled values' (one pass)",
-                     ", ".join(str(d) for d in np.asarray(dates)[unobserved]))
+        sums, read = series_sums(embedding_paths, valid, keep, source)
+        mean, sd = _moments(sums[:, 0], sums[:, 1], len(tile_ids))
         save_npz(out_path, **index, mean=mean, sd=sd)
-        log.info("series standardised from the embedding jobs' sums (%d rows of %d read); feature sd %.3g to %.3g",
-                 read, int(valid.sum()), float(sd.min()), float(sd.max()))
+        log.info("series standardised from the embedding jobs' sums (%d rows read of the series' %d x %d); "
+                 "feature sd %.3g to %.3g", read, len(tile_ids), len(dates), float(sd.min()), float(sd.max()))
 
 
-def observed_sums(stores: Sequence[str | os.PathLike], valid: np.ndarray,
-                  keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Sums of every feature and of its square (T, 2, D) float64 and their counts (T,) over the ``keep`` tiles
-    valid on each date (``valid`` (n_tiles, T)), and the number of rows read for them.
+def series_sums(stores: Sequence[str | os.PathLike], valid: np.ndarray, keep: np.ndarray,
+                source: np.ndarray) -> tuple[np.ndarray, int]:
+    """(T, 2, D) float64 sums of every feature and of its square over the series' values of each date (the kept
+    tiles, filled ones with their source date's value, as :class:`Series` reads them), and the rows read for them.
 
-    A date's store holds the sums over all its valid tiles (:func:`landtaxa.cube.read_moments`): the rows of the
-    dropped tiles valid that date are read and taken off. Where the kept rows are fewer, or the store holds no
-    sums (written by an earlier version), the kept rows are read and summed instead.
+    ``valid`` (n_tiles, T) is every tile's validity, ``keep`` (n_tiles,) the kept tiles and ``source`` (N, T)
+    their source dates (:func:`source_dates`). A date's store holds the sums over all its valid tiles
+    (:func:`landtaxa.cube.read_moments`): the rows of the dropped tiles valid that date are taken off and those
+    of the filled tile-dates added, the only rows read. Where the kept rows are fewer than the dropped ones, or the
+    store holds no sums (written by an earlier version), that date's kept rows are read and summed instead.
     """
-    sums, counts, read = [], np.zeros(len(stores), np.int64), 0
-    for t, store in enumerate(stores):
+    n_t = len(stores)
+    sums, read = np.zeros((n_t, 2, ZArray(Path(stores[0]) / "embedding").shape[-1])), 0
+    kept_ids = np.flatnonzero(keep)
+    filled = source != np.arange(n_t)  # (N, T): the tile-dates that take another date's value
+    for s, store in enumerate(stores):
         array = ZArray(Path(store) / "embedding")
-        on = valid[:, t]
+        on = valid[:, s]
         stored = read_moments(store)
         if stored is not None and stored[0] != int(on.sum()):
             raise ValueError(f"{store}: its moments count {stored[0]} valid tiles, its valid array {int(on.sum())}: "
                              "the store is inconsistent; delete it and rerun the workflow to rebuild it")
         kept, dropped = np.flatnonzero(on & keep), np.flatnonzero(on & ~keep)
         if stored is not None and len(dropped) <= len(kept):
-            reads = _row_reads(array, dropped)
-            sums.append(stored[1] - _sum_rows(array, reads, store))
+            sums[s] += stored[1] - _weighted_sums(array, dropped, None, store)[0]
+            read += len(dropped)
         else:
-            reads = _row_reads(array, kept)
-            sums.append(_sum_rows(array, reads, store))
-        read += _rows_read(reads)
-        counts[t] = len(kept)
-    return np.stack(sums), counts, read
+            sums[s] += _weighted_sums(array, kept, None, store)[0]
+            read += len(kept)
+        takes = (source == s) & filled  # the tile-dates filled from date s: its value counts on their date
+        rows = np.flatnonzero(takes.any(axis=1))
+        if len(rows):
+            sums += _weighted_sums(array, kept_ids[rows], takes[rows], store)
+            read += len(rows)
+    return sums, read
 
 
-def _row_reads(array: ZArray, tile_ids: np.ndarray) -> list[tuple[tuple[int, int, int], np.ndarray, bool]]:
-    """How one date's embedding ``array`` (y, x, feature) is read at sorted ``tile_ids``: (chunk, the tiles' rows
-    in it, whether they are read alone) per piece of a chunk (at most about :data:`BLOCK_BYTES` in float64), over
-    the span of the chunk they cover, or tile by tile when they are few and far apart (as :meth:`Series._fill`)."""
+def _weighted_sums(array: ZArray, tile_ids: np.ndarray, weights: np.ndarray | None,
+                   store: str | os.PathLike) -> np.ndarray:
+    """(J, 2, D) float64 ``weights.T @ x`` and ``weights.T @ (x * x)`` over the rows x of one date's embedding
+    ``array`` (y, x, feature) at sorted ``tile_ids``, for (len(tile_ids), J) 0/1 ``weights`` (None: one column of
+    ones). Read chunk by chunk in pieces of at most about :data:`BLOCK_BYTES` in float64, over the span of the
+    chunk they cover, or tile by tile when they are few and far apart (as :meth:`Series._fill`)."""
     cr, cc, d = array.chunks
+    w = np.ones((len(tile_ids), 1)) if weights is None else np.asarray(weights, np.float64)
+    out = np.zeros((w.shape[1], 2, d))
     rows, cols = np.divmod(tile_ids, array.shape[1])
-    chunk = (rows // cr) * array.n_chunks(1) + cols // cc  # sorted ids: within a chunk, rows ascend
+    chunk = (rows // cr) * array.n_chunks(1) + cols // cc
     local = (rows % cr) * cc + cols % cc
-    order = np.argsort(chunk, kind="stable")
+    order = np.argsort(chunk, kind="stable")  # sorted ids: within a chunk, rows ascend
     step = max(1, BLOCK_BYTES // (d * 8))
-    reads = []
     for group in np.split(order, np.flatnonzero(np.diff(chunk[order])) + 1) if len(order) else []:
-        r, c = divmod(int(chunk[group[0]]), array.n_chunks(1))
+        index = (*divmod(int(chunk[group[0]]), array.n_chunks(1)), 0)
         for piece in np.split(group, range(step, len(group), step)):
             at = local[piece]
-            reads.append(((r, c, 0), at, int(at[-1]) + 1 - int(at[0]) > 8 * len(at)))
-    return reads
-
-
-def _rows_read(reads: list[tuple[tuple[int, int, int], np.ndarray, bool]]) -> int:
-    return sum(len(at) if alone else int(at[-1]) + 1 - int(at[0]) for _, at, alone in reads)
-
-
-def _sum_rows(array: ZArray, reads: list[tuple[tuple[int, int, int], np.ndarray, bool]],
-              store: str | os.PathLike) -> np.ndarray:
-    """(2, D) float64 sums of x and x * x over the rows of ``reads`` (:func:`_row_reads`)."""
-    out = np.zeros((2, array.shape[-1]), np.float64)
-    for index, at, alone in reads:
-        if alone:
-            data = array.read_picked(index, at)
-        else:
-            data = array.read_rows(index, int(at[0]), int(at[-1]) + 1)
-            data = None if data is None else data[at - at[0]]
-        if data is None:  # these tiles are valid on the date: their chunk must exist
-            raise FileNotFoundError(f"{store}: chunk {index} of its embeddings is missing; the store is incomplete: "
-                                    "rerun the workflow to rebuild it")
-        x = data.astype(np.float64)
-        out[0] += x.sum(axis=0)
-        out[1] += np.einsum("nd,nd->d", x, x)
+            if int(at[-1]) + 1 - int(at[0]) > 8 * len(at):  # a few tiles far apart: each read alone
+                data = array.read_picked(index, at)
+            else:
+                data = array.read_rows(index, int(at[0]), int(at[-1]) + 1)
+                data = None if data is None else data[at - at[0]]
+            if data is None:  # these tiles are valid on the date: their chunk must exist
+                raise FileNotFoundError(f"{store}: chunk {index} of its embeddings is missing; the store is "
+                                        "incomplete: rerun the workflow to rebuild it")
+            x = data.astype(np.float64)
+            out[:, 0] += w[piece].T @ x
+            out[:, 1] += w[piece].T @ (x * x)
     return out
 
 
