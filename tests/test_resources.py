@@ -155,6 +155,44 @@ def test_embedding_request_is_above_its_peak(tmp_path: Path) -> None:
     assert measured < estimate < 4 * measured, (measured, estimate)
 
 
+def test_the_representatives_request_covers_its_figure(tmp_path: Path) -> None:
+    """The representatives step reads no series; what it holds is its figure, K x representatives rows by T dates
+    of tiles (here 10 x 3 by 24: about 400 MB of matplotlib buffers), which the request must cover."""
+    import rasterio
+
+    from landtaxa.clusters import cluster_series
+    from landtaxa.params import ClusterParams
+    from landtaxa.storage import save_npz
+
+    n_t, k, rows, cols = 24, 10, 10, 30
+    grid = Grid(crs="EPSG:32630", transform=(10.0, 0.0, 400000.0, 0.0, -10.0, 4500000.0), width=cols, height=rows,
+                tile_size=1, bands=[1], dtype="uint16", scale_min=[0.0], scale_max=[1000.0])
+    grid.save(tmp_path / "grid.json")
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (rows * cols, n_t, 4)).astype(np.float32)
+    dates = [f"2022-{1 + t // 2:02d}-{1 + 14 * (t % 2):02d}" for t in range(n_t)]
+    series = save_series(tmp_path / "s.npz", x, np.arange(rows * cols), dates, grid)
+    res = cluster_series(x, k, ClusterParams.from_json('{"n_init": 1}'))
+    save_npz(tmp_path / "k.npz", labels=res.labels, centroids=res.centroids, tile_ids=series.tile_ids,
+             dates=np.array(dates))
+    save_npz(tmp_path / "kd.npz", distances=res.distances)
+    aligned = []
+    for date in dates:
+        aligned.append(tmp_path / f"{date}.tif")
+        with rasterio.open(aligned[-1], "w", driver="GTiff", width=cols, height=rows, count=1, dtype="uint16",
+                           crs=grid.crs, transform=grid.affine) as dst:
+            dst.write(rng.integers(1, 1000, (1, rows, cols), dtype=np.uint16))
+    measured = peak_mb(["representatives", "--grid", str(tmp_path / "grid.json"), "--series", str(tmp_path / "s.npz"),
+                        "--clusters", str(tmp_path / "k.npz"), "--distances", str(tmp_path / "kd.npz"), "--aligned",
+                        *map(str, aligned), "--model", "geo", "--out-dir", str(tmp_path / "an"),
+                        "--params", '{"rgb_bands": null}'], tmp_path)
+    sizes = Sizes(n_tiles=rows * cols, n_dates=n_t, z_dim=4, n_bands=1, tile_size=1, width=cols, height=rows, k=k,
+                  config={})
+    estimate = job_needs("representatives", sizes)[0] / MB
+    assert measured > 500, measured  # the figure, not the imports, sets the peak
+    assert measured < estimate < 2 * measured, (measured, estimate)
+
+
 def test_requests_grow_with_the_data_and_the_attempt() -> None:
     small = Sizes(n_tiles=10_000, n_dates=24, z_dim=512, n_bands=4, tile_size=100, width=10_000, height=10_000)
     large = Sizes(n_tiles=500_000, n_dates=24, z_dim=512, n_bands=4, tile_size=100, width=70_800,

@@ -237,8 +237,11 @@ def job_needs(rule: str, s: Sizes, encoder: str = "tilenet") -> tuple[int, float
         return memory, seconds, n * 8 + 10 * MB
     if rule == "representatives":
         images = s.k * (_c(s, "analysis.representatives", 3) + 8) * t * s.tile_size**2 * s.n_bands * 8
-        # no series read: the clustering's (n, K) float32 distances, two of their columns in float64 and their mix
-        memory = BASE["report"] + index + n * 16 + n * s.k * 4 + n * 8 * 4 + images + pictures
+        # no series read: the clustering's (n, K) float32 distances, two of their columns in float64 and their mix;
+        # the figure of K x representatives rows by T dates: matplotlib draws each tile's 0.8 in cell at 100 dpi
+        # through float RGBA buffers, about 88 bytes a pixel (measured: 372 MB for 30 x 24 cells)
+        figure = s.k * _c(s, "analysis.representatives", 3) * t * 80 * 80 * 88
+        memory = BASE["report"] + index + n * 16 + n * s.k * 4 + n * 8 * 4 + images + pictures + figure
         return memory, n * s.k * 4 / READ_BPS + 60, 10 * MB
     if rule == "evolution":
         memory = (BASE["report"] + blocks + index + n * t * 8 * 6 + 65_536 * t * 200 + 1024 * s.k * s.z_dim * 4 * 2
