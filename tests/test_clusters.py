@@ -266,15 +266,16 @@ def test_schema_enum_is_the_registry() -> None:
     assert schema_property("cluster.method")["enum"] == list(METHODS)
 
 
+def _halves(series, k, params, init, tol) -> Clustering:
+    """A clustering method (as a plugin registers one): the first and the second half of the series."""
+    labels = (np.arange(len(series)) >= len(series) // 2).astype(np.int64)
+    cen = np.stack([series[labels == c].mean(0) for c in range(k)])
+    return Clustering(labels, cen.astype(np.float32), 0.0, 1)
+
+
 def test_a_registered_method_is_used(monkeypatch) -> None:
     x, truth = blobs([30, 20], 0.2, 8)
-
-    def halves(series, k, params, init, tol):
-        labels = (np.arange(len(series)) >= len(series) // 2).astype(np.int64)
-        cen = np.stack([series[labels == c].mean(0) for c in range(k)])
-        return Clustering(labels, cen.astype(np.float32), 0.0, 1)
-
-    monkeypatch.setitem(METHODS, "halves", halves)
+    monkeypatch.setitem(METHODS, "halves", _halves)
     res = kmeans_series(x, 2, method="halves")
     assert res.labels.tolist() == [0] * 25 + [1] * 25
 
@@ -503,12 +504,6 @@ def test_the_distances_beyond_sample_rows_and_from_a_store(tmp_path, monkeypatch
 
 def test_a_method_without_distances_gets_them_from_one_more_pass(monkeypatch) -> None:
     x, _ = blobs([30, 20], 0.2, 8)
-
-    def halves(series, k, params, init, tol):
-        labels = (np.arange(len(series)) >= len(series) // 2).astype(np.int64)
-        cen = np.stack([series[labels == c].mean(0) for c in range(k)])
-        return Clustering(labels, cen.astype(np.float32), 0.0, 1)
-
-    monkeypatch.setitem(METHODS, "halves", halves)
+    monkeypatch.setitem(METHODS, "halves", _halves)
     res = kmeans_series(x, 2, method="halves")
     np.testing.assert_allclose(res.distances, _brute_distances(x, res.centroids), rtol=1e-4, atol=1e-4)
