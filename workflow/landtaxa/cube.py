@@ -145,6 +145,16 @@ class ZArray:
             return None
         return out
 
+    def read_tiles(self, index: Sequence[int], rows: np.ndarray) -> np.ndarray | None:
+        """Chosen ``rows`` of one chunk seen as (rows, last axis), in their order: read over their span at once
+        (:meth:`read_rows`), or each alone when they are few and far apart, as in a sample
+        (:meth:`read_picked`); None where the chunk was never written."""
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        if hi - lo > 8 * len(rows):
+            return self.read_picked(index, rows)
+        data = self.read_rows(index, lo, hi)
+        return None if data is None else data[rows - lo]
+
     def read(self) -> np.ndarray:
         """The whole array (for small arrays: coordinates, validity)."""
         out = np.full(self.shape, self.fill, self.dtype)

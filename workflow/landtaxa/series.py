@@ -157,8 +157,8 @@ def _weighted_sums(array: ZArray, tile_ids: np.ndarray, weights: np.ndarray | No
                    store: str | os.PathLike) -> np.ndarray:
     """(J, 2, D) float64 ``weights.T @ x`` and ``weights.T @ (x * x)`` over the rows x of one date's embedding
     ``array`` (y, x, feature) at sorted ``tile_ids``, for (len(tile_ids), J) 0/1 ``weights`` (None: one column of
-    ones). Read chunk by chunk in pieces of at most about :data:`BLOCK_BYTES` in float64, over the span of the
-    chunk they cover, or tile by tile when they are few and far apart (as :meth:`Series._fill`)."""
+    ones). Read chunk by chunk in pieces of at most about :data:`BLOCK_BYTES` in float64
+    (:meth:`landtaxa.cube.ZArray.read_tiles`)."""
     cr, cc, d = array.chunks
     w = np.ones((len(tile_ids), 1)) if weights is None else np.asarray(weights, np.float64)
     out = np.zeros((w.shape[1], 2, d))
@@ -170,12 +170,7 @@ def _weighted_sums(array: ZArray, tile_ids: np.ndarray, weights: np.ndarray | No
     for group in np.split(order, np.flatnonzero(np.diff(chunk[order])) + 1) if len(order) else []:
         index = (*divmod(int(chunk[group[0]]), array.n_chunks(1)), 0)
         for piece in np.split(group, range(step, len(group), step)):
-            at = local[piece]
-            if int(at[-1]) + 1 - int(at[0]) > 8 * len(at):  # a few tiles far apart: each read alone
-                data = array.read_picked(index, at)
-            else:
-                data = array.read_rows(index, int(at[0]), int(at[-1]) + 1)
-                data = None if data is None else data[at - at[0]]
+            data = array.read_tiles(index, local[piece])
             if data is None:  # these tiles are valid on the date: their chunk must exist
                 raise FileNotFoundError(f"{store}: chunk {index} of its embeddings is missing; the store is "
                                         "incomplete: rerun the workflow to rebuild it")
@@ -396,14 +391,8 @@ class Series:
         r, c = divmod(chunk, self._col_chunks)
         src = self.source[positions]
         local = self._local[positions]
-        lo, hi = int(local.min()), int(local.max()) + 1
-        scattered = hi - lo > 8 * len(local)  # a few tiles far apart (a sample): each read alone
         for s in np.unique(src):
-            if scattered:
-                data = self.array.read_picked((int(s), r, c, 0), local)
-            else:
-                data = self.array.read_rows((int(s), r, c, 0), lo, hi)
-                data = None if data is None else data[local - lo]
+            data = self.array.read_tiles((int(s), r, c, 0), local)
             if data is None:  # the index says these tiles hold a value on date s: its chunk must exist
                 raise FileNotFoundError(f"{self.path}: chunk {(int(s), r, c, 0)} of {self.cube / 'embedding'} "
                                         f"({self.dates[int(s)]}) is missing; its embedding store is incomplete: "
