@@ -53,7 +53,7 @@ def run_one(which: str, data_path: str, init_path: str, k: int) -> None:
     # imports before the clock starts: the timing is the fit alone
     if which == "landtaxa":
         sys.path.insert(0, str(ROOT / "workflow"))
-        from landtaxa.clusters import kmeans_series
+        from landtaxa.clustering.clusters import kmeans_series
     else:
         from tslearn.clustering import TimeSeriesKMeans
     t0 = time.perf_counter()

@@ -27,10 +27,10 @@ from rasterio.windows import Window
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
-from landtaxa.embed import embed_date  # noqa: E402
-from landtaxa.encoders import build_encoder  # noqa: E402
-from landtaxa.grid import Grid  # noqa: E402
-from landtaxa.networks import pick_device  # noqa: E402
+from landtaxa.inputs.grid import Grid  # noqa: E402
+from landtaxa.learning.embed import embed_date  # noqa: E402
+from landtaxa.learning.encoders import build_encoder  # noqa: E402
+from landtaxa.learning.networks import pick_device  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"
 

@@ -68,7 +68,7 @@ def measure(size: int, dates: int, tile: int, block_rows: int, tmp: Path) -> dic
     model = tmp / "lite.pt"
     subprocess.run([sys.executable, "-c", (
         "import sys; sys.path.insert(0, sys.argv[2]); import torch; "
-        "from landtaxa.encoders import build_encoder; from landtaxa.networks import save_checkpoint; "
+        "from landtaxa.learning.encoders import build_encoder, save_checkpoint; "
         "torch.manual_seed(0); "
         "save_checkpoint(sys.argv[1], build_encoder('tilenet-lite', 4, 64), "
         "{'encoder': 'tilenet-lite', 'in_channels': 4, 'z_dim': 64})"), str(model), str(ROOT / "workflow")],

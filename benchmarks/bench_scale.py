@@ -46,8 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 sys.path.insert(0, str(ROOT / "workflow"))
 
-from landtaxa.cube import embedding_store  # noqa: E402
-from landtaxa.grid import Grid  # noqa: E402
+from landtaxa.inputs.grid import Grid  # noqa: E402
+from landtaxa.learning.cube import embedding_store  # noqa: E402
 from landtaxa.resources import MB, Sizes, job_needs  # noqa: E402
 
 WIDTH = 625  # tiles per row of the synthetic grid

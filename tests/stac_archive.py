@@ -239,3 +239,9 @@ def physical(dn: np.ndarray, offset: float) -> np.ndarray:
     out = dn.astype(np.float64) * SCALE + offset
     out[dn == 0] = np.nan
     return out
+
+
+def read_vrt(path: str | Path) -> tuple[np.ndarray, dict]:
+    """A VRT's bands as float64 and its profile."""
+    with rasterio.open(path) as src:
+        return src.read().astype(np.float64), dict(src.profile)

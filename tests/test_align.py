@@ -1,4 +1,4 @@
-"""Tests of mosaicking one date onto the common grid (landtaxa.align)."""
+"""Tests of mosaicking one date onto the common grid (landtaxa.inputs.align)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from rasterio.warp import transform as warp_points
 from rasterio.windows import Window
 from rasters import corrupt_block, read_raster, write_raster
 
-from landtaxa import align
-from landtaxa.align import align_date
-from landtaxa.grid import Grid, strip_windows, tile_fractions
+from landtaxa.inputs import align
+from landtaxa.inputs.align import align_date
+from landtaxa.inputs.grid import Grid, strip_windows, tile_fractions
 from landtaxa.storage import load_npz
 
 UTM31 = "EPSG:32631"

@@ -1,4 +1,4 @@
-"""Tests of the taxonomy analysis (landtaxa.analysis): representatives, interpolation, the semantic
+"""Tests of the taxonomy analysis (landtaxa.products.analysis): representatives, interpolation, the semantic
 graph, projections, stability and the choice of K, on small synthetic series with known answers."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from scipy.sparse.csgraph import minimum_spanning_tree as scipy_mst
 from scipy.spatial.distance import cdist
 from series_data import blobs, centroids_of
 
-from landtaxa import analysis as an
-from landtaxa.clusters import cluster_series
-from landtaxa.grid import Grid
+from landtaxa.clustering.clusters import cluster_series
+from landtaxa.clustering.series import save_series
+from landtaxa.inputs.grid import Grid
 from landtaxa.params import AnalysisParams, ClusterParams, RepresentativesParams, StabilityParams
-from landtaxa.series import save_series
+from landtaxa.products import analysis as an
 from landtaxa.storage import load_npz, read_json, save_npz
 
 
@@ -193,7 +193,7 @@ def test_representatives_step_tables(taxonomy, monkeypatch) -> None:
     """The step chooses its tiles from the clustering's distances: the series is not read (no block, no tile)."""
     import pandas as pd
 
-    from landtaxa.series import Series
+    from landtaxa.clustering.series import Series
 
     w = taxonomy["work"]
     out = w / "reps"
@@ -282,7 +282,7 @@ def test_kinds_step(taxonomy) -> None:
 @pytest.fixture()
 def store(tmp_path):
     """Overlapping blobs as a series on disk, read in blocks of 40 tiles."""
-    from landtaxa.series import Series
+    from landtaxa.clustering.series import Series
 
     x, labels = blobs([300, 200, 150, 100], spread=1.0, seed=4, t=3, d=4)
     grid = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=50, height=15, tile_size=1,

@@ -16,9 +16,9 @@ import shapely
 from rasterio.crs import CRS
 from rasterio.warp import transform_geom
 
-from landtaxa.aoi import aoi_bounds, check_overlap, read_aoi, tile_mask
-from landtaxa.grid import Grid
-from landtaxa.inventory import InventoryError
+from landtaxa.inputs.aoi import aoi_bounds, check_overlap, read_aoi, tile_mask
+from landtaxa.inputs.datasets import InventoryError
+from landtaxa.inputs.grid import Grid
 
 UTM = "EPSG:32631"
 X0, Y0, RES, TS, N = 500000.0, 4990000.0, 10.0, 10, 8  # 8 x 8 tiles of 100 m

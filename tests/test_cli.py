@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from landtaxa.cli import STEPS, main, step_function, step_parser
-from landtaxa.cube import embedding_store
-from landtaxa.grid import Grid
+from landtaxa.inputs.grid import Grid
+from landtaxa.learning.cube import embedding_store
 from landtaxa.params import schema_property
 from landtaxa.plan import STEP_PARAMS
 from landtaxa.storage import load_npz

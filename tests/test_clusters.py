@@ -1,4 +1,4 @@
-"""Tests of time-series clustering (landtaxa.clusters): exact K-means against tslearn, the other
+"""Tests of time-series clustering (landtaxa.clustering.clusters): exact K-means against tslearn, the other
 methods (minibatch, dtw, softdtw), the registry of methods and the shared distance helper."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from series_data import blobs, match
 from sklearn.metrics import adjusted_rand_score
 
 from landtaxa.cli import main
-from landtaxa.clusters import CHUNK, METHODS, Clustering, assign_chunked, cluster_series, sq_distance_blocks
-from landtaxa.grid import Grid
+from landtaxa.clustering.clusters import CHUNK, METHODS, Clustering, assign_chunked, cluster_series, sq_distance_blocks
+from landtaxa.clustering.series import save_series
+from landtaxa.inputs.grid import Grid
 from landtaxa.params import ClusterParams, schema_property
-from landtaxa.series import save_series
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # tslearn warns about optional h5py
@@ -316,7 +316,7 @@ def test_more_clusters_than_valid_tiles_stops_before_fitting(tmp_path, caplog) -
 
 def _store(tmp_path, x: np.ndarray, block_bytes: int = 20_000):
     """``x`` written as a series (one grid row per 100 tiles) and opened with small blocks."""
-    from landtaxa.series import Series
+    from landtaxa.clustering.series import Series
 
     n = len(x)
     grid = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=100, height=-(-n // 100),
@@ -352,7 +352,7 @@ def test_seeding_on_a_sample_gives_the_same_inertia_within_1_percent(monkeypatch
     """Beyond SEED_ROWS series, k-means++ seeds from a sample of that many and the restarts run there; after
     Lloyd's iterations on every series the inertia is at most 1% above that of restarts on all of them
     (here: 8,000 overlapping series, a sample of 400)."""
-    import landtaxa.clusters as cl
+    import landtaxa.clustering.clusters as cl
 
     x, _ = blobs([2500, 2000, 1500, 1000, 600, 400], 2.0, 20 + seed, t=4, d=3)
     monkeypatch.setattr(cl, "SEED_ROWS", 10_000)  # up to SEED_ROWS series: seeded from all of them, as before
@@ -369,7 +369,7 @@ def test_seeding_on_a_sample_gives_the_same_inertia_within_1_percent(monkeypatch
 def test_the_run_on_every_series_stops_when_few_move(monkeypatch) -> None:
     """Beyond SEED_ROWS, the best restart's run on all series stops once a pass moves at most ``stop_moved`` of
     them: fewer passes, the same inertia within 0.01%; up to SEED_ROWS the setting changes nothing."""
-    import landtaxa.clusters as cl
+    import landtaxa.clustering.clusters as cl
 
     x, _ = blobs([3000, 2500, 2000, 1500], 3.0, 7, t=4, d=3)  # strongly overlapping: a long tail of passes
     monkeypatch.setattr(cl, "SEED_ROWS", 10_000)
@@ -384,7 +384,7 @@ def test_the_run_on_every_series_stops_when_few_move(monkeypatch) -> None:
 
 
 def test_minibatch_streams_a_store_larger_than_memory_bytes(tmp_path, monkeypatch) -> None:
-    import landtaxa.clusters as cl
+    import landtaxa.clustering.clusters as cl
 
     sizes = [3000, 2000, 1000, 500]
     x, truth = blobs(sizes, 0.3, 0)
@@ -403,7 +403,7 @@ def test_minibatch_streams_a_store_larger_than_memory_bytes(tmp_path, monkeypatc
 
 
 def test_polish_samples_are_nested_runs_of_neighbours() -> None:
-    from landtaxa.clusters import POLISH_GROUP, SEED_ROWS, polish_samples
+    from landtaxa.clustering.clusters import POLISH_GROUP, SEED_ROWS, polish_samples
 
     assert polish_samples(4 * SEED_ROWS, 1 << 20, np.random.RandomState(0)) == []  # none up to 16,384 series
     samples = polish_samples(300_001, 65_536, np.random.RandomState(0))
@@ -424,7 +424,7 @@ def test_beyond_sample_rows_every_series_is_passed_over_at_most_full_passes_time
     at most ``full_passes`` times, keeping the last pass's assignment (labels nearest to the returned centres):
     here the inertia is within 0.1% of the run to convergence (0.0044% for 250,000 series after a sample of
     16,384: README). Up to ``sample_rows`` series the setting changes nothing."""
-    import landtaxa.clusters as cl
+    import landtaxa.clustering.clusters as cl
 
     x, truth = blobs([3000, 2500, 2000, 1500], 3.0, 7, t=4, d=3)  # strongly overlapping: a long tail of passes
     monkeypatch.setattr(cl, "SEED_ROWS", 500)  # samples of 2,000 and 8,000 series below the 9,000
@@ -450,7 +450,7 @@ def test_beyond_sample_rows_every_series_is_passed_over_at_most_full_passes_time
 
 def test_the_cap_on_passes_holds_when_a_cluster_empties() -> None:
     """A pass that leaves a cluster empty moves a row into it and goes on; the cap still ends the run there."""
-    from landtaxa.clusters import lloyd
+    from landtaxa.clustering.clusters import lloyd
 
     x, _ = blobs([400, 300, 200], 0.5, 3, t=2, d=2)
     flat = x.reshape(len(x), -1)
@@ -490,7 +490,7 @@ def test_the_distances_are_every_series_to_every_returned_centroid(settings: dic
 def test_the_distances_beyond_sample_rows_and_from_a_store(tmp_path, monkeypatch) -> None:
     """Beyond ``sample_rows`` the last of the capped passes over every series (read from disk, cached blocks
     first) writes the distances to the centres it assigned to."""
-    import landtaxa.clusters as cl
+    import landtaxa.clustering.clusters as cl
 
     x, _ = blobs([1500, 1200, 900, 600], 2.5, 7, t=4, d=3)
     monkeypatch.setattr(cl, "SEED_ROWS", 300)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from landtaxa.configcheck import ConfigError, check_config, effective_schema
-from landtaxa.encoders import ENCODERS
+from landtaxa.learning.encoders import ENCODERS
 from landtaxa.params import SCHEMA, schema_defaults
 from landtaxa.runtime import PLUGINS_ENV, inherited_plugins
 
@@ -48,7 +48,7 @@ def _plugins_env_restored(monkeypatch) -> None:
 
 def test_a_plugin_adds_its_encoder_to_the_valid_names(tmp_path: Path) -> None:
     plugin = tmp_path / "my_encoders.py"
-    plugin.write_text("from landtaxa.encoders import ENCODERS, EncoderSpec, register_encoder\n"
+    plugin.write_text("from landtaxa.learning.encoders import ENCODERS, EncoderSpec, register_encoder\n"
                       "register_encoder(EncoderSpec('mine', ENCODERS['tilenet'].build))\n")
     config = {**copy.deepcopy(CONFIG), "encoder": {"name": "mine"}}
     with pytest.raises(ConfigError, match="'mine' is not one of"):

@@ -1,4 +1,4 @@
-"""Tests of the embedding cube (landtaxa.cube): Zarr arrays written and read with numpy, one date's
+"""Tests of the embedding cube (landtaxa.learning.cube): Zarr arrays written and read with numpy, one date's
 store written strip by strip, the cube of links over the dates, and the same store read by xarray
 (with its CRS found by rioxarray) and by the zarr package."""
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from landtaxa.cube import (
+from landtaxa.inputs.grid import Grid
+from landtaxa.learning.cube import (
     CHUNK_BYTES,
     ZArray,
     atomic_dir,
@@ -21,7 +22,6 @@ from landtaxa.cube import (
     write_array,
     write_cube,
 )
-from landtaxa.grid import Grid
 
 GRID = Grid(crs="EPSG:32631", transform=(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0), width=7 * 8, height=5 * 8,
             tile_size=8, bands=[1], dtype="uint16")  # 5 rows x 7 columns of 80 m tiles

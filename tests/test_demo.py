@@ -1,4 +1,4 @@
-"""Tests of the synthetic demo region (landtaxa.demo)."""
+"""Tests of the synthetic demo region (landtaxa.inputs.demo: its spec and its scene)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,14 @@ import pytest
 import rasterio
 from scipy import ndimage
 
-from landtaxa import demo
-from landtaxa.demo import (
+from landtaxa.inputs.demo import scene
+from landtaxa.inputs.demo.scene import demo_step, make_demo
+from landtaxa.inputs.demo.spec import (
     CLASS_NAMES,
     DemoSpec,
     demo_dates,
     demo_inventory,
-    demo_step,
     granule_names,
-    make_demo,
     spec_of,
     truth_path,
 )
@@ -417,7 +416,7 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: p
             raise OSError("disk full")
         real_replace(src, dst)
 
-    monkeypatch.setattr(demo.os, "replace", failing_replace)
+    monkeypatch.setattr(scene.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         make_demo(spec, tmp_path)
     monkeypatch.undo()

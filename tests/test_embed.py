@@ -1,4 +1,4 @@
-"""Tests of tiling, gap filling and per-date embedding (landtaxa.embed)."""
+"""Tests of tiling, gap filling and per-date embedding (landtaxa.learning.embed)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import rasterio
 import torch
 from rasters import write_raster
 
-from landtaxa.cube import read_embeddings
-from landtaxa.embed import default_batch_size, embed_date, encode, encode_adaptive, fill_invalid
-from landtaxa.encoders import build_encoder
-from landtaxa.grid import Grid, to_tiles
-from landtaxa.networks import TileNet
+from landtaxa.inputs.grid import Grid, to_tiles
+from landtaxa.learning.cube import read_embeddings
+from landtaxa.learning.embed import default_batch_size, embed_date, encode, encode_adaptive, fill_invalid
+from landtaxa.learning.encoders import build_encoder
+from landtaxa.learning.networks import TileNet
 
 CPU = torch.device("cpu")
 TS = 8

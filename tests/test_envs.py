@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -37,14 +38,27 @@ def env_packages(path: Path) -> set[str]:
     return {re.split(r"[\s=<>]", d.strip())[0] for d in deps if isinstance(d, str)}
 
 
+def _names(node: ast.AST) -> set[str]:
+    """What one import statement names; ``from landtaxa.x import y`` names ``landtaxa.x.y`` too, which
+    is a module when ``y`` is one."""
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names}
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        subs = {f"{node.module}.{a.name}" for a in node.names} if node.module.startswith("landtaxa") else set()
+        return {node.module} | subs
+    return set()
+
+
 def imports_of(tree: ast.AST) -> set[str]:
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
+    return {name for node in ast.walk(tree) for name in _names(node)}
+
+
+def module_file(module: str, package: Path = PACKAGE) -> Path | None:
+    """The source file of a landtaxa module or subpackage (None for a name that is not a module)."""
+    path = package.joinpath(*module.split(".")[1:])
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    return path / "__init__.py" if (path / "__init__.py").is_file() else None
 
 
 def _imports_outside_steps(tree: ast.Module) -> set[str]:
@@ -52,15 +66,7 @@ def _imports_outside_steps(tree: ast.Module) -> set[str]:
     (``*_step``): a step's own imports count only for that step."""
     steps = [f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name.endswith("_step")]
     step_nodes = {id(n) for f in steps for n in ast.walk(f)}
-    names = set()
-    for node in ast.walk(tree):
-        if id(node) in step_nodes:
-            continue
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
+    return {name for node in ast.walk(tree) if id(node) not in step_nodes for name in _names(node)}
 
 
 def step_imports(step: str, package: Path = PACKAGE) -> set[str]:
@@ -69,7 +75,7 @@ def step_imports(step: str, package: Path = PACKAGE) -> set[str]:
     from landtaxa.cli import STEPS
 
     module, name = STEPS[step].split(":")
-    tree = ast.parse((package / f"{module.split('.')[1]}.py").read_text())
+    tree = ast.parse(module_file(module, package).read_text())
     fn = next(f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == name)
     start = imports_of(ast.parse((package / "cli.py").read_text())) | imports_of(fn) | {module}
     third, modules, todo = set(), set(), sorted(start)
@@ -77,10 +83,11 @@ def step_imports(step: str, package: Path = PACKAGE) -> set[str]:
         mod = todo.pop()
         top = mod.split(".")[0]
         if top == "landtaxa":
-            if mod in modules or mod == "landtaxa":
+            source = module_file(mod, package)
+            if mod in modules or source is None:
                 continue
             modules.add(mod)
-            todo += sorted(_imports_outside_steps(ast.parse((package / f"{mod.split('.')[1]}.py").read_text())))
+            todo += sorted(_imports_outside_steps(ast.parse(source.read_text())))
         elif top not in sys.stdlib_module_names and top != "__future__":
             third.add(top)
     return third
@@ -129,10 +136,8 @@ def test_env_files_are_pinned() -> None:
 def test_check_fails_when_an_import_lacks_its_env_entry(tmp_path: Path) -> None:
     """The check is not vacuous: a new import in a module shows up as missing."""
     copy = tmp_path / "landtaxa"
-    copy.mkdir()
-    for f in PACKAGE.glob("*.py"):
-        (copy / f.name).write_text(f.read_text())
-    series = copy / "series.py"
+    shutil.copytree(PACKAGE, copy)
+    series = copy / "clustering" / "series.py"
     series.write_text(series.read_text().replace("import numpy as np\n", "import numpy as np\nimport pandas\n", 1))
     env = env_packages(REPO / "envs" / "io.yaml") - {"pandas"}
     assert missing_in_env("series", env, package=PACKAGE) == set()

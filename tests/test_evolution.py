@@ -1,4 +1,4 @@
-"""Tests of the evolution over time (landtaxa.evolution): per-date kinds, transitions, changes.
+"""Tests of the evolution over time (landtaxa.products.evolution): per-date kinds, transitions, changes.
 
 A synthetic "forest, clear-cut, water" series checks that a clear-cut shows as change on its date
 and nowhere else; its products are read back, at four dates, and at one and two dates (a single
@@ -14,10 +14,10 @@ import pytest
 import rasterio
 from series_data import centroids_of
 
-from landtaxa import evolution as ev
-from landtaxa.grid import Grid
+from landtaxa.clustering.series import save_series
+from landtaxa.inputs.grid import Grid
 from landtaxa.params import EvolutionParams
-from landtaxa.series import save_series
+from landtaxa.products import evolution as ev
 from landtaxa.storage import read_json, save_npz
 
 
@@ -164,7 +164,7 @@ def test_groups_from_counts_equal_the_pairwise_test(seed: int) -> None:
 
 
 def test_per_date_labels_of_a_store_equal_those_of_the_array(tmp_path) -> None:
-    from landtaxa.series import Series
+    from landtaxa.clustering.series import Series
 
     x, labels, cen = _forest_clearcut_water(3)
     grid = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=40, height=8, tile_size=1,

@@ -1,4 +1,4 @@
-"""Tests of the figures (landtaxa.figures): colours as in the maps, and drawing at any number of dates."""
+"""Tests of the figures (landtaxa.products.figures): colours as in the maps, and drawing at any number of dates."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from landtaxa.figures import label_rgba, plot_cluster_map, plot_evolution, plot_legend, plot_transitions
-from landtaxa.maps import NODATA
+from landtaxa.products.figures import label_rgba, plot_cluster_map, plot_evolution, plot_legend, plot_transitions
+from landtaxa.products.rasters import NODATA
 
 TILE_IDS = np.array([0, 1, 2, 5, 6, 11])
 LABELS = np.array([0, 1, 2, 0, 1, 2])

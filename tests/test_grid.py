@@ -1,4 +1,4 @@
-"""Tests of the common tile grid (landtaxa.grid)."""
+"""Tests of the common tile grid (landtaxa.inputs.grid)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rasterio.warp import transform as warp_points
 from rasterio.windows import Window
 from rasters import write_raster
 
-from landtaxa.grid import Grid, build_grid, pixel_areas_km2, tile_areas_km2
+from landtaxa.inputs.grid import Grid, build_grid, pixel_areas_km2, tile_areas_km2
 
 UTM31 = "EPSG:32631"
 UTM30 = "EPSG:32630"

@@ -1,4 +1,4 @@
-"""Tests of the image inventory (landtaxa.inventory)."""
+"""Tests of the image inventory (landtaxa.inputs.inventory)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from rasters import write_raster
 
-from landtaxa.inventory import (
+from landtaxa.inputs.inventory import (
     InventoryError,
     check_images,
     default_granule,

@@ -1,4 +1,4 @@
-"""Tests of cluster colours, the cluster GeoTIFF and the PNG (landtaxa.maps)."""
+"""Tests of cluster colours, the cluster GeoTIFF and the PNG (landtaxa.products.maps)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 import rasterio
 from rasterio.crs import CRS
 
-from landtaxa.grid import Grid
-from landtaxa.maps import NODATA, map_step, pca_colours, write_cluster_map
+from landtaxa.inputs.grid import Grid
+from landtaxa.products.maps import map_step
+from landtaxa.products.rasters import NODATA, pca_colours, write_cluster_map
 from landtaxa.storage import save_npz
 
 

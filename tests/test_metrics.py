@@ -1,4 +1,4 @@
-"""Tests of the taxonomy metrics and the truth-to-tiles majority vote (landtaxa.metrics)."""
+"""Tests of the taxonomy metrics and the truth-to-tiles majority vote (landtaxa.clustering.metrics)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from sklearn.metrics import (
     silhouette_score,
 )
 
-from landtaxa.grid import Grid
-from landtaxa.metrics import taxonomy_metrics, truth_tiles
+from landtaxa.clustering.metrics import taxonomy_metrics, truth_tiles
+from landtaxa.inputs.grid import Grid
 
 
 def _grid(n_rows: int, n_cols: int, tile_size: int, res: float = 10.0) -> Grid:
@@ -76,7 +76,7 @@ def test_taxonomy_metrics_against_sklearn(clustering) -> None:
 
 def test_metrics_of_a_series_on_disk_read_only_the_sample(clustering, tmp_path, monkeypatch) -> None:
     """From the cube, the same metrics as from the array; the silhouette reads only its sampled series."""
-    from landtaxa.series import Series, save_series
+    from landtaxa.clustering.series import Series, save_series
 
     grid, series, tile_ids, labels, truth = clustering
     store = save_series(tmp_path / "s.npz", series, tile_ids, ["2021-01-01", "2021-02-01", "2021-03-01",
@@ -223,7 +223,7 @@ def test_truth_tiles_no_crs(tmp_path) -> None:
 
 
 def test_seed_agreement_over_the_tiles_both_hold() -> None:
-    from landtaxa.metrics import seed_agreement
+    from landtaxa.clustering.metrics import seed_agreement
 
     a = {"tile_ids": np.array([1, 2, 3, 4, 5]), "labels": np.array([0, 0, 1, 1, 2])}
     b = {"tile_ids": np.array([2, 3, 4, 5, 6]), "labels": np.array([7, 4, 4, 9, 9])}  # renamed, tile 1 and 6 apart
@@ -233,7 +233,7 @@ def test_seed_agreement_over_the_tiles_both_hold() -> None:
 
 
 def test_comparison_table_says_how_each_model_compares_with_the_baseline() -> None:
-    from landtaxa.metrics import comparison_table, gather_metrics
+    from landtaxa.clustering.metrics import comparison_table, gather_metrics
 
     metrics = gather_metrics({"spectral": {"ari": 0.5, "nmi": 0.6, "silhouette": 0.3, "geo_silhouette": 0.1},
                               "geo": {"ari": 0.7, "nmi": 0.6, "silhouette": 0.2, "geo_silhouette": 0.0},

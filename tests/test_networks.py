@@ -1,8 +1,7 @@
-"""Tests of the encoders' networks, the triplet loss and checkpoints (landtaxa.networks)."""
+"""Tests of the encoders' networks and the triplet loss (landtaxa.learning.networks)."""
 
 from __future__ import annotations
 
-import builtins
 import math
 import re
 from pathlib import Path
@@ -12,15 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from landtaxa.encoders import build_encoder
-from landtaxa.networks import (
+from landtaxa.learning.encoders import build_encoder
+from landtaxa.learning.networks import (
     PAPER_STRIDES,
     PAPER_WIDTHS,
     BasicBlock,
     SpectralStats,
     TileNet,
-    load_checkpoint,
-    save_checkpoint,
     triplet_loss,
 )
 
@@ -171,83 +168,6 @@ def test_triplet_loss_batch_mean_and_gradient() -> None:
     assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in z)
 
 
-def _small_trained_like_net() -> TileNet:
-    """A paper TileNet whose weights and BatchNorm statistics are not the defaults."""
-    torch.manual_seed(5)
-    net = TileNet(3, z_dim=16)
-    net.train()
-    with torch.no_grad():
-        for _ in range(2):
-            net(torch.rand(4, 3, 16, 16))
-    return net.eval()
-
-
-def test_checkpoint_round_trip(tmp_path) -> None:
-    net = _small_trained_like_net()
-    meta = {"encoder": "tilenet", "in_channels": 3, "z_dim": 16, "epochs": 2, "dates": ["2020-01-01"]}
-    path = tmp_path / "enc.pt"
-    save_checkpoint(path, net, meta)
-    assert path.exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["enc.pt"]  # no temporary left behind
-    loaded, meta2 = load_checkpoint(path)
-    assert meta2 == meta
-    assert isinstance(loaded, TileNet)
-    loaded.eval()
-    for key, value in net.state_dict().items():
-        assert torch.equal(loaded.state_dict()[key], value), key
-    x = torch.rand(3, 3, 16, 16)
-    with torch.no_grad():
-        assert torch.equal(loaded(x), net(x))
-    # the stored file loads under torch's safe unpickler
-    payload = torch.load(path, weights_only=True)
-    assert set(payload) == {"state_dict", "meta"}
-
-
-class _Exploit:
-    """Unpickling this object opens (creates) a marker file."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (builtins.open, (self.marker, "w"))
-
-
-def test_load_checkpoint_refuses_code(tmp_path) -> None:
-    marker = tmp_path / "pwned"
-    path = tmp_path / "evil.pt"
-    torch.save({"state_dict": _Exploit(str(marker)), "meta": {"encoder": "tilenet"}}, path)
-    # positive control: an unsafe load would indeed run the payload
-    control = tmp_path / "control.pt"
-    control_marker = tmp_path / "control_marker"
-    torch.save({"state_dict": _Exploit(str(control_marker)), "meta": {}}, control)
-    torch.load(control, weights_only=False)
-    assert control_marker.exists()
-
-    with pytest.raises(ValueError, match=re.escape(str(path))):
-        load_checkpoint(path)
-    assert not marker.exists()
-
-
-@pytest.mark.parametrize(
-    "payload",
-    [torch.zeros(3), {"state_dict": {}}, {"meta": {}}, [1, 2, 3]],
-    ids=["tensor", "no-meta", "no-state-dict", "list"],
-)
-def test_load_checkpoint_rejects_wrong_payload(tmp_path, payload) -> None:
-    path = tmp_path / "other.pt"
-    torch.save(payload, path)
-    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*state_dict/meta"):
-        load_checkpoint(path)
-
-
-def test_load_checkpoint_rejects_garbage(tmp_path) -> None:
-    path = tmp_path / "garbage.pt"
-    path.write_bytes(b"this is not a torch file")
-    with pytest.raises(ValueError, match=re.escape(str(path))):
-        load_checkpoint(path)
-
-
 def test_spectral_stats_are_the_valid_pixels_band_mean_and_std() -> None:
     x = torch.tensor([[[[0.1, 0.3], [float("nan"), 0.5]], [[1.0, 1.0], [1.0, float("nan")]]]])
     z = SpectralStats(2)(x)
@@ -262,7 +182,7 @@ def test_spectral_stats_are_the_valid_pixels_band_mean_and_std() -> None:
 def test_every_torch_load_is_weights_only() -> None:
     """No file the package loads can run code: every torch.load passes weights_only=True."""
     calls = []
-    for src in Path(__file__).resolve().parents[1].joinpath("workflow", "landtaxa").glob("*.py"):
+    for src in Path(__file__).resolve().parents[1].joinpath("workflow", "landtaxa").rglob("*.py"):
         text = src.read_text()
         for m in re.finditer(r"torch\.load\(([^)]*)\)", text):
             calls.append((src.name, m.group(1)))

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from landtaxa.configcheck import check_config
-from landtaxa.demo import DemoSpec, demo_dates, make_demo
+from landtaxa.inputs.demo.scene import make_demo
+from landtaxa.inputs.demo.spec import DemoSpec, demo_dates
 from landtaxa.params import SCHEMA
 from landtaxa.plan import PlanError, RunPlan
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from landtaxa.grid import Grid
+from landtaxa.clustering.series import save_series
+from landtaxa.inputs.grid import Grid
 from landtaxa.plan import RunPlan
 from landtaxa.resources import MB, SAFETY, Sizes, job_needs, job_resources
-from landtaxa.series import save_series
 
 PACKAGE = str(Path(__file__).resolve().parents[1] / "workflow")
 T, D, K = 4, 32, 6
@@ -138,8 +138,7 @@ def test_embedding_request_is_above_its_peak(tmp_path: Path) -> None:
                        dtype="uint16", crs=grid.crs, transform=grid.affine) as dst:
         dst.write(np.random.default_rng(0).integers(1, 1000, (2, grid.height, grid.width), dtype=np.uint16))
     np.savez(tmp_path / "valid.npz", fraction=np.ones((rows, cols), np.float32))
-    from landtaxa.encoders import build_encoder
-    from landtaxa.networks import save_checkpoint
+    from landtaxa.learning.encoders import build_encoder, save_checkpoint
 
     save_checkpoint(tmp_path / "m.pt", build_encoder("tilenet-lite", 2, 512),
                     {"encoder": "tilenet-lite", "in_channels": 2, "z_dim": 512, "tile_size": ts, "kind": "geo"})
@@ -160,7 +159,7 @@ def test_the_representatives_request_covers_its_figure(tmp_path: Path) -> None:
     of tiles (here 10 x 3 by 24: about 400 MB of matplotlib buffers), which the request must cover."""
     import rasterio
 
-    from landtaxa.clusters import cluster_series
+    from landtaxa.clustering.clusters import cluster_series
     from landtaxa.params import ClusterParams
     from landtaxa.storage import save_npz
 

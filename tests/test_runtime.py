@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from landtaxa import runtime
-from landtaxa.encoders import ENCODERS
+from landtaxa.learning.encoders import ENCODERS
 
 
 def test_expose_package_prepends_this_checkout_once(monkeypatch) -> None:
@@ -25,10 +25,10 @@ def test_plugins_load_by_file_or_module_and_reach_child_processes(tmp_path: Path
     monkeypatch.setenv(runtime.PLUGINS_ENV, "")
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "plugin_by_name.py").write_text(
-        "from landtaxa.encoders import ENCODERS, EncoderSpec, register_encoder\n"
+        "from landtaxa.learning.encoders import ENCODERS, EncoderSpec, register_encoder\n"
         "register_encoder(EncoderSpec('by-name', ENCODERS['tilenet'].build))\n")
     by_file = tmp_path / "plugin_by_file.py"
-    by_file.write_text("from landtaxa.encoders import ENCODERS, EncoderSpec, register_encoder\n"
+    by_file.write_text("from landtaxa.learning.encoders import ENCODERS, EncoderSpec, register_encoder\n"
                        "register_encoder(EncoderSpec('by-file', ENCODERS['tilenet'].build))\n")
     try:
         runtime.load_plugins(["plugin_by_name", str(by_file)])

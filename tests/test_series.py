@@ -1,4 +1,4 @@
-"""Tests of time-series assembly and gap filling (landtaxa.series)."""
+"""Tests of time-series assembly and gap filling (landtaxa.clustering.series)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from landtaxa.cube import embedding_store
-from landtaxa.grid import Grid
-from landtaxa.series import Series, assemble_series, nearest_valid_index
+from landtaxa.clustering.series import Series, assemble_series, nearest_valid_index
+from landtaxa.inputs.grid import Grid
+from landtaxa.learning.cube import embedding_store
 from landtaxa.storage import load_npz
 
 
@@ -167,9 +167,9 @@ def _grid(rows: int, cols: int) -> Grid:
 def test_series_reads_like_the_filled_array(tmp_path, monkeypatch, chunk_bytes: int) -> None:
     """Blocks, chosen tiles and the whole series equal the array filled from the nearest valid dates,
     whatever the chunks (whole rows, parts of rows) and the block size."""
-    import landtaxa.cube
+    import landtaxa.learning.cube
 
-    monkeypatch.setattr(landtaxa.cube, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(landtaxa.learning.cube, "CHUNK_BYTES", chunk_bytes)
     rng = np.random.default_rng(1)
     grid = _grid(6, 11)
     tile_ids = np.sort(rng.choice(grid.n_tiles, 50, replace=False))
@@ -178,7 +178,7 @@ def test_series_reads_like_the_filled_array(tmp_path, monkeypatch, chunk_bytes: 
     valid[:, 2] |= ~valid.any(axis=1)
     valid[tile_ids < 11, 1] = False  # the first grid row missing on date 1: its chunks are never written
     expected = x[np.arange(50)[:, None], nearest_valid_index(valid)]
-    from landtaxa.series import save_series
+    from landtaxa.clustering.series import save_series
 
     save_series(tmp_path / "s.npz", x, tile_ids, DATES + ["2021-05-30"], grid, valid)
     for block_bytes in (1, 4 * 5 * 3 * 7, 1 << 20):
@@ -247,7 +247,7 @@ def test_a_standardised_series_is_standard_over_its_tiles(tmp_path, dtype: str) 
     """Each date's moments are those of the series itself (the kept tiles, filled values included: what the
     clustering sees), from the embedding jobs' sums: every feature of the standardised series has zero mean and
     unit variance over the tiles, as one pass over the series gives."""
-    from landtaxa.series import feature_moments
+    from landtaxa.clustering.series import feature_moments
 
     stores, dates, raw = _random_dates(tmp_path / "embeddings", ROW, PATTERNS, dtype)
     plain, std = tmp_path / "raw.npz", tmp_path / "std.npz"
@@ -270,9 +270,9 @@ def test_a_standardised_series_is_standard_over_its_tiles(tmp_path, dtype: str) 
 def test_the_series_step_reads_the_dropped_and_the_filled_rows_only(tmp_path, monkeypatch) -> None:
     """Every store holds its sums: the moments take off the rows of the dropped tiles valid that date and add those
     of the filled tile-dates (their source date's row), the only rows read; no pass over the series."""
-    import landtaxa.series
-    from landtaxa.cube import ZArray
-    from landtaxa.series import feature_moments
+    import landtaxa.clustering.series
+    from landtaxa.clustering.series import feature_moments
+    from landtaxa.learning.cube import ZArray
 
     grid = _grid(5, 8)  # one chunk: a tile's row in it is its id
     patterns = {tile: "xxxx" for tile in range(32)}
@@ -291,7 +291,7 @@ def test_the_series_step_reads_the_dropped_and_the_filled_rows_only(tmp_path, mo
         raise AssertionError("a pass over the series")
 
     monkeypatch.setattr(Series, "blocks", no_pass)
-    monkeypatch.setattr(landtaxa.series, "feature_moments", no_pass)
+    monkeypatch.setattr(landtaxa.clustering.series, "feature_moments", no_pass)
     out = tmp_path / "std.npz"
     assemble_series(stores, dates, out, max_missing=0.5, standardise="zscore")
     index = load_npz(out)
@@ -310,7 +310,7 @@ def test_stores_without_sums_give_the_same_moments(tmp_path) -> None:
     """A store written before the embedding jobs kept their sums: the kept rows are read and summed instead."""
     import shutil
 
-    from landtaxa.cube import read_moments
+    from landtaxa.learning.cube import read_moments
 
     stores, dates, _ = _random_dates(tmp_path / "embeddings", ROW, PATTERNS)
     assemble_series(stores, dates, tmp_path / "new.npz", max_missing=0.5, standardise="zscore")
@@ -339,7 +339,7 @@ def test_a_store_whose_sums_disagree_with_its_validity_is_refused(tmp_path) -> N
 def test_a_date_no_kept_tile_observes_takes_its_filled_values_moments(tmp_path, monkeypatch) -> None:
     """Date 2 is observed by a dropped tile only: its moments are those of the kept tiles' filled values, read from
     their source dates, without a pass over the series."""
-    from landtaxa.series import feature_moments
+    from landtaxa.clustering.series import feature_moments
 
     patterns = {0: "xx.x", 1: "x..x", 2: "..x.", 3: ".x.x"}
     stores, dates, _ = _random_dates(tmp_path / "embeddings", _grid(1, 4), patterns)
@@ -356,8 +356,8 @@ def test_a_date_no_kept_tile_observes_takes_its_filled_values_moments(tmp_path, 
 
 def test_a_few_scattered_tiles_are_read_alone(tmp_path, monkeypatch) -> None:
     """A sample's few tiles far apart in a chunk are read tile by tile, not the chunk's whole span."""
-    from landtaxa.cube import ZArray
-    from landtaxa.series import save_series
+    from landtaxa.clustering.series import save_series
+    from landtaxa.learning.cube import ZArray
 
     rng = np.random.default_rng(5)
     x = rng.normal(0, 1, (1000, 3, 4)).astype(np.float32)
@@ -377,7 +377,7 @@ def test_a_few_scattered_tiles_are_read_alone(tmp_path, monkeypatch) -> None:
 
 def _on_disk(tmp_path, n: int = 1200, t: int = 3, d: int = 8, block_bytes: int = 12_000):
     """An (n, t, d) series written as a run writes it (50 tiles per grid row) and opened with small blocks."""
-    from landtaxa.series import save_series
+    from landtaxa.clustering.series import save_series
 
     x = np.random.default_rng(4).normal(size=(n, t, d)).astype(np.float32)
     grid = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=50, height=-(-n // 50),
@@ -392,7 +392,7 @@ def _read_all(series, order=None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_a_subset_reads_the_chosen_tiles_only(tmp_path) -> None:
-    from landtaxa.series import ArraySeries
+    from landtaxa.clustering.series import ArraySeries
 
     x, s = _on_disk(tmp_path)
     rows = np.sort(np.random.default_rng(1).choice(len(x), 300, replace=False))
@@ -425,11 +425,12 @@ def _evict(paths) -> None:
 def test_a_pass_reads_the_cached_blocks_first_and_every_block_once(tmp_path, monkeypatch) -> None:
     """A series larger than the page cache: each pass reads first what is still cached, so what it reads from
     disk evicts blocks already used. The values read, and a K-means on them, do not depend on the order."""
-    import landtaxa.cube
-    from landtaxa.clusters import cluster_series
+    import landtaxa.learning.cube
+    from landtaxa.clustering.clusters import cluster_series
     from landtaxa.params import ClusterParams
 
-    monkeypatch.setattr(landtaxa.cube, "CHUNK_BYTES", 100 * 3 * 8 * 4 // 3)  # chunks of 2 grid rows: 12 of them
+    # chunks of 2 grid rows: 12 of them
+    monkeypatch.setattr(landtaxa.learning.cube, "CHUNK_BYTES", 100 * 3 * 8 * 4 // 3)
     x, s = _on_disk(tmp_path)
     assert s.n_blocks() >= 6
     chunk_files = sorted(p for p in (tmp_path / "s_dates").rglob("embedding/*/*/*") if p.is_file())

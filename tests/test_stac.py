@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +16,12 @@ import pytest
 import rasterio
 from rasterio.crs import CRS
 from rasters import write_raster
-from stac_archive import SCALE, make_archive, physical, stacked_dn
+from stac_archive import make_archive, physical, read_vrt, stacked_dn
 
-from landtaxa import stac
-from landtaxa.align import align_date
-from landtaxa.grid import Grid
-from landtaxa.inventory import InventoryError
+from landtaxa.inputs import stac
+from landtaxa.inputs.align import align_date
+from landtaxa.inputs.datasets import InventoryError
+from landtaxa.inputs.grid import Grid
 
 BANDS = ["B04", "B11", "B08", "B02"]  # 10 m and 20 m assets mixed, not in file order
 CLOUDY = "S2A_30TYQ_20220301_0_L2A"
@@ -43,11 +41,6 @@ def landtaxa_log(caplog):
     caplog.handler.setLevel(logging.INFO)
     yield caplog
     logger.removeHandler(caplog.handler)
-
-
-def read_vrt(path: str | Path) -> tuple[np.ndarray, dict]:
-    with rasterio.open(path) as src:
-        return src.read().astype(np.float64), dict(src.profile)
 
 
 def features(archive) -> list[dict]:
@@ -112,47 +105,6 @@ def test_file_scale_and_offset_are_used_when_the_catalog_declares_none(tmp_path:
         item = archive.item(row.item_id)
         got, _ = read_vrt(row.path)
         np.testing.assert_allclose(got, physical(stacked_dn(item, ["B04", "B11"]), item.offset), atol=1e-6)
-
-
-def test_coarser_bands_follow_the_chosen_resampling(archive, tmp_path: Path) -> None:
-    item = archive.items[0]
-    hrefs = [str(archive.asset_path(item.item_id, b)) for b in ("B11", "B04")]
-    nearest, _ = read_vrt(stac.write_vrt(hrefs, tmp_path / "n.vrt", [SCALE] * 2, [0, 0]))
-    bilinear, _ = read_vrt(stac.write_vrt(hrefs, tmp_path / "b.vrt", [SCALE] * 2, [0, 0], resampling="bilinear"))
-    assert nearest.shape == (2, 12, 12)  # the finest band's lattice, whatever the band order
-    np.testing.assert_array_equal(nearest[1], bilinear[1])
-    assert not np.allclose(nearest[0][np.isfinite(nearest[0]) & np.isfinite(bilinear[0])],
-                           bilinear[0][np.isfinite(nearest[0]) & np.isfinite(bilinear[0])])
-    with pytest.raises(ValueError, match="resampling 'fancy' is not one of"):
-        stac.write_vrt(hrefs, tmp_path / "x.vrt", resampling="fancy")
-
-
-def test_unchanged_vrt_is_not_rewritten(archive, tmp_path: Path) -> None:
-    hrefs = [str(archive.asset_path(archive.items[0].item_id, "B04"))]
-    path = stac.write_vrt(hrefs, tmp_path / "a.vrt", [SCALE], [0.0])
-    os.utime(path, (1_000_000, 1_000_000))
-    stac.write_vrt(hrefs, path, [SCALE], [0.0])
-    assert path.stat().st_mtime == 1_000_000  # Snakemake sees nothing new
-    stac.write_vrt(hrefs, path, [SCALE], [-0.1])
-    assert path.stat().st_mtime != 1_000_000
-    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
-
-
-def test_wrap_raster_gives_a_plain_raster_physical_units(tmp_path: Path) -> None:
-    dn = np.stack([np.full((4, 5), 1000 + 100 * b, np.uint16) for b in range(3)])
-    dn[:, 0, 0] = 0
-    path = write_raster(tmp_path / "img.tif", dn, "EPSG:32631", (500000, 4000000, 10), nodata=0)
-    got, profile = read_vrt(stac.wrap_raster(path, tmp_path / "img.vrt", 1e-4, -0.1))
-    assert profile["count"] == 3 and profile["dtype"] == "float32"
-    np.testing.assert_allclose(got, physical(dn, -0.1), atol=1e-6)
-    got, _ = read_vrt(stac.wrap_raster(path, tmp_path / "b.vrt", [1e-4, 1e-4, 1.0], [0, 0, 0]))
-    np.testing.assert_allclose(got[2, 1:, 1:], 1200)  # a class band kept as it is
-    assert stac.parse_band_values("1e-4, 2e-4;3", "s") == [1e-4, 2e-4, 3.0]
-    assert stac.parse_band_values(float("nan"), "s") is None and stac.parse_band_values(" ", "s") is None
-    with pytest.raises(InventoryError, match=r"sheet, row 2: cannot read 'x' as numbers"):
-        stac.parse_band_values("x", "sheet, row 2")
-    with pytest.raises(InventoryError, match=r"img.tif: 2 scale values given for its 3 bands"):
-        stac.wrap_raster(path, tmp_path / "c.vrt", [1e-4, 1e-4])
 
 
 def test_vrts_of_two_utm_zones_align_onto_one_grid_with_their_masks(archive, tmp_path: Path) -> None:
@@ -278,18 +230,6 @@ def test_band_names_prefer_single_band_geotiffs_and_keys_take_whole_assets(tmp_p
                                   "/vsicurl/https://example.com/B08.jp2"]
 
 
-def test_gdal_strings_are_read_without_assuming_local_files(archive, tmp_path: Path) -> None:
-    item = archive.items[0]
-    zipped = tmp_path / "assets.zip"
-    with zipfile.ZipFile(zipped, "w") as zf:
-        zf.write(archive.asset_path(item.item_id, "B04"), "B04.tif")
-    path = stac.write_vrt([f"/vsizip/{zipped}/B04.tif"], tmp_path / "z.vrt", [SCALE], [item.offset])
-    got, _ = read_vrt(path)
-    np.testing.assert_allclose(got[0], physical(item.dn["B04"], item.offset), atol=1e-6)
-    with pytest.raises(InventoryError, match=r"/vsizip/.*/nothing.tif: not a readable raster"):
-        stac.write_vrt([f"/vsizip/{zipped}/nothing.tif"], tmp_path / "y.vrt")
-
-
 def test_granule_from_tile_ids_or_the_item_id(tmp_path: Path) -> None:
     def granule(props: dict, item_id: str = "x") -> str:
         item = {"type": "Feature", "stac_version": "1.0.0", "id": item_id, "geometry": None, "links": [],
@@ -411,15 +351,7 @@ def test_missing_or_non_stac_sources_are_named(archive, tmp_path: Path) -> None:
         stac.read_items(plain, BANDS)
 
 
-def test_vrt_of_sources_in_two_crss_is_refused(archive, tmp_path: Path) -> None:
-    a = archive.asset_path("S2A_30TYQ_20220110_0_L2A", "B04")
-    b = archive.asset_path("S2B_31TCL_20220110_0_L2A", "B04")
-    with pytest.raises(InventoryError, match=r"B04.tif: its CRS \(EPSG:32631\) differs from .*EPSG:32630"):
-        stac.write_vrt([str(a), str(b)], tmp_path / "x.vrt")
-    with pytest.raises(InventoryError, match=r"nowhere.tif: raster file not found"):
-        stac.write_vrt([str(tmp_path / "nowhere.tif")], tmp_path / "x.vrt")
-    assert not (tmp_path / "x.vrt").exists()
-    # write_vrts checks every item before writing any VRT.
+def test_write_vrts_checks_every_item_before_writing_any(archive, tmp_path: Path) -> None:
     found = stac.read_items(archive.item_collection, ["B04"])
     found.items.at[4, "band_hrefs"] = [str(tmp_path / "gone.tif")]
     with pytest.raises(InventoryError, match=r"gone.tif: raster file not found"):

@@ -1,4 +1,4 @@
-"""Tests of class names, GDAL category names, QGIS styles and the kinds stack (landtaxa.styles).
+"""Tests of class names, GDAL category names, QGIS styles and the kinds stack (landtaxa.products.styles).
 
 Every sidecar is read back the way its users read it: the ``.aux.xml`` by GDAL itself
 (``gdalinfo -json``; Debian's ``gdal-bin``, skipped where it is not installed), the ``.qml`` as the
@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from landtaxa.grid import Grid, tile_areas_km2
-from landtaxa.maps import NODATA, write_cluster_map
-from landtaxa.styles import (
+from landtaxa.inputs.grid import Grid, tile_areas_km2
+from landtaxa.products.rasters import NODATA, write_cluster_map
+from landtaxa.products.styles import (
     band_time_ranges,
     class_labels,
     class_summary,

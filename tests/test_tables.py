@@ -1,4 +1,4 @@
-"""Tests of the GeoParquet tile table and the kinds table (landtaxa.tables).
+"""Tests of the GeoParquet tile table and the kinds table (landtaxa.products.tables).
 
 The tile table is read back with geopandas, as its users read it (geopandas is a test
 dependency only: landtaxa writes the file with pyarrow); the kinds table against numbers
@@ -15,9 +15,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from landtaxa.evolution import transitions
-from landtaxa.grid import Grid
-from landtaxa.tables import write_kinds_table, write_tiles_parquet
+from landtaxa.inputs.grid import Grid
+from landtaxa.products.evolution import transitions
+from landtaxa.products.tables import write_kinds_table, write_tiles_parquet
 
 DATES = ["2023-03-01", "2023-07-25", "2023-10-02"]
 
@@ -162,8 +162,8 @@ def test_kinds_table_without_evolution_or_stability(tmp_path: Path) -> None:
 def test_tiles_step_joins_every_model_and_the_coverage(tmp_path: Path) -> None:
     import rasterio
 
+    from landtaxa.products.tables import tiles_step
     from landtaxa.storage import save_npz
-    from landtaxa.tables import tiles_step
 
     grid = _grid()
     grid.save(tmp_path / "grid.json")

@@ -1,4 +1,4 @@
-"""Tests of triplet tile extraction, augmentation and the training loop (landtaxa.train)."""
+"""Tests of triplet tile extraction, augmentation and the training loop (landtaxa.learning.train)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import rasterio
 import torch
 
-from landtaxa.grid import Grid
-from landtaxa.networks import TileNet
-from landtaxa.train import augment, extract_triplet_tiles, train_triplets
+from landtaxa.inputs.grid import Grid
+from landtaxa.learning.networks import TileNet
+from landtaxa.learning.train import augment, extract_triplet_tiles, train_triplets
 
 CPU = torch.device("cpu")
 TINY_WIDTHS = (8, 16, 16, 16)

@@ -1,12 +1,12 @@
-"""Tests of geographic and cluster-guided triplet sampling (landtaxa.triplets)."""
+"""Tests of geographic and cluster-guided triplet sampling (landtaxa.learning.triplets)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from landtaxa.grid import Grid
-from landtaxa.triplets import cluster_triplets, geographic_triplets, triplet_budget
+from landtaxa.inputs.grid import Grid
+from landtaxa.learning.triplets import cluster_triplets, geographic_triplets, triplet_budget
 
 TS = 16
 MIN_VALID = 0.5

@@ -1,4 +1,4 @@
-"""Tests of the offline HTML viewer (landtaxa.viewer).
+"""Tests of the offline HTML viewer (landtaxa.products.viewer).
 
 The page's data is checked from Python, and the page itself in a real headless browser:
 Debian's Chromium driven by selenium (test dependencies; CI installs the ``chromium`` and
@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from landtaxa.grid import Grid, tile_areas_km2
-from landtaxa.maps import NODATA, label_image
-from landtaxa.styles import class_labels, colour_bytes
-from landtaxa.viewer import ATLAS_MAX_WIDTH, png_bytes, stretch_thumbnails, thumbnail_atlas, write_viewer
+from landtaxa.inputs.grid import Grid, tile_areas_km2
+from landtaxa.products.rasters import NODATA, label_image
+from landtaxa.products.styles import class_labels, colour_bytes
+from landtaxa.products.viewer import ATLAS_MAX_WIDTH, png_bytes, stretch_thumbnails, thumbnail_atlas, write_viewer
 
 DATES = ["2023-03-01", "2023-07-25", "2023-10-02"]
 THUMB_TILES = np.array([15, 21, 29])  # tiles with images; 15 is in cluster 1 and changes kind on 2023-10-02
@@ -310,8 +310,8 @@ def test_viewer_step_reads_the_workflow_s_files(tmp_path: Path) -> None:
     from rasters import write_raster
 
     from landtaxa.params import ViewerParams
+    from landtaxa.products.viewer import viewer_step
     from landtaxa.storage import save_npz
-    from landtaxa.viewer import viewer_step
 
     tax = _taxonomy()
     grid = tax["grid"]

@@ -17,10 +17,10 @@ import rasterio
 import torch
 from affine import Affine
 
-from landtaxa.cube import read_embeddings
-from landtaxa.demo import DemoSpec
-from landtaxa.grid import Grid
-from landtaxa.series import Series
+from landtaxa.clustering.series import Series
+from landtaxa.inputs.demo.spec import DemoSpec
+from landtaxa.inputs.grid import Grid
+from landtaxa.learning.cube import read_embeddings
 from landtaxa.storage import load_npz
 
 pytestmark = pytest.mark.slow

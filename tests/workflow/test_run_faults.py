@@ -27,9 +27,10 @@ from rasters import write_raster
 from runner import CONFIGS
 
 from landtaxa.checks import RunShape, bytes_needed, encoder_bytes, output_estimates
-from landtaxa.cube import read_embeddings
-from landtaxa.demo import DemoSpec, demo_dates, make_demo, truth_path
-from landtaxa.grid import Grid
+from landtaxa.inputs.demo.scene import make_demo
+from landtaxa.inputs.demo.spec import DemoSpec, demo_dates, truth_path
+from landtaxa.inputs.grid import Grid
+from landtaxa.learning.cube import read_embeddings
 from landtaxa.storage import load_npz
 
 pytestmark = pytest.mark.slow

@@ -21,7 +21,7 @@ import pytest
 import rasterio
 from runner import REPO
 
-from landtaxa.grid import Grid
+from landtaxa.inputs.grid import Grid
 
 DATA = REPO.parent / "shared" / "data" / "slovenia-s2-ndvi" / "geotiff"
 FIRST, ADDED = 14, 14  # acquisitions 0..13 (13 dates) first, then acquisition 14 (2016-03-17, half clouded)

@@ -12,7 +12,7 @@ import rasterio
 import torch
 from runner import CONFIGS
 
-from landtaxa.series import Series
+from landtaxa.clustering.series import Series
 from landtaxa.storage import read_json
 
 pytestmark = pytest.mark.slow

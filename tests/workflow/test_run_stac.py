@@ -22,9 +22,10 @@ from affine import Affine
 from rasterio.warp import transform as warp
 from runner import CONFIGS
 
-from landtaxa.aoi import tile_mask
-from landtaxa.demo import DemoSpec, demo_dates, make_demo, truth_path
-from landtaxa.grid import Grid
+from landtaxa.inputs.aoi import tile_mask
+from landtaxa.inputs.demo.scene import make_demo
+from landtaxa.inputs.demo.spec import DemoSpec, demo_dates, truth_path
+from landtaxa.inputs.grid import Grid
 from landtaxa.storage import load_npz
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@
 workflow imports this file where it starts and in every job.
 """
 
-from landtaxa.encoders import EncoderSpec, register_encoder
+from landtaxa.learning.encoders import EncoderSpec, register_encoder
 
 
 def build(in_channels: int, z_dim: int):

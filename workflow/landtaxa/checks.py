@@ -3,7 +3,7 @@ and the disk space the run's outputs need.
 
 Everything here reads raster headers only (no pixel data), so it runs when the workflow's
 DAG is built and a bad run stops before its first job. Each problem raises
-:class:`~landtaxa.inventory.InventoryError` (or :class:`RunCheckError` for config and
+:class:`~landtaxa.inputs.inventory.InventoryError` (or :class:`RunCheckError` for config and
 disk problems) with a message that names the file or config key, the problem, and what
 to do about it.
 """
@@ -19,37 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
-from landtaxa.grid import footprint
-from landtaxa.inventory import InventoryError
+from landtaxa.inputs.datasets import InventoryError
+from landtaxa.inputs.grid import Region, footprint
+from landtaxa.learning.encoders import build_encoder
 
 
 class RunCheckError(ValueError):
     """A config value or the machine cannot carry the run (K, disk space)."""
-
-
-@dataclass
-class Region:
-    """The union footprint of the images in the grid's CRS, before snapping to tiles."""
-
-    crs: CRS
-    bounds: tuple[float, float, float, float]
-    resolution: float
-    n_bands: int
-    itemsize: int
-
-    @property
-    def width(self) -> int:
-        return max(0, round((self.bounds[2] - self.bounds[0]) / self.resolution))
-
-    @property
-    def height(self) -> int:
-        return max(0, round((self.bounds[3] - self.bounds[1]) / self.resolution))
-
-    def n_tiles(self, tile_size: int) -> int:
-        return math.ceil(self.width / tile_size) * math.ceil(self.height / tile_size)
 
 
 def image_region(
@@ -58,7 +36,7 @@ def image_region(
 ) -> Region:
     """The region the grid will cover; refuse a region, then a raster, smaller than one tile.
 
-    The same footprint as :func:`landtaxa.grid.build_grid` (:func:`landtaxa.grid.footprint`).
+    The same footprint as :func:`landtaxa.inputs.grid.build_grid` (:func:`landtaxa.inputs.grid.footprint`).
     """
     try:
         fp = footprint(paths, crs, resolution, bands)
@@ -219,7 +197,6 @@ def encoder_bytes(name: str, in_channels: int, z_dim: int) -> int:
     try:
         import torch
 
-        from landtaxa.encoders import build_encoder
     except ImportError:
         return 4 * (12_000_000 + 9 * (512 * z_dim + 3 * z_dim * z_dim)) + 64 * 1024
 

@@ -18,33 +18,35 @@ import os
 import sys
 import typing
 
+from landtaxa.params import schema_property
+from landtaxa.runtime import inherited_plugins, load_plugins
 from landtaxa.storage import get_logger
 
 log = get_logger()
 
 # step -> the function that runs it ("module:function")
 STEPS = {
-    "demo": "landtaxa.demo:demo_step",
-    "grid": "landtaxa.grid:grid_step",
-    "align": "landtaxa.align:align_step",
-    "train": "landtaxa.train:train_step",
-    "refine": "landtaxa.train:refine_step",
-    "untrained": "landtaxa.train:untrained_step",
-    "embed": "landtaxa.embed:embed_step",
-    "series": "landtaxa.series:series_step",
-    "truth": "landtaxa.metrics:truth_step",
-    "clusters": "landtaxa.clusters:clusters_step",
-    "metrics": "landtaxa.metrics:metrics_step",
-    "map": "landtaxa.maps:map_step",
-    "coverage": "landtaxa.maps:coverage_step",
-    "analysis": "landtaxa.analysis:analysis_step",
-    "representatives": "landtaxa.analysis:representatives_step",
-    "stability": "landtaxa.analysis:stability_step",
-    "evolution": "landtaxa.evolution:evolution_step",
-    "k_choice": "landtaxa.analysis:kchoice_step",
-    "kinds": "landtaxa.analysis:kinds_step",
-    "tiles": "landtaxa.tables:tiles_step",
-    "viewer": "landtaxa.viewer:viewer_step",
+    "demo": "landtaxa.inputs.demo.scene:demo_step",
+    "grid": "landtaxa.inputs.grid:grid_step",
+    "align": "landtaxa.inputs.align:align_step",
+    "train": "landtaxa.learning.train:train_step",
+    "refine": "landtaxa.learning.train:refine_step",
+    "untrained": "landtaxa.learning.train:untrained_step",
+    "embed": "landtaxa.learning.embed:embed_step",
+    "series": "landtaxa.clustering.series:series_step",
+    "truth": "landtaxa.clustering.metrics:truth_step",
+    "clusters": "landtaxa.clustering.clusters:clusters_step",
+    "metrics": "landtaxa.clustering.metrics:metrics_step",
+    "map": "landtaxa.products.maps:map_step",
+    "coverage": "landtaxa.products.maps:coverage_step",
+    "analysis": "landtaxa.products.analysis:analysis_step",
+    "representatives": "landtaxa.products.analysis:representatives_step",
+    "stability": "landtaxa.products.analysis:stability_step",
+    "evolution": "landtaxa.products.evolution:evolution_step",
+    "k_choice": "landtaxa.products.analysis:kchoice_step",
+    "kinds": "landtaxa.products.analysis:kinds_step",
+    "tiles": "landtaxa.products.tables:tiles_step",
+    "viewer": "landtaxa.products.viewer:viewer_step",
 }
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -66,7 +68,6 @@ def _value(text: str) -> object:
 
 def step_parser(step: str, fn: typing.Callable) -> argparse.ArgumentParser:
     """The parser of one step, generated from its function's keyword arguments and parameter object."""
-    from landtaxa.params import schema_property
 
     hints = typing.get_type_hints(fn)
     parser = argparse.ArgumentParser(prog=f"landtaxa {step}", description=inspect.getdoc(fn))
@@ -94,7 +95,6 @@ def step_parser(step: str, fn: typing.Callable) -> argparse.ArgumentParser:
 
 def run(argv: list[str]) -> None:
     """Parse one step's command line and run it."""
-    from landtaxa.runtime import inherited_plugins, load_plugins
 
     step, rest = argv[0], argv[1:]
     if "--threads" in rest:  # before the step's module loads numpy, whose thread pools read these once

@@ -16,11 +16,13 @@ import jsonschema
 import yaml
 from jsonschema.exceptions import best_match
 
+from landtaxa.runtime import export_plugins, load_plugins
+
 # config keys whose valid values are a registry's names: (schema path, registry)
 REGISTRY_ENUMS = {
-    ("encoder", "name"): ("landtaxa.encoders", "ENCODERS"),
-    ("demo", "encoder"): ("landtaxa.encoders", "ENCODERS"),
-    ("cluster", "method"): ("landtaxa.clusters", "METHODS"),
+    ("encoder", "name"): ("landtaxa.learning.encoders", "ENCODERS"),
+    ("demo", "encoder"): ("landtaxa.learning.encoders", "ENCODERS"),
+    ("cluster", "method"): ("landtaxa.clustering.clusters", "METHODS"),
 }
 
 
@@ -67,7 +69,6 @@ def fill_defaults(config: dict, schema: dict) -> None:
 
 def check_config(config: dict, schema_path: str | os.PathLike) -> None:
     """Load the plugins, validate ``config`` and fill in its defaults (in place); ConfigError on a problem."""
-    from landtaxa.runtime import export_plugins, load_plugins
 
     plugins = config.get("plugins") or []
     if not isinstance(plugins, list):

@@ -145,7 +145,7 @@ class AlignParams(StepParams):
 class TrainingParams(StepParams):
     """Settings shared by the geographic training and the refinement (keys under ``section``)."""
 
-    triplets: int | dict = setting("{section}.triplets")  # see landtaxa.triplets.triplet_budget
+    triplets: int | dict = setting("{section}.triplets")  # see landtaxa.learning.triplets.triplet_budget
     epochs: int = setting("{section}.epochs")
     batch_size: int = setting("{section}.batch_size")
     lr: float = setting("{section}.lr")

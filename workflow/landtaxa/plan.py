@@ -29,12 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rasterio.crs import CRS
 
 from landtaxa import params as P
-from landtaxa.aoi import aoi_bounds, check_overlap
 from landtaxa.checks import (
-    Region,
     RunCheckError,
     RunShape,
     bytes_needed,
@@ -45,20 +42,16 @@ from landtaxa.checks import (
     encoder_bytes,
     image_region,
 )
-from landtaxa.demo import DemoSpec, demo_inventory, spec_of, truth_path
-from landtaxa.encoders import encoder_spec
-from landtaxa.inventory import (
-    InventoryError,
-    check_images,
-    exists,
-    is_gdal_path,
-    local_file,
-    read_inventory,
-    validate_inventory,
-)
+from landtaxa.inputs.aoi import aoi_bounds, check_overlap
+from landtaxa.inputs.datasets import InventoryError, exists, is_gdal_path, local_file
+from landtaxa.inputs.demo.spec import DemoSpec, demo_inventory, spec_of, truth_path
+from landtaxa.inputs.grid import Region
+from landtaxa.inputs.inventory import check_images, read_inventory, validate_inventory
+from landtaxa.inputs.stac import is_stac, read_items, vrt_name, write_vrts
+from landtaxa.inputs.vrt import parse_band_values, wrap_raster
+from landtaxa.learning.encoders import encoder_spec
+from landtaxa.learning.triplets import triplet_budget
 from landtaxa.resources import Sizes, job_resources
-from landtaxa.stac import is_stac, parse_band_values, read_items, vrt_name, wrap_raster, write_vrts
-from landtaxa.triplets import triplet_budget
 
 # the parameter object of every step that has settings (steps not listed have none)
 STEP_PARAMS: dict[str, type[P.StepParams]] = {
@@ -122,10 +115,7 @@ class RunPlan:
             demo = spec_of(P.DemoParams.from_config(config))
             inventory = pd.DataFrame([{"date": d, "granule": g, "path": str(p), "mask": ""}
                                       for d, g, p in demo_inventory(demo, f"{results}/demo")])
-            x0, y0 = demo.origin
-            side = demo.size * demo.pixel_size
-            region = Region(CRS.from_user_input(demo.crs), (x0, y0 - side, x0 + side, y0), demo.pixel_size,
-                            demo.bands, 2)
+            region = demo.region()
         else:
             inventory = cls._images(config, workdir / results / "sources")
             numbered = band_numbers(config["bands"])

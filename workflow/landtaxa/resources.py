@@ -19,6 +19,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from landtaxa.clustering.series import BLOCK_BYTES, MEMORY_BYTES, SEED_BYTES, SEED_ROWS
+from landtaxa.learning.cube import CHUNK_BYTES, chunk_tiles
+from landtaxa.learning.encoders import ENCODERS
+from landtaxa.learning.triplets import triplet_budget
+
 MB = 1 << 20
 SAFETY = 1.5  # requested memory = estimate x SAFETY (x the attempt)
 TIME_SAFETY = 3.0  # requested time = estimate x TIME_SAFETY (x the attempt)
@@ -80,8 +85,6 @@ def _c(sizes: Sizes, key: str, default):
 def _series_reading(s: Sizes) -> tuple[int, int]:
     """Bytes of the blocks a step reading the series holds (three in flight: one read ahead), and of
     its index (tile ids, validity, source dates) in memory."""
-    from landtaxa.cube import CHUNK_BYTES
-    from landtaxa.series import BLOCK_BYTES
 
     per_tile = s.features * 4
     block = max(BLOCK_BYTES, per_tile) + s.n_dates * CHUNK_BYTES
@@ -90,8 +93,6 @@ def _series_reading(s: Sizes) -> tuple[int, int]:
 
 
 def _seeding(s: Sizes) -> int:
-    from landtaxa.series import SEED_BYTES, SEED_ROWS
-
     rows = min(s.n_tiles, max(s.k, min(SEED_ROWS, SEED_BYTES // (4 * s.features))))
     return 3 * rows * s.features * 4 + 20 * MB  # the sample, Lloyd's blocks on it, k-means++'s batches
 
@@ -99,8 +100,6 @@ def _seeding(s: Sizes) -> int:
 def _clustering(s: Sizes) -> int:
     blocks, index = _series_reading(s)
     if _c(s, "cluster.method", "kmeans") == "minibatch":
-        from landtaxa.series import MEMORY_BYTES
-
         whole = s.n_tiles * s.features * 4
         extra = 3 * whole if whole <= MEMORY_BYTES else 2 * _c(s, "cluster.batch_size", 4096) * s.features * 4
     else:
@@ -111,7 +110,6 @@ def _clustering(s: Sizes) -> int:
 
 def _passes(s: Sizes, restarts: int = 1) -> float:
     """Seconds of the clustering's passes over the series (Lloyd's iterations, the final assignment)."""
-    from landtaxa.series import SEED_ROWS
 
     iters = min(_c(s, "cluster.max_iter", 300), 100)
     n_init = _c(s, "cluster.n_init", 5)
@@ -135,7 +133,7 @@ def _silhouette(s: Sizes) -> tuple[int, float]:
 
 
 def _kinds_table(s: Sizes) -> int:
-    """Reading the evolution's tiles x dates table (landtaxa.evolution.read_kinds): the (N, T) kinds and
+    """Reading the evolution's tiles x dates table (landtaxa.products.evolution.read_kinds): the (N, T) kinds and
     one row group of 65,536 tiles."""
     return s.n_tiles * s.n_dates * 8 + 65_536 * s.n_dates * 200
 
@@ -145,8 +143,6 @@ def _map_picture(s: Sizes) -> int:
 
 
 def _embed(s: Sizes, encoder: str) -> tuple[int, float, int]:
-    from landtaxa.cube import chunk_tiles
-
     px = s.tile_size * s.tile_size
     batch = _c(s, "embed.batch_size", 0) or int(min(1024, max(1, round(_cpu_batch(encoder) * (100 / s.tile_size)**2))))
     strip = _c(s, "block_rows", 8) * s.tile_size * s.n_cols * s.tile_size * s.n_bands
@@ -160,14 +156,10 @@ def _embed(s: Sizes, encoder: str) -> tuple[int, float, int]:
 
 
 def _cpu_batch(encoder: str) -> int:
-    from landtaxa.encoders import ENCODERS
-
     return ENCODERS[encoder].cpu_batch_size if encoder in ENCODERS else 8
 
 
 def _train(s: Sizes, section: str, encoder: str) -> tuple[int, float, int]:
-    from landtaxa.triplets import triplet_budget
-
     px = s.tile_size * s.tile_size
     triplets = triplet_budget(_c(s, f"{section}.triplets", 2000), s.n_tiles, s.n_dates)
     tiles = triplets * 3 * s.n_bands * px * 2  # float16 triplet tiles
@@ -227,8 +219,6 @@ def job_needs(rule: str, s: Sizes, encoder: str = "tilenet") -> tuple[int, float
         restarts = _c(s, "analysis.restarts", 4)
         return BASE["report"] + _clustering(s) + n * 8 * (restarts + 3), _passes(s, restarts), MB
     if rule == "analysis":
-        from landtaxa.series import MEMORY_BYTES
-
         pca = 4 * min(n * f * 4, MEMORY_BYTES)
         tiles = _c(s, "analysis.projection_tiles", 1000)
         projections = tiles * f * 4 * 3 + tiles * tiles * 8 * 8

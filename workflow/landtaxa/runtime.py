@@ -5,8 +5,8 @@ environment that does not have landtaxa installed. Exporting the package's folde
 PYTHONPATH for child processes makes every job find this very checkout of the code.
 
 Plugins are the user's own Python modules (config key ``plugins``: module names, or paths of
-``.py`` files) that register encoders (:func:`landtaxa.encoders.register_encoder`) or
-clustering methods (:func:`landtaxa.clusters.register_method`). The workflow imports them
+``.py`` files) that register encoders (:func:`landtaxa.learning.encoders.register_encoder`) or
+clustering methods (:func:`landtaxa.clustering.clusters.register_method`). The workflow imports them
 where it starts and hands them to its jobs in the ``LANDTAXA_PLUGINS`` environment variable,
 which every step reads before it runs.
 """

@@ -25,8 +25,9 @@ from sklearn.metrics import (
     silhouette_score,
 )
 
-from landtaxa.grid import Grid, strip_windows, tile_areas_km2
-from landtaxa.series import as_series
+from landtaxa.clustering.series import as_series
+from landtaxa.inputs.grid import Grid, strip_windows, tile_areas_km2
+from landtaxa.storage import atomic_path, get_logger, load_npz, read_json, save_npz, write_json
 
 WORKING_MB = 64  # scikit-learn's working memory for the pairwise distances of the silhouettes (its default: 1 GB)
 
@@ -93,7 +94,7 @@ def taxonomy_metrics(
 ) -> dict:
     """All metrics of one clustering as a JSON-ready dict.
 
-    ``series`` is an (N, T, D) array or a series on disk (:class:`landtaxa.series.Series`): the
+    ``series`` is an (N, T, D) array or a series on disk (:class:`landtaxa.clustering.series.Series`): the
     silhouette reads only its ``sample_size`` sampled series (exact up to that N); the inertia is
     the clustering's own; the geographic metrics need the tile ids only.
     """
@@ -126,7 +127,6 @@ def taxonomy_metrics(
 
 def truth_step(*, grid: str, truth: str, out: str) -> None:
     """The reference class of every tile (majority vote), for ARI and NMI."""
-    from landtaxa.storage import get_logger, save_npz
 
     classes = truth_tiles(Grid.load(grid), truth)
     save_npz(out, classes=classes)
@@ -186,7 +186,6 @@ def metrics_step(*, inputs: list[str], models: list[str], out: str, table: str |
     With ``train.second_seed``, ``checked`` models (their clusterings ``labels``) were trained, refined
     and clustered again from the second seed (``seed2``): each states ``seed_agreement``, the ARI
     between the two taxonomies (1 = the same; how far one run can be trusted)."""
-    from landtaxa.storage import load_npz, read_json, write_json
 
     out_metrics = gather_metrics({m: read_json(p) for m, p in zip(models, inputs, strict=True)})
     for model, a, b in zip(checked or [], labels or [], seed2 or [], strict=True):
@@ -194,8 +193,6 @@ def metrics_step(*, inputs: list[str], models: list[str], out: str, table: str |
     write_json(out, out_metrics)
     if table:
         import pandas as pd
-
-        from landtaxa.storage import atomic_path
 
         with atomic_path(table) as tmp:
             pd.DataFrame(comparison_table(out_metrics)).to_csv(tmp, index=False)

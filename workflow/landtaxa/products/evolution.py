@@ -26,10 +26,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from landtaxa.clusters import sq_distance_blocks
+from landtaxa.clustering.clusters import sq_distance_blocks
+from landtaxa.clustering.series import Series, as_series
+from landtaxa.inputs.grid import Grid, tile_areas_km2
 from landtaxa.params import EvolutionParams
-from landtaxa.series import as_series
-from landtaxa.storage import atomic_path, get_logger, write_json
+from landtaxa.products import figures
+from landtaxa.products.rasters import NODATA, label_image, pca_colours, write_change_map, write_cluster_map
+from landtaxa.products.styles import class_labels, write_kinds_stack, write_map_styles
+from landtaxa.storage import atomic_path, get_logger, load_npz, write_json
 
 log = get_logger()
 
@@ -152,9 +156,7 @@ def first_lasting_change(kind: np.ndarray) -> np.ndarray:
 def class_names(grid, tile_ids: np.ndarray, labels: np.ndarray, k: int, kind: np.ndarray,
                 dates: Sequence[str]) -> list[str]:
     """The name of every cluster, from the data: tiles, km2, share and the dates its tiles change kind
-    (:func:`landtaxa.styles.class_labels`); the same on every map of one clustering."""
-    from landtaxa.grid import tile_areas_km2
-    from landtaxa.styles import class_labels
+    (:func:`landtaxa.products.styles.class_labels`); the same on every map of one clustering."""
 
     return class_labels(labels, k, tile_areas_km2(grid, tile_ids), kind, [str(d) for d in dates])
 
@@ -235,10 +237,6 @@ def write_evolution(grid, tile_ids: np.ndarray, series, labels: np.ndarray, cent
     """
     import pandas as pd
 
-    from landtaxa import figures
-    from landtaxa.maps import NODATA, label_image, pca_colours, write_change_map, write_cluster_map
-    from landtaxa.styles import write_kinds_stack, write_map_styles
-
     dates = [str(d) for d in dates]
     k, n_t = len(centroids), len(dates)
     colours = pca_colours(centroids)
@@ -280,9 +278,6 @@ def write_evolution(grid, tile_ids: np.ndarray, series, labels: np.ndarray, cent
 def evolution_step(*, grid: str, series: str, clusters: str, model: str, labels: str, out_dir: str,
                    params: EvolutionParams) -> None:
     """The kind of every tile on every date, the transitions between dates and the change map."""
-    from landtaxa.grid import Grid
-    from landtaxa.series import Series
-    from landtaxa.storage import load_npz
 
     s, c = Series(series), load_npz(clusters)
     if not np.array_equal(c["tile_ids"], s.tile_ids):

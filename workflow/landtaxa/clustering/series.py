@@ -5,7 +5,7 @@ date (the earlier one on a tie). Tiles missing on more than ``max_missing`` of t
 (or on all of them) are dropped from the series and appear as nodata on the maps.
 
 The series is never copied into one array. The series step writes the cube of the model's
-dates (:mod:`landtaxa.cube`: links to the per-date stores, a few kilobytes) and an index,
+dates (:mod:`landtaxa.learning.cube`: links to the per-date stores, a few kilobytes) and an index,
 ``results/series/<model>.npz``: ``tile_ids`` (N,) of the kept tiles, ``dates`` (T,),
 ``valid`` (N, T), ``source`` (N, T), the date each value comes from, ``cube``, the
 cube's path relative to the index, and, with ``cluster.standardise: zscore``, ``mean`` and ``sd``
@@ -13,7 +13,7 @@ cube's path relative to the index, and, with ``cluster.standardise: zscore``, ``
 by which the series is read standardised (zero mean, unit variance per feature), so that no single
 direction of the embedding decides the clusters, and the clustering and all measured on it (metrics,
 stability, evolution, analysis) see the same space. No pass over the series is made for them: every
-embedding job sums its date's valid values as it writes them (:class:`landtaxa.cube.EmbeddingWriter`), and
+embedding job sums its date's valid values as it writes them (:class:`landtaxa.learning.cube.EmbeddingWriter`), and
 the series step takes off the rows of the dropped tiles and adds those of the filled tile-dates, the only
 rows it reads (:func:`series_sums`). The cube keeps the raw embeddings. Every later step reads the series
 through :class:`Series`: in blocks of tiles, (m, T, D) float32 filled on the fly (about
@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from landtaxa.cube import ZArray, embedding_store, read_moments, read_valid, write_cube
+from landtaxa.inputs.grid import Grid
+from landtaxa.learning.cube import ZArray, embedding_store, read_moments, read_valid, write_cube
 from landtaxa.params import SeriesParams
 from landtaxa.storage import get_logger, load_npz, prefetch, save_npz
 
@@ -123,7 +124,7 @@ def series_sums(stores: Sequence[str | os.PathLike], valid: np.ndarray, keep: np
 
     ``valid`` (n_tiles, T) is every tile's validity, ``keep`` (n_tiles,) the kept tiles and ``source`` (N, T)
     their source dates (:func:`source_dates`). A date's store holds the sums over all its valid tiles
-    (:func:`landtaxa.cube.read_moments`): the rows of the dropped tiles valid that date are taken off and those
+    (:func:`landtaxa.learning.cube.read_moments`): the rows of the dropped tiles valid that date are taken off and those
     of the filled tile-dates added, the only rows read. Where the kept rows are fewer than the dropped ones, or the
     store holds no sums (written by an earlier version), that date's kept rows are read and summed instead.
     """
@@ -158,7 +159,7 @@ def _weighted_sums(array: ZArray, tile_ids: np.ndarray, weights: np.ndarray | No
     """(J, 2, D) float64 ``weights.T @ x`` and ``weights.T @ (x * x)`` over the rows x of one date's embedding
     ``array`` (y, x, feature) at sorted ``tile_ids``, for (len(tile_ids), J) 0/1 ``weights`` (None: one column of
     ones). Read chunk by chunk in pieces of at most about :data:`BLOCK_BYTES` in float64
-    (:meth:`landtaxa.cube.ZArray.read_tiles`)."""
+    (:meth:`landtaxa.learning.cube.ZArray.read_tiles`)."""
     cr, cc, d = array.chunks
     w = np.ones((len(tile_ids), 1)) if weights is None else np.asarray(weights, np.float64)
     out = np.zeros((w.shape[1], 2, d))
@@ -516,7 +517,6 @@ def save_series(path: str | os.PathLike, x: np.ndarray, tile_ids: np.ndarray, da
     True) marks the tile-dates embedded; the others are filled from their nearest valid date, as in a run.
     ``grid`` defaults to one row of ``max(tile_ids) + 1`` one-metre tiles.
     """
-    from landtaxa.grid import Grid
 
     path = Path(path)
     x = np.asarray(x, np.float32)

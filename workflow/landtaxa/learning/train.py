@@ -22,12 +22,12 @@ import torch
 from rasterio.windows import Window
 from torch import nn
 
-from landtaxa.encoders import build_encoder
-from landtaxa.grid import Grid
-from landtaxa.networks import load_checkpoint, save_checkpoint, setup_torch, triplet_loss
+from landtaxa.inputs.grid import Grid
+from landtaxa.learning.encoders import build_encoder, load_checkpoint, save_checkpoint
+from landtaxa.learning.networks import setup_torch, triplet_loss
+from landtaxa.learning.triplets import cluster_triplets, geographic_triplets, triplet_budget
 from landtaxa.params import RefineParams, TrainingParams, TrainParams
 from landtaxa.storage import get_logger, load_npz
-from landtaxa.triplets import cluster_triplets, geographic_triplets, triplet_budget
 
 log = get_logger()
 

@@ -28,9 +28,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rasterio.crs import CRS
 
-from landtaxa.grid import Grid, tile_areas_km2
-from landtaxa.storage import atomic_path, write_json
-from landtaxa.styles import class_summary, colour_hex
+from landtaxa.inputs.grid import Grid, tile_areas_km2
+from landtaxa.products.styles import class_summary, colour_hex
+from landtaxa.storage import atomic_path, get_logger, load_npz, write_json
 
 GEOPARQUET_VERSION = "1.1.0"
 
@@ -192,7 +192,7 @@ def write_kinds_table(out_csv: str | os.PathLike, out_json: str | os.PathLike, l
     transitions as text, ``"-> c2 on 2023-07-25 (41 tiles)"``; the JSON as records, under
     ``kinds``, beside ``dates``, a description of every column (``columns``) and anything in
     ``meta`` (model ...). A cluster's transitions are those of its kind: tiles of any cluster
-    that hold that kind on a date (:mod:`landtaxa.evolution`).
+    that hold that kind on a date (:mod:`landtaxa.products.evolution`).
     """
     records = kinds_table(labels, k, areas_km2, valid_counts, jaccard, transitions, dates, class_labels,
                           colours, top)
@@ -209,8 +209,6 @@ def tiles_step(*, grid: str, coverage: str, clusters: list[str], models: list[st
     """``results/tiles.parquet``: every clustered tile as a polygon with its valid dates and its cluster
     under every model (main K); a tile one model left out has cluster -1 there."""
     import rasterio
-
-    from landtaxa.storage import get_logger, load_npz
 
     g = Grid.load(grid)
     runs = [load_npz(p) for p in clusters]

@@ -25,18 +25,16 @@ Everything is deterministic from ``DemoSpec.seed``: every random stream is seede
 Only numpy, scipy.ndimage and rasterio are used; the default region (512 x 512 px,
 8 dates, 2 x 2 granules) is generated in a few seconds.
 
-Use :func:`demo_inventory` to know the files before they exist (the workflow needs it)
-and :func:`make_demo` to write them; :func:`demo_step` is the workflow's step.
+:mod:`landtaxa.inputs.demo.spec` knows the files before they exist (the workflow needs it);
+:func:`make_demo` writes them and :func:`demo_step` is the workflow's step.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,40 +42,31 @@ import rasterio
 from rasterio.transform import Affine
 from scipy import ndimage
 
+from landtaxa.inputs.demo.spec import (
+    BAND_NAMES,
+    CLASS_NAMES,
+    NODATA,
+    SCALE,
+    TRUTH_NODATA,
+    DemoSpec,
+    change_index,
+    check,
+    day_of_year,
+    demo_dates,
+    demo_inventory,
+    granule_names,
+    granule_offsets,
+    granule_side,
+    granule_windows,
+    region_transform,
+    spec_of,
+    truth_path,
+    window_transform,
+)
 from landtaxa.params import DemoParams
 from landtaxa.storage import get_logger
 
 log = get_logger()
-
-__all__ = [
-    "BAND_NAMES",
-    "CLASS_NAMES",
-    "DemoSpec",
-    "demo_dates",
-    "demo_inventory",
-    "granule_names",
-    "demo_step",
-    "spec_of",
-    "make_demo",
-    "truth_path",
-]
-
-CLASS_NAMES: dict[int, str] = {
-    1: "water",
-    2: "evergreen_forest",
-    3: "deciduous_forest",
-    4: "cropland",
-    5: "urban",
-    6: "mountain_snow",
-    7: "clearcut",
-}
-
-#: Band names in file order; a spec with ``bands=k`` writes the first ``k``.
-BAND_NAMES: tuple[str, ...] = ("B", "G", "R", "NIR", "SWIR1", "SWIR2")
-
-NODATA = 0
-TRUTH_NODATA = 255
-SCALE = 10000.0
 
 WATER, EVERGREEN, DECIDUOUS, CROPLAND, URBAN, MOUNTAIN, CLEARCUT = range(1, 8)
 
@@ -110,133 +99,6 @@ _SPECTRA: dict[str, tuple[float, ...]] = {
     "slash": (0.072, 0.082, 0.112, 0.165, 0.285, 0.235),
     "haze": (1.000, 0.750, 0.500, 0.250, 0.100, 0.050),  # haze additive weight per band
 }
-
-
-@dataclass(frozen=True)
-class DemoSpec:
-    """Parameters of the synthetic demo region."""
-
-    size: int = 512  # side of the square region in pixels
-    n_dates: int = 8  # number of dates, spread evenly across one year
-    year: int = 2023
-    granules: int = 2  # granules per side: granules x granules overlapping granules
-    overlap: float = 0.1  # fraction of a granule's side shared with its neighbour
-    pixel_size: float = 20.0  # metres
-    crs: str = "EPSG:32630"  # projected CRS (UTM 30N)
-    origin: tuple[float, float] = (500000.0, 4750000.0)  # (x, y) of the upper-left corner
-    bands: int = 4  # B, G, R, NIR as uint16 reflectance x 10000 (nodata 0)
-    change_date: int | None = None  # index of the date of the clear-cut; None -> n_dates // 2
-    seed: int = 0
-
-
-# --------------------------------------------------------------------------- geometry
-
-
-def _check(spec: DemoSpec) -> None:
-    """Raise ValueError when ``spec`` cannot be generated."""
-    if spec.size < 16:
-        raise ValueError(f"size must be >= 16, got {spec.size}")
-    days = 366 if _is_leap(spec.year) else 365
-    if not 1 <= spec.n_dates <= days:
-        raise ValueError(f"n_dates must be in 1..{days}, got {spec.n_dates}")
-    if spec.granules < 1:
-        raise ValueError(f"granules must be >= 1, got {spec.granules}")
-    if not 0.0 <= spec.overlap < 0.5:
-        raise ValueError(f"overlap must be in [0, 0.5), got {spec.overlap}")
-    if spec.pixel_size <= 0:
-        raise ValueError(f"pixel_size must be > 0, got {spec.pixel_size}")
-    if not 1 <= spec.bands <= len(BAND_NAMES):
-        raise ValueError(f"bands must be in 1..{len(BAND_NAMES)}, got {spec.bands}")
-    if spec.change_date is not None and not 0 <= spec.change_date < spec.n_dates:
-        raise ValueError(f"change_date must be in 0..{spec.n_dates - 1}, got {spec.change_date}")
-    if spec.seed < 0:
-        raise ValueError(f"seed must be >= 0, got {spec.seed}")
-    if _granule_side(spec) < 16:
-        raise ValueError("granules are smaller than 16 px; use a larger size or fewer granules")
-
-
-def _is_leap(year: int) -> bool:
-    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-
-
-def _granule_side(spec: DemoSpec) -> int:
-    n = spec.granules
-    return min(spec.size, math.ceil(spec.size / (n - (n - 1) * spec.overlap)))
-
-
-def _granule_offsets(spec: DemoSpec) -> list[int]:
-    """Pixel offsets of the granules along one axis (the same for rows and columns)."""
-    g = _granule_side(spec)
-    n = spec.granules
-    if n == 1:
-        return [0]
-    step = g - round(spec.overlap * g)
-    offsets = [min(i * step, spec.size - g) for i in range(n)]
-    offsets[-1] = spec.size - g  # the last granule is shifted so that the union is the region
-    return offsets
-
-
-def _granule_label(i: int, n: int) -> str:
-    return f"{i}" if n <= 10 else f"{i:02d}"
-
-
-def granule_names(spec: DemoSpec) -> list[str]:
-    """Granule names ``g{row}{col}`` in row-major order, e.g. ``['g00', 'g01', 'g10', 'g11']``."""
-    n = spec.granules
-    return [f"g{_granule_label(r, n)}{_granule_label(c, n)}" for r in range(n) for c in range(n)]
-
-
-def _granule_windows(spec: DemoSpec) -> list[tuple[str, int, int, int]]:
-    """``(name, row_off, col_off, side)`` of every granule in the region's pixel grid."""
-    g = _granule_side(spec)
-    offs = _granule_offsets(spec)
-    names = iter(granule_names(spec))
-    return [(next(names), r, c, g) for r in offs for c in offs]
-
-
-def _region_transform(spec: DemoSpec) -> Affine:
-    x0, y0 = spec.origin
-    return Affine(spec.pixel_size, 0.0, x0, 0.0, -spec.pixel_size, y0)
-
-
-def _window_transform(spec: DemoSpec, row_off: int, col_off: int) -> Affine:
-    x0, y0 = spec.origin
-    px = spec.pixel_size
-    return Affine(px, 0.0, x0 + col_off * px, 0.0, -px, y0 - row_off * px)
-
-
-def demo_dates(spec: DemoSpec) -> list[str]:
-    """Acquisition dates ``'YYYY-MM-DD'``, evenly spread across ``spec.year`` (sorted)."""
-    days = 366 if _is_leap(spec.year) else 365
-    start = dt.date(spec.year, 1, 1)
-    out = []
-    for i in range(spec.n_dates):
-        offset = min(days - 1, int(math.floor((i + 0.5) * days / spec.n_dates)))
-        out.append((start + dt.timedelta(days=offset)).isoformat())
-    return out
-
-
-def _day_of_year(date: str) -> int:
-    return dt.date.fromisoformat(date).timetuple().tm_yday
-
-
-def _change_index(spec: DemoSpec) -> int:
-    return spec.n_dates // 2 if spec.change_date is None else spec.change_date
-
-
-def demo_inventory(spec: DemoSpec, out_dir: str | os.PathLike[str]) -> list[tuple[str, str, Path]]:
-    """``(date, granule, path)`` of every image :func:`make_demo` writes, sorted by date, granule.
-
-    Computed from the spec alone, without generating anything.
-    """
-    _check(spec)
-    images = Path(out_dir) / "images"
-    return [(date, gran, images / f"{date}_{gran}.tif") for date in demo_dates(spec) for gran in granule_names(spec)]
-
-
-def truth_path(out_dir: str | os.PathLike[str]) -> Path:
-    """Path of the ground-truth class map written by :func:`make_demo`."""
-    return Path(out_dir) / "truth.tif"
 
 
 # --------------------------------------------------------------------------- randomness
@@ -278,8 +140,8 @@ def _wedge_masks(spec: DemoSpec) -> dict[str, np.ndarray]:
     bottom-right granule one in the region's bottom-right corner.  The legs are 25-35 %
     of the granule side and never reach another granule, so the corners stay uncovered.
     """
-    g = _granule_side(spec)
-    offs = _granule_offsets(spec)
+    g = granule_side(spec)
+    offs = granule_offsets(spec)
     reach = offs[1] if len(offs) > 1 else g  # pixels covered by this granule only
     rng = _rng(spec, _S_WEDGE)
     legs = [max(2, min(reach, round(g * rng.uniform(0.25, 0.35)))) for _ in range(2)]
@@ -295,7 +157,7 @@ def _wedge_masks(spec: DemoSpec) -> dict[str, np.ndarray]:
 def _coverage(spec: DemoSpec, wedges: dict[str, np.ndarray]) -> np.ndarray:
     """Boolean region mask of pixels that at least one granule has data for."""
     valid = np.zeros((spec.size, spec.size), dtype=bool)
-    for name, r, c, g in _granule_windows(spec):
+    for name, r, c, g in granule_windows(spec):
         ok = ~wedges[name] if name in wedges else np.ones((g, g), dtype=bool)
         valid[r : r + g, c : c + g] |= ok
     return valid
@@ -387,14 +249,14 @@ class _Scene:
     """Static part of the demo: class map and per-class, per-pixel textures."""
 
     def __init__(self, spec: DemoSpec) -> None:
-        _check(spec)
+        check(spec)
         self.spec = spec
         n = spec.size
         self.wedges = _wedge_masks(spec)
         self.valid = _coverage(spec, self.wedges)
         self.truth = _layout(spec, self.valid)
         self.dates = demo_dates(spec)
-        self.change = _change_index(spec)
+        self.change = change_index(spec)
         flat = self.truth.ravel()
         self.idx = {c: np.flatnonzero(flat == c) for c in CLASS_NAMES}
         yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
@@ -491,7 +353,7 @@ class _Scene:
         """Top-of-canopy reflectance (bands, size, size), float32, haze included."""
         spec = self.spec
         n, b = spec.size, spec.bands
-        doy = float(_day_of_year(self.dates[d]))
+        doy = float(day_of_year(self.dates[d]))
         summer = 0.5 - 0.5 * math.cos(2 * math.pi * (doy - 15.0) / 365.0)
         drng = _rng(spec, _S_DATE, d)
         out = np.empty((n * n, b), dtype=np.float32)
@@ -551,7 +413,7 @@ class _Scene:
 
     def granule(self, ground: np.ndarray, d: int, gi: int) -> np.ndarray:
         """uint16 image of granule number ``gi`` on date ``d``, independent sensor noise."""
-        name, r, c, g = _granule_windows(self.spec)[gi]
+        name, r, c, g = granule_windows(self.spec)[gi]
         part = ground[:, r : r + g, c : c + g]
         rng = _rng(self.spec, _S_NOISE, d, gi)
         mult = rng.standard_normal(part.shape, dtype=np.float32)
@@ -640,20 +502,20 @@ def make_demo(
     """
     scene = _Scene(spec)
     inventory = demo_inventory(spec, out_dir)
-    windows = _granule_windows(spec)
+    windows = granule_windows(spec)
     descriptions = BAND_NAMES[: spec.bands]
     by_key = {(date, gran): path for date, gran, path in inventory}
     for d, date in enumerate(scene.dates):
         ground = scene.ground(d)
         for gi, (name, r, c, g) in enumerate(windows):
             img = scene.granule(ground, d, gi)
-            profile = _profile(spec, g, spec.bands, "uint16", NODATA, _window_transform(spec, r, c))
+            profile = _profile(spec, g, spec.bands, "uint16", NODATA, window_transform(spec, r, c))
             tags = {"DATE": date, "GRANULE": name, "SOURCE": "landtaxa synthetic demo"}
             _write_atomic(by_key[(date, name)], img, profile, descriptions, tags)
         del ground, img  # before the next date's are built
         if progress is not None:
             progress(d + 1, spec.n_dates, date)
-    truth_profile = _profile(spec, spec.size, 1, "uint8", TRUTH_NODATA, _region_transform(spec))
+    truth_profile = _profile(spec, spec.size, 1, "uint8", TRUTH_NODATA, region_transform(spec))
     class_tags = {f"CLASS_{k}": v for k, v in CLASS_NAMES.items()}
     class_tags["CHANGE_DATE"] = scene.dates[scene.change]
     _write_atomic(truth_path(out_dir), scene.truth_map()[None], truth_profile, ["class"], class_tags)
@@ -663,17 +525,10 @@ def make_demo(
 # --------------------------------------------------------------------------- step
 
 
-def spec_of(params: DemoParams) -> DemoSpec:
-    """The demo region the config describes (the ``demo`` section; its own seed)."""
-    return DemoSpec(size=params.size, n_dates=params.n_dates, year=params.year, granules=params.granules,
-                    overlap=params.overlap, pixel_size=params.pixel_size, bands=params.bands,
-                    change_date=params.change_date, seed=params.seed)
-
-
 def demo_step(*, out: str, params: DemoParams) -> None:
     """Write the demo's images and truth under ``out`` (progress date by date in the log)."""
     spec = spec_of(params)
-    _check(spec)
+    check(spec)
 
     def report(i: int, n: int, date: str) -> None:
         log.info("demo: date %d/%d %s written", i, n, date)

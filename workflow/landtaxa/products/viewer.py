@@ -30,11 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from landtaxa.grid import Grid, tile_areas_km2
-from landtaxa.maps import NODATA, label_image
+from landtaxa.inputs.grid import Grid, tile_areas_km2
 from landtaxa.params import ViewerParams
-from landtaxa.storage import atomic_path
-from landtaxa.styles import colour_hex
+from landtaxa.products.analysis import subsample
+from landtaxa.products.evolution import class_names, read_kinds
+from landtaxa.products.figures import tile_images
+from landtaxa.products.rasters import NODATA, label_image, pca_colours
+from landtaxa.products.styles import colour_hex
+from landtaxa.storage import atomic_path, get_logger, load_npz
 
 ATLAS_MAX_WIDTH = 4096  # px: wide enough for a row of 64 dates at 64 px, within every browser's limits
 
@@ -166,12 +169,12 @@ def write_viewer(out_html: str | os.PathLike, grid: Grid, tile_ids: np.ndarray, 
     ``tile_ids`` (N,) the clustered tiles, ``labels`` (N,) their clusters, ``kind`` (N, T) their kind
     on each of the ``dates``, ``colours`` (K, 3) in [0, 1] and ``class_labels`` (K,) as on the maps.
     ``thumbnails`` (n, T, s, s, 3) in [0, 1] (NaN = no data; e.g. from
-    :func:`landtaxa.figures.tile_images`) are the images of the tiles ``thumb_tile_ids`` (n,) on every
+    :func:`landtaxa.products.figures.tile_images`) are the images of the tiles ``thumb_tile_ids`` (n,) on every
     date, downsampled to at most ``thumb_px`` px; without them the page shows kinds only.
     """
     data = viewer_data(grid, tile_ids, labels, kind, colours, dates, class_labels, thumbnails, thumb_tile_ids,
                        title, subtitle, thumb_px)
-    template = resources.files("landtaxa").joinpath("viewer_template.html").read_text(encoding="utf-8")
+    template = resources.files("landtaxa.products").joinpath("viewer_template.html").read_text(encoding="utf-8")
     fill = {"TITLE": html.escape(title), "DATA": _json_for_script(data)}
     page = re.sub(r"__(TITLE|DATA)__", lambda m: fill[m.group(1)], template)
     with atomic_path(out_html) as tmp:
@@ -187,12 +190,6 @@ def viewer_step(*, grid: str, clusters: str, kinds: str, representatives: str, a
     more tiles drawn with the seed (read from the aligned dates); every tile shows its kinds.
     """
     import pandas as pd
-
-    from landtaxa.analysis import subsample
-    from landtaxa.evolution import class_names, read_kinds
-    from landtaxa.figures import tile_images
-    from landtaxa.maps import pca_colours
-    from landtaxa.storage import get_logger, load_npz
 
     g = Grid.load(grid)
     c = load_npz(clusters)

@@ -29,7 +29,7 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from landtaxa.grid import Grid, strip_windows, tile_fractions, unreadable_pixels
+from landtaxa.inputs.grid import Grid, strip_windows, tile_fractions, unreadable_pixels
 from landtaxa.params import AlignParams
 from landtaxa.storage import atomic_path, get_logger, save_npz
 
@@ -185,7 +185,8 @@ def align_step(*, grid: str, images: list[str], masks: list[str] | None = None, 
     g = Grid.load(grid)
     tiles = None
     if g.aoi:
-        from landtaxa.aoi import tile_mask
+        # imported here: its readers (pyogrio, shapely) stay out of the embedding jobs that read mosaics
+        from landtaxa.inputs.aoi import tile_mask
 
         tiles = tile_mask(g, g.aoi)
     fr = align_date(

@@ -7,7 +7,7 @@ of its polygons together are the AOI. It is used three ways:
 - :func:`aoi_bounds`: its bounds in the grid's CRS, for a grid that covers the AOI;
 - :func:`check_overlap`: refuse, before any work, an AOI that misses the region (a wrong
   CRS or file is the usual cause), naming the file;
-- :func:`tile_mask`: which tiles of a :class:`~landtaxa.grid.Grid` belong to the AOI: those
+- :func:`tile_mask`: which tiles of a :class:`~landtaxa.inputs.grid.Grid` belong to the AOI: those
   whose *centre* lies inside it. This is exactly GDAL's rasterization of the polygon on the
   grid's one-pixel-per-tile transform (a pixel is burnt when its centre is inside).
 
@@ -15,7 +15,7 @@ Polygons are densified (each edge cut into pieces of at most 1/64 of the AOI's e
 before being reprojected with :func:`rasterio.warp.transform_geom`, so edges that are
 straight in the AOI's CRS stay close to their true course in the grid's CRS.
 
-Tile areas (for statistics per cluster) are :func:`landtaxa.grid.tile_areas_km2`.
+Tile areas (for statistics per cluster) are :func:`landtaxa.inputs.grid.tile_areas_km2`.
 
 Needs ``pyogrio`` (reading) and ``shapely`` (geometry), imported on first use.
 """
@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rasterio.crs import CRS
 
-from landtaxa.grid import Grid
-from landtaxa.inventory import InventoryError, is_gdal_path
+if TYPE_CHECKING:  # a type only: the grid imports this module
+    from landtaxa.inputs.grid import Grid
+
+from landtaxa.inputs.datasets import InventoryError, is_gdal_path
 
 
 @dataclass

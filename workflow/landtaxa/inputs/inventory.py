@@ -3,7 +3,7 @@
 Images come from a sheet (TSV or CSV with columns ``date``, ``path`` and optional
 ``granule``, ``mask``, ``scale`` and ``offset``), from a folder/glob of rasters whose dates are
 parsed from the file names with a regular expression, or from a STAC catalog
-(:mod:`landtaxa.stac`). Several files on one date are that date's granules, mosaicked in
+(:mod:`landtaxa.inputs.stac`). Several files on one date are that date's granules, mosaicked in
 inventory order (sheet order, or file-name order for a folder). The inventory is checked
 before any work starts; every problem names the file.
 
@@ -21,51 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from landtaxa.inputs.datasets import InventoryError, exists, is_gdal_path, local_file
+
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
-# A GDAL subdataset string: DRIVER:rest, e.g. SENTINEL2_L2A:/x/MTD_MSIL2A.xml:10m:EPSG_32630,
-# HDF5:"f.h5"://band, NETCDF:"f.nc":var. Two or more characters (not a drive letter), no "//".
-_SUBDATASET = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:(?!//)")
-_ARCHIVE = re.compile(r"^/vsi(zip|tar|gzip|7z|rar)/(.+?\.(zip|tar|tgz|tar\.gz|gz|7z|rar))(/|$)", re.I)
-
-
-def is_gdal_path(path: str | os.PathLike) -> bool:
-    """True for a GDAL dataset string that is not a plain local file path.
-
-    That is a ``/vsi...`` path (``/vsizip/a.zip/b.tif``, ``/vsicurl/https://...``) or a
-    subdataset string (``SENTINEL2_L2A:/x/MTD_MSIL2A.xml:10m:EPSG_32630``, ``NETCDF:"f.nc":v``).
-    Such strings are handed to GDAL as they are and never checked with ``os.path``.
-    """
-    text = str(path)
-    return text.startswith("/vsi") or bool(_SUBDATASET.match(text))
-
-
-def local_file(path: str | os.PathLike) -> str | None:
-    """The local file a dataset reads: the path itself, the archive of a ``/vsizip/``-like path, the
-    file of a subdataset string; None for a remote one (``/vsicurl/``, ``/vsis3/``, ...)."""
-    text = str(path)
-    if not is_gdal_path(text):
-        return text
-    if m := _ARCHIVE.match(text):
-        return m.group(2)
-    if _SUBDATASET.match(text):
-        rest = text.split(":", 1)[1].strip('"')
-        for part in (rest.split('":')[0], rest.rsplit(":", 2)[0], rest.split(":")[0]):
-            if os.path.exists(part):
-                return part
-    return None
-
-
-def exists(path: str | os.PathLike) -> bool:
-    """Whether a dataset can be looked for: a local file (or the archive behind a GDAL path) exists;
-    a remote GDAL path counts as present (GDAL itself says when it is not)."""
-    local = local_file(path)
-    return local is None or os.path.exists(local)
-
-
-class InventoryError(ValueError):
-    """A problem with the images the config points at."""
-
-
 # Digits only: pandas would otherwise read "", "nan", "NaT" as NaT and "today"/"now" as dates.
 _DATE_TEXT = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{8}")
 

@@ -17,7 +17,7 @@ items are followed), or a single Item. :func:`read_items` turns it into one row 
   its bands. Bands are kept in the order asked;
 - **radiometry**: each band's ``scale``, ``offset`` and ``nodata`` from the STAC raster
   extension (``raster:bands``, or STAC 1.1 ``bands`` with ``raster:scale``/``raster:offset``);
-  where the catalog declares none, :func:`write_vrt` takes the raster file's own GDAL
+  where the catalog declares none, the VRT takes the raster file's own GDAL
   scale/offset/nodata;
 - **mask**: the href of the asset named by ``mask_asset`` (e.g. ``SCL``); the alignment takes it
   onto the grid with nearest-neighbour resampling like any mask raster.
@@ -31,22 +31,17 @@ checked for existence.
 Items whose ``eo:cloud_cover`` is above ``max_cloud_cover`` are dropped before anything else
 looks at them, each with a log line. Every other problem (malformed JSON, an item lacking
 an asked asset, a missing local file, an unknown band name, nothing left after filtering,
-two items of one granule on one date) raises :class:`~landtaxa.inventory.InventoryError`
+two items of one granule on one date) raises :class:`~landtaxa.inputs.inventory.InventoryError`
 naming the file, item and asset. When the series mixes Sentinel-2 processing baselines
 before and from 04.00 (acquisitions from 25 January 2022 carry a +1000 DN offset) and the
 newer items declare no offset, a warning names the dates.
 
-:func:`write_vrt` then writes one VRT per item stacking the asked bands as bands 1..n,
-Float32, in physical units (``value = DN * scale + offset``), source nodata as NaN, on the
-pixel lattice of the finest asked asset: coarser assets (e.g. 20 m bands under 10 m ones)
-are resampled by GDAL when read, nearest-neighbour by default. :func:`wrap_raster` makes
-the same kind of VRT for one plain multi-band raster with per-band scale/offset (image sheet
-rows with ``scale``/``offset`` columns), and :func:`write_vrts` writes the VRTs of all items
-and returns the image inventory (``date``, ``granule``, ``path``, ``mask``) that the
-alignment reads. Only headers are read here, never pixels.
+:func:`write_vrts` then writes one VRT per item (:mod:`landtaxa.inputs.vrt`) stacking the asked
+bands in physical units on the pixel lattice of the finest asked asset, and returns the image
+inventory (``date``, ``granule``, ``path``, ``mask``) that the alignment reads. Only headers are
+read here, never pixels.
 
-``pystac`` is needed to read catalogs (imported on first use); writing VRTs needs only
-rasterio.
+``pystac`` is needed to read catalogs (imported on first use).
 """
 
 from __future__ import annotations
@@ -56,7 +51,6 @@ import math
 import os
 import posixpath
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -66,13 +60,11 @@ from urllib.parse import unquote, urljoin, urlparse
 
 import pandas as pd
 
-from landtaxa.inventory import InventoryError, is_gdal_path
-from landtaxa.storage import atomic_path, get_logger
+from landtaxa.inputs.datasets import InventoryError, is_gdal_path
+from landtaxa.inputs.vrt import vrt_xml, write_text_if_changed
+from landtaxa.storage import get_logger
 
 log = get_logger()
-
-#: Resampling methods a VRT source accepts for assets coarser than the finest asked band.
-RESAMPLINGS = ("nearest", "bilinear", "cubic", "cubicspline", "lanczos", "average", "rms", "mode")
 
 #: Sentinel-2 processing baseline from which L1C/L2A products carry a +1000 DN radiometric
 #: offset (BOA_ADD_OFFSET = -1000; in production for acquisitions from 25 January 2022).
@@ -84,10 +76,6 @@ ITEM_COLUMNS = [
 ]
 
 _STAC_TYPES = ("FeatureCollection", "Catalog", "Collection", "Feature")
-_GDAL_TYPES = {
-    "uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
-    "int32": "Int32", "uint64": "UInt64", "int64": "Int64", "float32": "Float32", "float64": "Float64",
-}
 _DATE_TOKEN = re.compile(r"\d{8}(T\d{4,6}Z?)?|\d{4}-\d{2}-\d{2}(T[\d:.]+Z?)?")
 
 
@@ -559,232 +547,9 @@ def baseline_warning(items: pd.DataFrame, source: str) -> str | None:
     )
 
 
-# --------------------------------------------------------------------------- VRTs
-
-
-@dataclass
-class _Source:
-    crs: Any
-    transform: Any
-    width: int
-    height: int
-    count: int
-    dtypes: tuple[str, ...]
-    nodata: tuple[float | None, ...]
-    scales: tuple[float, ...]
-    offsets: tuple[float, ...]
-    blocks: tuple[tuple[int, int], ...]
-
-
-def _open_source(href: str) -> _Source:
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    if not is_gdal_path(href) and not os.path.exists(href):
-        raise InventoryError(f"{href}: raster file not found")
-    try:
-        with rasterio.open(href) as src:
-            return _Source(src.crs, src.transform, src.width, src.height, src.count, tuple(src.dtypes),
-                           tuple(src.nodatavals), tuple(src.scales), tuple(src.offsets), tuple(src.block_shapes))
-    except RasterioIOError as err:
-        raise InventoryError(f"{href}: not a readable raster ({err})") from err
-
-
-def _per_band(values: Sequence[Any] | None, n: int, what: str) -> list[Any]:
-    if values is None:
-        return [None] * n
-    values = list(values)
-    if len(values) != n:
-        raise ValueError(f"{len(values)} {what} for {n} bands")
-    return values
-
-
-def _num(value: float) -> str:
-    """A number as VRT text: integers without a fraction, others exactly (repr)."""
-    value = float(value)
-    if math.isnan(value):
-        return "nan"
-    if math.isfinite(value) and abs(value - round(value)) < 1e-9 and abs(value) < 1e15:
-        return str(int(round(value)))
-    return repr(value)
-
-
-def _edge(value: float, up: bool) -> int:
-    """Snap a fractional pixel coordinate outwards (to whole pixels, 1e-6 px tolerance)."""
-    return math.ceil(value - 1e-6) if up else math.floor(value + 1e-6)
-
-
-def vrt_xml(
-    hrefs: Sequence[str],
-    scales: Sequence[float | None] | None = None,
-    offsets: Sequence[float | None] | None = None,
-    bands: Sequence[int] | None = None,
-    nodata: Sequence[float | None] | None = None,
-    names: Sequence[str] | None = None,
-    resampling: str = "nearest",
-) -> str:
-    """The VRT text of :func:`write_vrt` (reads the sources' headers, writes nothing)."""
-    n = len(hrefs)
-    if n == 0:
-        raise ValueError("a VRT needs at least one band")
-    if resampling not in RESAMPLINGS:
-        raise ValueError(f"resampling {resampling!r} is not one of {', '.join(RESAMPLINGS)}")
-    hrefs = [h if is_gdal_path(h) else os.path.abspath(h) for h in map(str, hrefs)]
-    scales, offsets = _per_band(scales, n, "scales"), _per_band(offsets, n, "offsets")
-    bands, nodata = _per_band(bands, n, "band indexes"), _per_band(nodata, n, "nodata values")
-    names = _per_band(names, n, "names")
-    sources = {h: _open_source(h) for h in dict.fromkeys(hrefs)}
-    first_href, first = next(iter(sources.items()))
-    for href, src in sources.items():
-        if src.crs is None:
-            raise InventoryError(f"{href}: raster has no CRS")
-        if src.crs != first.crs:
-            raise InventoryError(
-                f"{href}: its CRS ({src.crs.to_string()}) differs from {first_href}'s ({first.crs.to_string()}); "
-                "the bands of one image must share a CRS"
-            )
-        t = src.transform
-        if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
-            raise InventoryError(f"{href}: the raster is not north-up (geotransform {tuple(t)[:6]})")
-    for href, band in zip(hrefs, bands, strict=True):
-        if band is not None and not 1 <= int(band) <= sources[href].count:
-            raise InventoryError(f"{href}: has {sources[href].count} bands, asked for band {band}")
-    # The output lattice: the finest asked source's, stretched to the union of all sources.
-    fine = min((sources[h] for h in hrefs), key=lambda s: s.transform.a * -s.transform.e)
-    ox, oy, rx, ry = fine.transform.c, fine.transform.f, fine.transform.a, -fine.transform.e
-    boxes = [(s.transform.c, s.transform.f, s.transform.c + s.width * s.transform.a,
-              s.transform.f + s.height * s.transform.e) for s in sources.values()]
-    col0 = _edge(min((b[0] - ox) / rx for b in boxes), up=False)
-    col1 = _edge(max((b[2] - ox) / rx for b in boxes), up=True)
-    row0 = _edge(min((oy - b[1]) / ry for b in boxes), up=False)
-    row1 = _edge(max((oy - b[3]) / ry for b in boxes), up=True)
-    left, top = ox + col0 * rx, oy - row0 * ry
-
-    root = ET.Element("VRTDataset", rasterXSize=str(col1 - col0), rasterYSize=str(row1 - row0))
-    ET.SubElement(root, "SRS").text = first.crs.to_wkt()
-    ET.SubElement(root, "GeoTransform").text = ", ".join(_num(v) for v in (left, rx, 0, top, 0, -ry))
-    for j, href in enumerate(hrefs):
-        src = sources[href]
-        k = int(bands[j] or 1) - 1
-        scale = scales[j] if scales[j] is not None else src.scales[k]
-        offset = offsets[j] if offsets[j] is not None else src.offsets[k]
-        nod = nodata[j] if nodata[j] is not None else src.nodata[k]
-        band = ET.SubElement(root, "VRTRasterBand", dataType="Float32", band=str(j + 1))
-        if names[j]:
-            ET.SubElement(band, "Description").text = str(names[j])
-        ET.SubElement(band, "NoDataValue").text = "nan"
-        cs = ET.SubElement(band, "ComplexSource", resampling=resampling)
-        ET.SubElement(cs, "SourceFilename", relativeToVRT="0").text = href
-        ET.SubElement(cs, "SourceBand").text = str(k + 1)
-        props = {"RasterXSize": str(src.width), "RasterYSize": str(src.height)}
-        if src.dtypes[k] in _GDAL_TYPES:
-            props["DataType"] = _GDAL_TYPES[src.dtypes[k]]
-        props["BlockXSize"], props["BlockYSize"] = str(src.blocks[k][1]), str(src.blocks[k][0])
-        ET.SubElement(cs, "SourceProperties", props)
-        ET.SubElement(cs, "SrcRect", xOff="0", yOff="0", xSize=str(src.width), ySize=str(src.height))
-        t = src.transform
-        ET.SubElement(cs, "DstRect", xOff=_num((t.c - left) / rx), yOff=_num((top - t.f) / ry),
-                      xSize=_num(src.width * t.a / rx), ySize=_num(src.height * -t.e / ry))
-        if nod is not None:
-            ET.SubElement(cs, "NODATA").text = _num(nod)
-        ET.SubElement(cs, "ScaleOffset").text = _num(offset if offset is not None else 0.0)
-        ET.SubElement(cs, "ScaleRatio").text = _num(scale if scale is not None else 1.0)
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode") + "\n"
-
-
-def write_vrt(
-    hrefs: Sequence[str],
-    out_path: str | os.PathLike,
-    scales: Sequence[float | None] | None = None,
-    offsets: Sequence[float | None] | None = None,
-    bands: Sequence[int] | None = None,
-    nodata: Sequence[float | None] | None = None,
-    names: Sequence[str] | None = None,
-    resampling: str = "nearest",
-) -> Path:
-    """Write a VRT stacking ``hrefs`` (band ``bands[j]`` of each, default 1) as bands 1..n.
-
-    Every band is Float32 in physical units, ``DN * scale + offset``: ``scale``/``offset``
-    given as None (or not given) fall back to the file's own GDAL scale/offset (1 and 0
-    when it has none). Source ``nodata`` (None: the file's own) becomes NaN, as does any
-    place a source does not cover. All sources must share one CRS; the VRT takes the pixel
-    lattice of the finest source and spans the union of their footprints, so a coarser
-    source is resampled with ``resampling`` (one of :data:`RESAMPLINGS`; ``nearest`` keeps
-    the source values, each 20 m pixel becoming 2 x 2 pixels at 10 m) when the VRT is read.
-    ``names`` become the band descriptions.
-
-    Local paths are written absolute; GDAL strings (``/vsicurl/...``) as they are. The file
-    is written atomically and left untouched (same modification time) when its content
-    would not change, so Snakemake does not rerun what reads it. Returns ``out_path``.
-    """
-    return _write_text(out_path, vrt_xml(hrefs, scales, offsets, bands, nodata, names, resampling))
-
-
-def wrap_raster(
-    path: str | os.PathLike,
-    out_path: str | os.PathLike,
-    scales: Sequence[float | None] | float | None = None,
-    offsets: Sequence[float | None] | float | None = None,
-    nodata: float | None = None,
-) -> Path:
-    """Wrap a plain multi-band raster in a VRT of the same bands in physical units.
-
-    For an image sheet row with ``scale``/``offset`` columns (see :func:`parse_band_values`):
-    one value applies to every band, a list gives one per band (None: the file's own GDAL
-    scale/offset). A class band used as ``masks.band`` should get scale 1 and offset 0 so its
-    classes keep their values. ``nodata`` overrides the file's nodata (which becomes NaN).
-    """
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    path = str(path)
-    if not is_gdal_path(path) and not os.path.exists(path):
-        raise InventoryError(f"{path}: image file not found")
-    try:
-        with rasterio.open(path) as src:
-            count = src.count
-    except RasterioIOError as err:
-        raise InventoryError(f"{path}: not a readable raster ({err})") from err
-
-    def spread(values: Sequence[float | None] | float | None, what: str) -> list[float | None]:
-        if values is None or isinstance(values, (int, float)):
-            return [values] * count
-        values = list(values)
-        if len(values) == 1:
-            return values * count
-        if len(values) != count:
-            raise InventoryError(f"{path}: {len(values)} {what} values given for its {count} bands")
-        return values
-
-    return write_vrt([path] * count, out_path, spread(scales, "scale"), spread(offsets, "offset"),
-                     bands=list(range(1, count + 1)), nodata=[nodata] * count, names=None)
-
-
-def parse_band_values(text: Any, where: str) -> list[float] | None:
-    """Read a sheet cell of per-band numbers: ``1e-4``, ``1e-4,1e-4,2e-4`` (or ``;``/space); empty is None."""
-    if text is None or (isinstance(text, float) and math.isnan(text)) or not str(text).strip():
-        return None
-    parts = [p for p in re.split(r"[,;\s]+", str(text).strip()) if p]
-    try:
-        return [float(p) for p in parts]
-    except ValueError as err:
-        raise InventoryError(f"{where}: cannot read {text!r} as numbers (one, or one per band)") from err
-
-
 def vrt_name(item_id: str) -> str:
     """File name of an item's VRT: its id with characters unsafe in file names replaced."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", item_id).strip("._") + ".vrt"
-
-
-def _write_text(out_path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` atomically unless the file already holds exactly it (mtime kept)."""
-    out = Path(out_path)
-    if out.is_file() and out.read_text() == text:
-        return out
-    with atomic_path(out) as tmp:
-        tmp.write_text(text)
-    return out
 
 
 def write_vrts(items: StacItems | pd.DataFrame, folder: str | os.PathLike, resampling: str = "nearest") -> pd.DataFrame:
@@ -803,7 +568,7 @@ def write_vrts(items: StacItems | pd.DataFrame, folder: str | os.PathLike, resam
                      row.band_assets, resampling) for row in df.itertuples(index=False)]
     rows = []
     for row, name, text in zip(df.itertuples(index=False), names, texts, strict=True):
-        path = _write_text(Path(folder) / name, text)
+        path = write_text_if_changed(Path(folder) / name, text)
         rows.append({"date": row.date, "granule": row.granule, "path": str(path), "mask": row.mask,
                      "item_id": row.item_id})
     return pd.DataFrame(rows, columns=["date", "granule", "path", "mask", "item_id"])

@@ -38,8 +38,8 @@ import rasterio
 import rasterio.shutil
 from rasterio.io import MemoryFile
 
-from landtaxa.grid import Grid, pixel_areas_km2
-from landtaxa.maps import NODATA, label_image
+from landtaxa.inputs.grid import Grid, pixel_areas_km2
+from landtaxa.products.rasters import NODATA, label_image
 from landtaxa.storage import atomic_path
 
 # GDAL raster attribute table field types and usages (gdal.h: GDALRATFieldType, GDALRATFieldUsage).

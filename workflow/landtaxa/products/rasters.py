@@ -1,4 +1,7 @@
-"""The taxonomy as GeoTIFF maps with one pixel per tile (their pictures are in :mod:`landtaxa.figures`).
+"""Rasters with one pixel per tile: the cluster, coverage, RGB and change maps as COGs, and the colours.
+
+The map products (:mod:`landtaxa.products.maps`), the evolution, the styles and the viewer all draw
+on these; their pictures are in :mod:`landtaxa.products.figures`.
 
 Cluster colours come from a 3-component PCA of the centroids (each component is one RGB
 channel; all share one scale, the widest spanning [0, 1], so a component with negligible
@@ -15,11 +18,8 @@ import rasterio.shutil
 from rasterio.io import MemoryFile
 from sklearn.decomposition import PCA
 
-from landtaxa.grid import Grid
-from landtaxa.params import CoverageParams
-from landtaxa.storage import atomic_path, get_logger, load_npz
-
-log = get_logger()
+from landtaxa.inputs.grid import Grid
+from landtaxa.storage import atomic_path
 
 NODATA = 255
 
@@ -119,30 +119,3 @@ def write_change_map(grid: Grid, change: np.ndarray, names: list[str], out_tif: 
             ds.set_band_description(b, name)
 
     _write_cog(profile, fill, out_tif, overview_resampling="nearest")
-
-
-def map_step(*, grid: str, clusters: str, kinds: str, model: str, tif: str, png: str, legend: str) -> None:
-    """The cluster map of one model and K: COG with colour table, the class names (GDAL's ``.aux.xml``)
-    and a QGIS style (``.qml``) beside it, its picture and its legend. ``kinds`` is the evolution's
-    table of every tile's kind on every date (the names say on which dates a cluster changes)."""
-    from landtaxa import figures
-    from landtaxa.evolution import class_names, read_kinds
-    from landtaxa.styles import write_map_styles
-
-    g = Grid.load(grid)
-    c = load_npz(clusters)
-    colours = pca_colours(c["centroids"])
-    img = write_cluster_map(g, c["tile_ids"], c["labels"], colours, tif)
-    names = class_names(g, c["tile_ids"], c["labels"], len(colours), *read_kinds(kinds, c["tile_ids"]))
-    write_map_styles(tif, colours, names)
-    title = f"{model} model, K={len(colours)}"
-    figures.plot_cluster_map(img, colours, f"landtaxa taxonomy: {title}", png)
-    figures.plot_legend(colours, names, title, legend)
-
-
-def coverage_step(*, grid: str, valid: list[str], out: str, params: CoverageParams) -> None:
-    """Per tile, on how many dates it holds enough valid pixels."""
-    g = Grid.load(grid)
-    counts = write_coverage_map(g, [load_npz(p)["fraction"] for p in valid], params.min_valid, out)
-    log.info("coverage: %d of %d tiles valid on at least one date; %d valid on every date",
-             int((counts > 0).sum()), counts.size, int((counts == len(valid)).sum()))

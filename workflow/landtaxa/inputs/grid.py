@@ -23,6 +23,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
+from landtaxa.inputs.datasets import is_gdal_path
 from landtaxa.params import GridParams
 from landtaxa.storage import get_logger, read_json, write_json
 
@@ -109,6 +110,28 @@ class Grid:
         data = read_json(path)
         data["transform"] = tuple(data["transform"])
         return cls(**data)
+
+
+@dataclass
+class Region:
+    """The union footprint of the images in the grid's CRS, before snapping to tiles."""
+
+    crs: CRS
+    bounds: tuple[float, float, float, float]
+    resolution: float
+    n_bands: int
+    itemsize: int
+
+    @property
+    def width(self) -> int:
+        return max(0, round((self.bounds[2] - self.bounds[0]) / self.resolution))
+
+    @property
+    def height(self) -> int:
+        return max(0, round((self.bounds[3] - self.bounds[1]) / self.resolution))
+
+    def n_tiles(self, tile_size: int) -> int:
+        return math.ceil(self.width / tile_size) * math.ceil(self.height / tile_size)
 
 
 def _snap(value: float, origin: float, step: float, up: bool) -> float:
@@ -237,12 +260,11 @@ def grid_step(*, images: list[str], scale_images: list[str] | None = None, train
     ``scale_images`` default to ``images``. ``train_dates`` are recorded in the grid: they are what
     the grid and the encoders learn from, fixed by the first run (see :mod:`landtaxa.plan`).
     """
-    from landtaxa.inventory import is_gdal_path
-
     numbered = params.bands if params.bands and all(isinstance(b, int) for b in params.bands) else None
     within = None
     if params.aoi:  # the grid covers the area of interest's bounds (within the images')
-        from landtaxa.aoi import aoi_bounds, check_overlap
+        # imported here: its readers (pyogrio, shapely) stay out of every other step that loads a grid
+        from landtaxa.inputs.aoi import aoi_bounds, check_overlap
 
         fp = footprint(images, params.crs, params.resolution, numbered)
         check_overlap(params.aoi, fp.bounds, fp.crs)

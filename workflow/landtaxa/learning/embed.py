@@ -21,10 +21,11 @@ import rasterio
 import torch
 from torch import nn
 
-from landtaxa.align import read_block
-from landtaxa.cube import embedding_store
-from landtaxa.grid import Grid, strip_windows, to_tiles
-from landtaxa.networks import load_checkpoint, setup_torch
+from landtaxa.inputs.align import read_block
+from landtaxa.inputs.grid import Grid, strip_windows, to_tiles
+from landtaxa.learning.cube import embedding_store
+from landtaxa.learning.encoders import load_checkpoint
+from landtaxa.learning.networks import setup_torch
 from landtaxa.params import EmbedParams
 from landtaxa.storage import get_logger, load_npz, prefetch
 
@@ -99,7 +100,7 @@ def default_batch_size(device: torch.device, model: nn.Module | None = None, til
     A GPU needs large batches to be kept busy. On a CPU what matters is that a batch's
     feature maps stay in the caches, so the batch holds about as many pixels as the
     encoder's best batch of 100 px tiles (its ``cpu_batch_size``, set by
-    :func:`landtaxa.encoders.build_encoder`): the paper's TileNet runs best at 8 such tiles
+    :func:`landtaxa.learning.encoders.build_encoder`): the paper's TileNet runs best at 8 such tiles
     (measured on a 2-core machine: 15.6 tiles/s at 8, 10.5 at 64), tilenet-lite at 64, and
     smaller tiles take proportionally larger batches (TileNet on 16 px tiles: 168 tiles/s at
     8, 331 at 312), up to 1024 tiles.
@@ -124,7 +125,7 @@ def embed_date(
     dtype: str = "float32",
     date: str | None = None,
 ) -> None:
-    """Embed all valid tiles of one aligned date into the Zarr store ``out_path`` (:mod:`landtaxa.cube`).
+    """Embed all valid tiles of one aligned date into the Zarr store ``out_path`` (:mod:`landtaxa.learning.cube`).
 
     Each strip's embeddings go to the store as soon as they are encoded, so the job holds one
     band of chunks, not the whole date. ``batch_size`` 0 picks the device's default

@@ -2,14 +2,14 @@
 
 Everything here works on the (N, T, D) series and one clustering (labels, K x T x D centroids)
 with Euclidean distances between whole series (flattened to T*D), the metric the K-means uses.
-The series is an array or a series on disk (:class:`landtaxa.series.Series`), read block by
+The series is an array or a series on disk (:class:`landtaxa.clustering.series.Series`), read block by
 block (distances to centroids, PCA colours) or sampled (projections; the PCA's fit when the
-series is larger than :data:`landtaxa.series.MEMORY_BYTES`): no step holds it whole. The
+series is larger than :data:`landtaxa.clustering.series.MEMORY_BYTES`): no step holds it whole. The
 representatives step reads no series at all: it chooses its tiles from the clustering's
 distances of every tile to every centroid (:func:`representatives_from_distances`,
 :func:`closest_on_segment`).
 The ``write_*`` functions write one product each (atomically) and the ``*_step`` functions are
-the workflow's steps; the figures themselves are drawn by :mod:`landtaxa.figures`.
+the workflow's steps; the figures themselves are drawn by :mod:`landtaxa.products.figures`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,15 @@ from xml.sax.saxutils import escape
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from landtaxa.clusters import flat_blocks, sq_distance_blocks
+from landtaxa.clustering.clusters import cluster_series, flat_blocks, sq_distance_blocks
+from landtaxa.clustering.series import MEMORY_BYTES, ArraySeries, Series, as_series, sample_rows
+from landtaxa.inputs.grid import Grid, tile_areas_km2
 from landtaxa.params import AnalysisParams, ClusterParams, RepresentativesParams, StabilityParams
-from landtaxa.series import MEMORY_BYTES, ArraySeries, Series, as_series, sample_rows
+from landtaxa.products import figures
+from landtaxa.products.evolution import class_names, read_kinds, transitions
+from landtaxa.products.figures import plot_k_choice
+from landtaxa.products.rasters import pca_colours, write_rgb_map
+from landtaxa.products.tables import write_kinds_table
 from landtaxa.storage import atomic_path, get_logger, load_npz, read_json, write_json
 
 log = get_logger()
@@ -90,7 +96,7 @@ def representatives_and_closest(series, labels: np.ndarray, centroids: np.ndarra
 
 def representatives_from_distances(labels: np.ndarray, distances: np.ndarray, n: int) -> list[np.ndarray]:
     """:func:`representatives` from (N, K) squared distances of the series to the centroids (the clustering's own,
-    :attr:`landtaxa.clusters.Clustering.distances`), without the series."""
+    :attr:`landtaxa.clustering.clusters.Clustering.distances`), without the series."""
     own = distances[np.arange(len(labels)), labels]
     reps = []
     for c in range(distances.shape[1]):
@@ -191,7 +197,6 @@ def stability(series, labels: np.ndarray, k: int, seeds: list[int], params: Clus
     ``jaccard`` (K,): for each cluster, the mean over re-runs of its best Jaccard overlap with
     a cluster of the re-run (1 = found again every time; below about 0.5 = not reproducible).
     """
-    from landtaxa.clusters import cluster_series
 
     runs = [labels] + [cluster_series(series, k, dataclasses.replace(params, seed=s)).labels for s in seeds]
     r = len(runs)
@@ -214,7 +219,7 @@ def stability(series, labels: np.ndarray, k: int, seeds: list[int], params: Clus
 def series_pca_rgb(series, seed: int = 0) -> np.ndarray:
     """(N, 3) colours in [0, 1]: the first three principal components of each whole series.
 
-    A series on disk larger than :data:`landtaxa.series.MEMORY_BYTES` is not read whole: the
+    A series on disk larger than :data:`landtaxa.clustering.series.MEMORY_BYTES` is not read whole: the
     components are fitted on a sample of as many series as fit (drawn with ``seed``) and every
     series is projected on them block by block.
     """
@@ -278,8 +283,6 @@ def _loaded(series: str, clusters: str) -> tuple[Series, dict]:
 def write_series_pca(grid, tile_ids: np.ndarray, series, seed: int, title: str, out_tif: str,
                      out_png: str) -> None:
     """Every tile coloured by a 3-component PCA of its whole series: RGBA COG and picture."""
-    from landtaxa import figures
-    from landtaxa.maps import write_rgb_map
 
     rgb = series_pca_rgb(series, seed=seed)
     write_rgb_map(grid, tile_ids, rgb, out_tif)
@@ -292,8 +295,6 @@ def write_graph(centroids: np.ndarray, sizes: np.ndarray, colours: np.ndarray, s
                 out_dir: str) -> list[tuple[int, int, float]]:
     """The semantic graph (MST over centroid distances): graph.png, graph.graphml, graph_edges.csv."""
     import pandas as pd
-
-    from landtaxa import figures
 
     edges = minimum_spanning_tree(centroids)
     write_graphml(f"{out_dir}/graph.graphml", sizes, colours, edges)
@@ -308,8 +309,6 @@ def write_representatives(grid, aligned: Sequence[str], tile_ids: np.ndarray, re
     """The tiles closest to each centroid (``reps``: :func:`representatives`), date by date: representatives.png
     and .csv."""
     import pandas as pd
-
-    from landtaxa import figures
 
     flat = np.concatenate(reps)
     images = figures.tile_images(grid, aligned, tile_ids[flat], rgb_bands)
@@ -333,8 +332,6 @@ def write_interpolation(grid, aligned: Sequence[str], tile_ids: np.ndarray, labe
     :func:`interpolation_weights`: interpolation.png and .csv."""
     import pandas as pd
 
-    from landtaxa import figures
-
     images = figures.tile_images(grid, aligned, tile_ids[idx], rgb_bands)
     figures.plot_interpolation(images, weights, tile_ids[idx], labels[idx], dist, dates,
                                f"from cluster {pair[0]} (w=0) to cluster {pair[1]} (w=1): {title}",
@@ -346,7 +343,6 @@ def write_interpolation(grid, aligned: Sequence[str], tile_ids: np.ndarray, labe
 def write_stability(series, labels: np.ndarray, k: int, params: StabilityParams, colours: np.ndarray,
                     title: str, out_json: str, out_png: str) -> dict:
     """Agreement with K-means re-runs from seeds seed+1..seed+restarts: stability.json and .png."""
-    from landtaxa import figures
 
     seeds = [params.seed + 1 + i for i in range(params.restarts)]
     st = stability(series, labels, k, seeds, params)
@@ -366,8 +362,6 @@ def write_k_choice(metrics: Sequence[dict], model: str, out_csv: str, out_png: s
     """The metrics against K (table and figure); returns the K the silhouette prefers."""
     import pandas as pd
 
-    from landtaxa.figures import plot_k_choice
-
     table = sorted(({key: m[key] for key in K_CHOICE_KEYS if key in m} for m in metrics), key=lambda r: r["k"])
     best = best_k(table)
     for row in table:
@@ -383,10 +377,6 @@ def write_k_choice(metrics: Sequence[dict], model: str, out_csv: str, out_png: s
 def analysis_step(*, grid: str, series: str, clusters: str, model: str, out_dir: str, params: AnalysisParams) -> None:
     """What needs only the series and one clustering: series PCA map, semantic graph, projections."""
     import time
-
-    from landtaxa import figures
-    from landtaxa.grid import Grid
-    from landtaxa.maps import pca_colours
 
     t0 = time.perf_counter()
     g = Grid.load(grid)
@@ -413,8 +403,6 @@ def representatives_step(*, grid: str, series: str, clusters: str, distances: st
     The tiles are chosen from the clustering's distances of every tile to every centroid (``distances``,
     written by the clustering's last pass): the series itself is not read again.
     """
-    from landtaxa.grid import Grid
-    from landtaxa.maps import pca_colours
 
     g = Grid.load(grid)
     x, c = _loaded(series, clusters)
@@ -446,7 +434,6 @@ def representatives_step(*, grid: str, series: str, clusters: str, distances: st
 
 def stability_step(*, series: str, clusters: str, model: str, out: str, png: str, params: StabilityParams) -> None:
     """How much of the clustering comes back from other K-means seeds (ARI, per-cluster Jaccard)."""
-    from landtaxa.maps import pca_colours
 
     s, c = _loaded(series, clusters)
     k = len(c["centroids"])
@@ -464,10 +451,6 @@ def kchoice_step(*, inputs: list[str], model: str, png: str, csv: str) -> None:
 def kinds_step(*, grid: str, series: str, clusters: str, stability: str, kinds: str, model: str, csv: str,
                json: str) -> None:
     """One row per kind of land: tiles, km2, share, mean valid dates, stability and its usual changes."""
-    from landtaxa.evolution import class_names, read_kinds, transitions
-    from landtaxa.grid import Grid, tile_areas_km2
-    from landtaxa.maps import pca_colours
-    from landtaxa.tables import write_kinds_table
 
     g = Grid.load(grid)
     s, c = _loaded(series, clusters)

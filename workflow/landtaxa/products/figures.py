@@ -1,6 +1,6 @@
 """The analysis figures (PNG, matplotlib's Agg backend) and the tile images they show.
 
-Cluster colours are always the map's (:func:`landtaxa.maps.pca_colours`), so a cluster has
+Cluster colours are always the map's (:func:`landtaxa.products.rasters.pca_colours`), so a cluster has
 one colour in the map, the legend, the graph, the projections and the evolution maps.
 """
 
@@ -17,8 +17,8 @@ import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from landtaxa.grid import Grid  # noqa: E402
-from landtaxa.maps import NODATA  # noqa: E402
+from landtaxa.inputs.grid import Grid  # noqa: E402
+from landtaxa.products.rasters import NODATA  # noqa: E402
 from landtaxa.storage import atomic_path  # noqa: E402
 
 

@@ -7,11 +7,11 @@
     as it is (no float64 copy, no centred copy): each iteration streams over it in blocks of
     ``LLOYD_CHUNK`` rows, computing the nearest centre, the per-cluster sums and the inertia in
     one pass, so the extra memory is a few blocks whatever N. A series on disk
-    (:class:`landtaxa.series.Series`) is read block by block, once per iteration, never whole.
+    (:class:`landtaxa.clustering.series.Series`) is read block by block, once per iteration, never whole.
     Every iteration passes over all N series.
 ``minibatch``
     Centres updated from batches of ``batch_size`` series: for N beyond what full Lloyd
-    iterations handle in time. A series that fits :data:`landtaxa.series.MEMORY_BYTES` goes
+    iterations handle in time. A series that fits :data:`landtaxa.clustering.series.MEMORY_BYTES` goes
     to scikit-learn's ``MiniBatchKMeans`` whole (float32, no float64 copy); a larger one is
     streamed: each pass visits the blocks in a random order and the rows of the blocks in a
     random order, batches are drawn from that stream, each centre moves to the running mean of
@@ -64,9 +64,11 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.cluster import MiniBatchKMeans, kmeans_plusplus
 
+from landtaxa.clustering.metrics import taxonomy_metrics
+from landtaxa.clustering.series import MEMORY_BYTES, SEED_BYTES, SEED_ROWS, ArraySeries, Series, as_series, sample_rows
+from landtaxa.inputs.grid import Grid
 from landtaxa.params import ClusterParams
-from landtaxa.series import MEMORY_BYTES, SEED_BYTES, SEED_ROWS, ArraySeries, as_series, sample_rows
-from landtaxa.storage import get_logger
+from landtaxa.storage import get_logger, load_npz, save_npz, write_json
 
 log = get_logger()
 
@@ -103,7 +105,7 @@ def cluster_series(
 ) -> Clustering:
     """Cluster (N, T, D) series into ``k`` clusters with ``params.method`` (see the module docstring).
 
-    ``series`` is an array or a :class:`landtaxa.series.Series` on disk, which ``kmeans`` and
+    ``series`` is an array or a :class:`landtaxa.clustering.series.Series` on disk, which ``kmeans`` and
     ``minibatch`` read block by block (other methods get it whole, in memory).
     ``params.n_init`` restarts from k-means++ seeding (one run from ``init``, (K, T, D), when given; beyond
     :data:`SEED_ROWS` series, restarts on a sample and the best one on every series: module docstring);
@@ -327,7 +329,7 @@ def lloyd(
 ) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Lloyd's K-means on (N, F) ``flat`` from (K, F) ``init``: labels, centres, inertia, iterations.
 
-    ``flat`` is an array, or a series on disk (:class:`landtaxa.series.Series`, read block by
+    ``flat`` is an array, or a series on disk (:class:`landtaxa.clustering.series.Series`, read block by
     block once per iteration). Each iteration is one pass over it in blocks of ``chunk`` rows,
     finding the nearest centre of every row (squared Euclidean, in float32 like the rows). The
     per-cluster sums (in float64) are kept up to date from the rows whose label changed only, so
@@ -533,11 +535,6 @@ def clusters_step(*, grid: str, series: str, k: int, model: str, truth: str | No
     without reading the series again.
     """
     import time
-
-    from landtaxa.grid import Grid
-    from landtaxa.metrics import taxonomy_metrics
-    from landtaxa.series import Series
-    from landtaxa.storage import get_logger, load_npz, save_npz, write_json
 
     log = get_logger()
     s = Series(series)

@@ -1,4 +1,4 @@
-"""The encoders' networks, the triplet loss and safe checkpoints (the registry is :mod:`landtaxa.encoders`).
+"""The encoders' networks, the triplet loss and safe checkpoints (the registry is :mod:`landtaxa.learning.encoders`).
 
 - :class:`TileNet`: Tile2Vec's encoder, the paper's. A ResNet-18-like network: a 3x3 stem, then
   five residual stages of two basic blocks with widths 64-128-256-512-``z_dim`` and strides
@@ -9,15 +9,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from landtaxa.storage import atomic_path
+from landtaxa.storage import get_logger
 
 PAPER_WIDTHS = (64, 128, 256, 512)
 PAPER_STRIDES = (1, 2, 2, 2, 2)
@@ -125,7 +123,6 @@ def pick_device(preference: str = "auto") -> torch.device:
 
 def setup_torch(threads: int, preference: str = "auto") -> torch.device:
     """Thread count and repeatable kernels for a step; the device it runs on (logged)."""
-    from landtaxa.storage import get_logger
 
     torch.set_num_threads(max(1, int(threads)))
     torch.backends.cudnn.deterministic = True  # repeatable convolutions on a GPU (see README)
@@ -133,30 +130,3 @@ def setup_torch(threads: int, preference: str = "auto") -> torch.device:
     device = pick_device(preference)
     get_logger().info("device: %s (torch %s, %d CPU threads)", device, torch.__version__, torch.get_num_threads())
     return device
-
-
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict[str, Any]) -> None:
-    """Save the encoder as a plain state dict plus JSON-like metadata, atomically.
-
-    Only tensors and plain Python values are stored, so the file loads with
-    ``torch.load(weights_only=True)`` and can never carry executable code.
-    """
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": state, "meta": meta}, tmp)
-
-
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Load an encoder saved by :func:`save_checkpoint` (weights only; no code runs)."""
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(f"{path}: not a landtaxa encoder checkpoint ({err})") from err
-    if not isinstance(payload, dict) or "state_dict" not in payload or "meta" not in payload:
-        raise ValueError(f"{path}: not a landtaxa encoder checkpoint (no state_dict/meta)")
-    meta = payload["meta"]
-    from landtaxa.encoders import build_encoder
-
-    model = build_encoder(meta["encoder"], meta["in_channels"], meta["z_dim"])
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device), meta

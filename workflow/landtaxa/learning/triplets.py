@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from landtaxa.grid import Grid
+from landtaxa.inputs.grid import Grid
 
 
 def triplet_budget(budget: int | dict, tiles: int, dates: int) -> int:

@@ -1,0 +1,37 @@
+"""The map steps: the taxonomy of one model and K as a styled COG with its picture and legend, and the
+coverage map (how many dates each tile holds valid data)."""
+
+from __future__ import annotations
+
+from landtaxa.inputs.grid import Grid
+from landtaxa.params import CoverageParams
+from landtaxa.products import figures
+from landtaxa.products.evolution import class_names, read_kinds
+from landtaxa.products.rasters import pca_colours, write_cluster_map, write_coverage_map
+from landtaxa.products.styles import write_map_styles
+from landtaxa.storage import get_logger, load_npz
+
+log = get_logger()
+
+
+def map_step(*, grid: str, clusters: str, kinds: str, model: str, tif: str, png: str, legend: str) -> None:
+    """The cluster map of one model and K: COG with colour table, the class names (GDAL's ``.aux.xml``)
+    and a QGIS style (``.qml``) beside it, its picture and its legend. ``kinds`` is the evolution's
+    table of every tile's kind on every date (the names say on which dates a cluster changes)."""
+    g = Grid.load(grid)
+    c = load_npz(clusters)
+    colours = pca_colours(c["centroids"])
+    img = write_cluster_map(g, c["tile_ids"], c["labels"], colours, tif)
+    names = class_names(g, c["tile_ids"], c["labels"], len(colours), *read_kinds(kinds, c["tile_ids"]))
+    write_map_styles(tif, colours, names)
+    title = f"{model} model, K={len(colours)}"
+    figures.plot_cluster_map(img, colours, f"landtaxa taxonomy: {title}", png)
+    figures.plot_legend(colours, names, title, legend)
+
+
+def coverage_step(*, grid: str, valid: list[str], out: str, params: CoverageParams) -> None:
+    """Per tile, on how many dates it holds enough valid pixels."""
+    g = Grid.load(grid)
+    counts = write_coverage_map(g, [load_npz(p)["fraction"] for p in valid], params.min_valid, out)
+    log.info("coverage: %d of %d tiles valid on at least one date; %d valid on every date",
+             int((counts > 0).sum()), counts.size, int((counts == len(valid)).sum()))
