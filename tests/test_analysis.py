@@ -78,7 +78,7 @@ def test_minimum_spanning_tree_is_a_minimal_tree(seed: int) -> None:
     assert sum(w for *_, w in edges) == pytest.approx(scipy_mst(dist).sum(), rel=1e-5)
 
 
-def test_minimum_spanning_tree_with_identicalcentroids_of() -> None:
+def test_minimum_spanning_tree_of_identical_centroids() -> None:
     """Zero distances (which scipy's dense input reads as 'no edge') still give K-1 edges."""
     cen = np.zeros((4, 2, 2), np.float32)
     cen[3] += 1.0
@@ -141,8 +141,20 @@ def test_series_pca_rgb_and_best_k() -> None:
     assert rgb.shape == (90, 3) and rgb.min() >= 0 and rgb.max() <= 1
     table = [{"k": 4, "silhouette": 0.3}, {"k": 5, "silhouette": 0.5}, {"k": 6, "silhouette": 0.5}]
     assert an.best_k(table) == 5
-    lay = an.centroid_layout(np.random.default_rng(0).normal(0, 1, (5, 3, 2)))
-    assert lay.shape == (5, 2)
+
+
+def test_centroid_layout_keeps_near_clusters_near_and_far_ones_far() -> None:
+    """Two families of three centroids, 10 apart: every pair within a family is drawn closer than any
+    pair across; one or two centroids get fixed positions."""
+    rng = np.random.default_rng(0)
+    cen = np.concatenate([rng.normal(0, 0.5, (3, 3, 2)), rng.normal(10, 0.5, (3, 3, 2))])
+    lay = an.centroid_layout(cen)
+    assert lay.shape == (6, 2)
+    d = cdist(lay, lay)
+    within = max(d[i, j] for fam in ((0, 1, 2), (3, 4, 5)) for i in fam for j in fam if i < j)
+    across = min(d[i, j] for i in (0, 1, 2) for j in (3, 4, 5))
+    assert within < across
+    assert an.centroid_layout(cen[:2]).tolist() == [[0.0, 0.0], [1.0, 0.0]]
 
 
 # --------------------------------------------------------------------------- the steps' products

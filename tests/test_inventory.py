@@ -280,8 +280,13 @@ def sheet(*paths, masks=None) -> pd.DataFrame:
                          "path": [str(p) for p in paths], "mask": masks or [""] * len(paths)})
 
 
-def test_check_images_accepts_a_consistent_archive(tmp_path: Path) -> None:
-    check_images(sheet(image(tmp_path, "a.tif", 1), image(tmp_path, "b.tif", 2)), bands=[2])
+def test_check_images_accepts_a_consistent_archive_and_checks_its_bands(tmp_path: Path) -> None:
+    """Two 2-band images and a mask pass with band 2 asked for; band 3 of the same archive is refused."""
+    mask = write_raster(tmp_path / "a_mask.tif", np.zeros((16, 16), "uint8"), CHECK_UTM, (500000, 4000000, 10))
+    archive = sheet(image(tmp_path, "a.tif", 1), image(tmp_path, "b.tif", 2), masks=[str(mask), ""])
+    assert check_images(archive, bands=[2], mask_band=2) is None
+    with pytest.raises(InventoryError, match=r"a.tif: has 2 bands, the config asks for band 3"):
+        check_images(archive, bands=[3])
 
 
 @pytest.mark.parametrize(

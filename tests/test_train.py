@@ -114,14 +114,19 @@ def test_train_deterministic(trained) -> None:
     assert hist3 != hist
 
 
-def test_train_without_augmentation_and_odd_batch() -> None:
-    tiles = _colour_triplets(33, 2)  # last batch of one triplet is skipped, not a crash
+def test_train_without_augmentation_skips_a_last_batch_of_one_triplet() -> None:
+    """33 triplets in batches of 16: each epoch trains on two batches of 16; the lone 33rd triplet
+    (one anchor, one neighbour, one distant: nothing to contrast within a batch) is skipped."""
+    tiles = _colour_triplets(33, 2)
     torch.manual_seed(0)
     model = TileNet(3, z_dim=16, widths=TINY_WIDTHS)
+    seen = []
+    model.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]) if module.training else None)
     hist = train_triplets(
         model, tiles, epochs=2, batch_size=16, lr=1e-3, betas=(0.9, 0.999),
         margin=1.0, l2=0.0, seed=0, device=CPU, augmentation=False,
     )
+    assert seen == [3 * 16] * 4  # two batches of 16 triplets (3 tiles each) per epoch, never the last one
     assert len(hist) == 2 and all(np.isfinite(hist)) and all(h >= 0 for h in hist)
 
 
