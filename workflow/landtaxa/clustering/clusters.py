@@ -312,15 +312,30 @@ def sq_distance_blocks(x: np.ndarray, centers: np.ndarray, chunk: int = CHUNK) -
     centers = np.asarray(centers, np.float32)
     c_sq = np.einsum("kf,kf->k", centers, centers)
     for start in range(0, len(x), chunk):
-        block = np.asarray(x[start:start + chunk], np.float32)
-        d = c_sq[None] - 2 * (block @ centers.T) + np.einsum("if,if->i", block, block)[:, None]
-        yield start, np.maximum(d, 0.0, out=d)
+        yield start, _sq_distances(np.asarray(x[start:start + chunk], np.float32), centers, c_sq)
+
+
+def _sq_distances(x: np.ndarray, centers: np.ndarray, c_sq: np.ndarray) -> np.ndarray:
+    """(rows, K) squared distances of float32 rows to float32 centres whose squared norms are ``c_sq``."""
+    d = c_sq[None] - 2 * (x @ centers.T) + np.einsum("if,if->i", x, x)[:, None]
+    return np.maximum(d, 0.0, out=d)
 
 
 def flat_blocks(series, order: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(positions, (m, F) float32 rows) of every block of ``series`` (an array or a series on disk)."""
     for positions, block in as_series(series).blocks(order):
         yield positions, block.reshape(len(block), -1)
+
+
+def chunked_rows(series, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(positions, (<= chunk, F) float32 rows) of ``series``, ``chunk`` rows at a time within each block.
+
+    The one walk of the K-means passes: blocks as read from disk (or an array), cut into pieces small
+    enough for a (chunk x K) distance matrix; views, never copies of the rows.
+    """
+    for positions, block in flat_blocks(series):
+        for s0 in range(0, len(block), chunk):
+            yield positions[s0:s0 + chunk], block[s0:s0 + chunk]
 
 
 def lloyd(
@@ -357,28 +372,25 @@ def lloyd(
         c_sq = np.einsum("kf,kf->k", centers, centers)
         changed = 0
         inertia = 0.0
-        for positions, block in flat_blocks(src):
-            for s0 in range(0, len(block), chunk):
-                x = block[s0:s0 + chunk]
-                rows = positions[s0:s0 + chunk]
-                part = c_sq - 2 * (x @ centers.T)
-                lab = np.argmin(part, axis=1)
-                if distances is not None:
-                    distances[rows] = np.maximum(part + np.einsum("if,if->i", x, x)[:, None], 0.0)
-                inertia = _sq_sum(x, centers, lab, inertia)
-                old = labels[rows]
-                moved = np.flatnonzero(lab != old)
-                if len(moved) == 0:
-                    continue
-                changed += len(moved)
-                # +row to its new cluster's sum, -row from its old one's (none on the first pass)
-                weights = np.zeros((k, len(moved)), np.float32)
-                cols = np.arange(len(moved))
-                weights[lab[moved], cols] = 1.0
-                had = old[moved] >= 0
-                weights[old[moved][had], cols[had]] = -1.0
-                sums += weights @ x[moved]
-                labels[rows] = lab
+        for rows, x in chunked_rows(src, chunk):
+            part = c_sq - 2 * (x @ centers.T)
+            lab = np.argmin(part, axis=1)
+            if distances is not None:
+                distances[rows] = np.maximum(part + np.einsum("if,if->i", x, x)[:, None], 0.0)
+            inertia = _sq_sum(x, centers, lab, inertia)
+            old = labels[rows]
+            moved = np.flatnonzero(lab != old)
+            if len(moved) == 0:
+                continue
+            changed += len(moved)
+            # +row to its new cluster's sum, -row from its old one's (none on the first pass)
+            weights = np.zeros((k, len(moved)), np.float32)
+            cols = np.arange(len(moved))
+            weights[lab[moved], cols] = 1.0
+            had = old[moved] >= 0
+            weights[old[moved][had], cols[had]] = -1.0
+            sums += weights @ x[moved]
+            labels[rows] = lab
         if changed == 0:  # the centres are already the means of this very assignment
             return labels, centers, inertia, n_iter
         counts = np.bincount(labels, minlength=k)
@@ -404,11 +416,10 @@ def _mean_variance(src, chunk: int) -> float:
     src = as_series(src)
     s = np.zeros(src.n_features, np.float64)
     s2 = np.zeros(src.n_features, np.float64)
-    for _, block in flat_blocks(src):
-        for s0 in range(0, len(block), chunk):
-            x = block[s0:s0 + chunk].astype(np.float64)
-            s += x.sum(axis=0)
-            s2 += (x * x).sum(axis=0)
+    for _, rows in chunked_rows(src, chunk):
+        x = rows.astype(np.float64)
+        s += x.sum(axis=0)
+        s2 += (x * x).sum(axis=0)
     mean = s / src.n
     return float(np.mean(s2 / src.n - mean * mean))
 
@@ -418,12 +429,9 @@ def _relocate_empty(
 ) -> None:
     """Move each empty cluster's centre (in ``new``) onto one of the rows farthest from their own centres."""
     far = np.empty(src.n, np.float32)
-    for positions, block in flat_blocks(src):
-        for s0 in range(0, len(block), chunk):
-            x = block[s0:s0 + chunk]
-            rows = positions[s0:s0 + chunk]
-            diff = x - centers[labels[rows]]
-            far[rows] = np.einsum("if,if->i", diff, diff)
+    for rows, x in chunked_rows(src, chunk):
+        diff = x - centers[labels[rows]]
+        far[rows] = np.einsum("if,if->i", diff, diff)
     picks = np.argsort(-far, kind="stable")[: len(empty)]
     new[empty] = src.take(picks).reshape(len(picks), -1)
 
@@ -438,16 +446,17 @@ def assign_chunked(flat, centers: np.ndarray, chunk: int = CHUNK,
     every row's squared distance to every centre.
     """
     src = as_series(flat)
+    centers = np.asarray(centers, np.float32)
+    c_sq = np.einsum("kf,kf->k", centers, centers)
     labels = np.empty(src.n, np.int64)
     total = 0.0
-    for positions, block in flat_blocks(src):
-        lab = np.empty(len(block), np.int64)
-        for start, d in sq_distance_blocks(block, centers, chunk):
-            lab[start:start + len(d)] = np.argmin(d, axis=1)
-            if distances is not None:
-                distances[positions[start:start + len(d)]] = d
-        labels[positions] = lab
-        total = _sq_sum(block, centers, lab, total)
+    for rows, x in chunked_rows(src, chunk):
+        d = _sq_distances(x, centers, c_sq)
+        lab = np.argmin(d, axis=1)
+        labels[rows] = lab
+        if distances is not None:
+            distances[rows] = d
+        total = _sq_sum(x, centers, lab, total)
     return labels, total
 
 
