@@ -19,7 +19,7 @@ import sys
 import typing
 
 from landtaxa.params import schema_property
-from landtaxa.runtime import inherited_plugins, load_plugins
+from landtaxa.runtime import apply_http, inherited_plugins, load_plugins
 from landtaxa.storage import get_logger
 
 log = get_logger()
@@ -101,6 +101,7 @@ def run(argv: list[str]) -> None:
         threads = rest[rest.index("--threads") + 1]
         os.environ.update({var: threads for var in THREAD_VARIABLES})
     load_plugins(inherited_plugins())
+    apply_http()  # GDAL's HTTP retries, time-outs and headers (env:NAME values read here) for remote reads
     fn = step_function(step)
     args = vars(step_parser(step, fn).parse_args(rest))
     accepted = inspect.signature(fn).parameters

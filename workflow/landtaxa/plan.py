@@ -20,10 +20,12 @@ which every step's parameters come.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,11 +49,15 @@ from landtaxa.inputs.datasets import InventoryError, exists, is_gdal_path, local
 from landtaxa.inputs.demo.spec import DemoSpec, demo_inventory, spec_of, truth_path
 from landtaxa.inputs.grid import Region
 from landtaxa.inputs.inventory import check_images, read_inventory, validate_inventory
+from landtaxa.inputs.search import SAVED, is_search
+from landtaxa.inputs.search import search as search_api
 from landtaxa.inputs.stac import is_stac, read_items, vrt_name, write_vrts
 from landtaxa.inputs.vrt import parse_band_values, wrap_raster
 from landtaxa.learning.encoders import encoder_spec
 from landtaxa.learning.triplets import triplet_budget
 from landtaxa.resources import Sizes, job_resources
+from landtaxa.runtime import gdal_http_options, literal_secrets, resolve_headers
+from landtaxa.storage import get_logger
 
 # the parameter object of every step that has settings (steps not listed have none)
 STEP_PARAMS: dict[str, type[P.StepParams]] = {
@@ -60,12 +66,52 @@ STEP_PARAMS: dict[str, type[P.StepParams]] = {
     "coverage": P.CoverageParams, "analysis": P.AnalysisParams, "representatives": P.RepresentativesParams,
     "stability": P.StabilityParams, "evolution": P.EvolutionParams, "viewer": P.ViewerParams,
 }
+log = get_logger()
 BASELINE = "spectral"  # the model that needs no training, run beside the method's models
 CHECK = "_seed2"  # suffix of the models trained again from train.second_seed
 
 
 class PlanError(ValueError):
     """The config, the images or the machine cannot carry the run."""
+
+
+def http_headers(config: dict) -> dict[str, str]:
+    """The config's ``http_headers`` with their ``env:NAME`` values read from this process's environment."""
+    try:
+        return resolve_headers(config.get("http_headers"))
+    except ValueError as err:
+        raise RunCheckError(str(err)) from err
+
+
+@contextlib.contextmanager
+def remote_reads(config: dict) -> Iterator[None]:
+    """GDAL's HTTP retries, time-outs and headers (config keys ``http``, ``http_headers``) for the header reads
+    of the plan, this process only (the jobs set their own: :func:`landtaxa.runtime.apply_http`)."""
+    import rasterio
+
+    with rasterio.Env(**gdal_http_options(config.get("http"), http_headers(config))):
+        yield
+
+
+def saved_search(config: dict, sources: Path, search: bool) -> Path:
+    """The STAC API search of ``images``, saved under ``sources``: searched again (``search``), or as the
+    planning process left it."""
+    images, path = config["images"], sources / SAVED
+    if not config["aoi"]:
+        raise RunCheckError(f"config key images: a search of the STAC API at {images['stac_api']} needs an area of "
+                            "interest, whose bounds are the search's bbox: set config key aoi to a polygon file "
+                            "(GeoJSON, GeoPackage, Shapefile)")
+    if not exists(config["aoi"]):
+        raise RunCheckError(f"{config['aoi']}: area of interest not found (config key aoi)")
+    for name in literal_secrets(config.get("http_headers")):
+        log.warning("config key http_headers.%s: given as a literal value, which Snakemake records with the config; "
+                    "give a credential as env:NAME (read from the environment) instead", name)
+    if search:
+        search_api(images, config["aoi"], path, http_headers(config), config.get("http"))
+    elif not path.is_file():
+        raise RunCheckError(f"{path}: the saved STAC search is missing; run snakemake where it can search "
+                            f"{images['stac_api']}, or give the saved ItemCollection as images")
+    return path
 
 
 def band_numbers(bands: list | None) -> list[int] | None:
@@ -101,15 +147,19 @@ class RunPlan:
     # ------------------------------------------------------------------ building
 
     @classmethod
-    def from_config(cls, config: dict, workdir: str | os.PathLike = ".", results: str = "results") -> RunPlan:
-        """The plan of a run of ``config`` (validated, defaults filled) in ``workdir``; PlanError if it cannot run."""
+    def from_config(cls, config: dict, workdir: str | os.PathLike = ".", results: str = "results",
+                    search: bool = True) -> RunPlan:
+        """The plan of a run of ``config`` (validated, defaults filled) in ``workdir``; PlanError if it cannot run.
+
+        ``search``: ask the STAC API of ``images`` again (where the workflow plans); False reads the search
+        saved by the planning process (inside a job that plans again, e.g. on a cluster node)."""
         try:
-            return cls._build(config, Path(workdir), results)
+            return cls._build(config, Path(workdir), results, search)
         except (InventoryError, RunCheckError) as err:
             raise PlanError(str(err)) from err
 
     @classmethod
-    def _build(cls, config: dict, workdir: Path, results: str) -> RunPlan:
+    def _build(cls, config: dict, workdir: Path, results: str, search: bool = True) -> RunPlan:
         demo = None
         if config["images"] == "demo":
             demo = spec_of(P.DemoParams.from_config(config))
@@ -117,11 +167,12 @@ class RunPlan:
                                       for d, g, p in demo_inventory(demo, f"{results}/demo")])
             region = demo.region()
         else:
-            inventory = cls._images(config, workdir / results / "sources")
-            numbered = band_numbers(config["bands"])
-            check_images(inventory, numbered, config["masks"]["band"])
-            region = image_region(inventory["path"].tolist(), config["tile_size"], config["crs"],
-                                  config["resolution"], numbered)
+            with remote_reads(config):
+                inventory = cls._images(config, workdir / results / "sources", search)
+                numbered = band_numbers(config["bands"])
+                check_images(inventory, numbered, config["masks"]["band"])
+                region = image_region(inventory["path"].tolist(), config["tile_size"], config["crs"],
+                                      config["resolution"], numbered)
         if config["aoi"]:
             region = cls._within_aoi(config["aoi"], region)
         dates = sorted(inventory["date"].unique())
@@ -154,17 +205,21 @@ class RunPlan:
         return config
 
     @staticmethod
-    def _images(config: dict, sources: Path) -> pd.DataFrame:
-        """The inventory of a sheet, a folder or a STAC catalog (its items as VRTs under ``sources``).
+    def _images(config: dict, sources: Path, search: bool = True) -> pd.DataFrame:
+        """The inventory of a sheet, a folder, a STAC catalog or a STAC API search (its items as VRTs under
+        ``sources``, the search saved there too).
 
         Sheet rows with ``scale``/``offset`` are wrapped likewise in a VRT in physical units.
         """
         images, bands = config["images"], config["bands"] or []
+        if is_search(images):
+            images = str(saved_search(config, sources, search))
         if is_stac(images):
             if not bands or not all(isinstance(b, str) for b in bands):
                 raise RunCheckError(f"{images}: a STAC catalog needs config key bands to name its assets, e.g. "
                                     "[B04, B03, B02, B08] or [red, green, blue, nir]")
-            items = read_items(images, bands, config["masks"]["asset"], config["max_cloud_cover"])
+            items = read_items(images, bands, config["masks"]["asset"], config["max_cloud_cover"],
+                               headers=http_headers(config))
             return validate_inventory(write_vrts(items, sources, config["resampling"]), images)
         if any(isinstance(b, str) for b in bands):
             raise RunCheckError(f"config key bands: band names ({', '.join(map(str, bands))}) need a STAC catalog as "

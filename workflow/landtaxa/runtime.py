@@ -1,4 +1,4 @@
-"""What every job of the workflow inherits: this checkout's package and the user's plugins.
+"""What every job of the workflow inherits: this checkout's package, the user's plugins, the HTTP settings.
 
 The rules run steps as ``python -m landtaxa ...``, possibly inside a per-rule conda
 environment that does not have landtaxa installed. Exporting the package's folder on
@@ -9,18 +9,32 @@ Plugins are the user's own Python modules (config key ``plugins``: module names,
 clustering methods (:func:`landtaxa.clustering.clusters.register_method`). The workflow imports them
 where it starts and hands them to its jobs in the ``LANDTAXA_PLUGINS`` environment variable,
 which every step reads before it runs.
+
+HTTP settings (config keys ``http_headers`` and ``http``) travel the same way, in ``LANDTAXA_HTTP``,
+and only as the config gives them: a header value ``env:NAME`` stays that reference until the
+process that sends the request reads ``NAME`` from its own environment (:func:`resolve_headers`).
+So a secret is never part of a rule's parameters or shell command, and Snakemake never writes it
+into ``.snakemake/``, a log or a result. :func:`apply_http` turns them into GDAL's documented
+configuration options (``GDAL_HTTP_MAX_RETRY``, ``GDAL_HTTP_RETRY_DELAY``, ``GDAL_HTTP_TIMEOUT``,
+``GDAL_HTTP_CONNECTTIMEOUT``, ``GDAL_HTTP_HEADERS``) in the environment of the job, where every
+``/vsicurl/`` read of the job (VRT sources and mask assets included) takes them.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 PLUGINS_ENV = "LANDTAXA_PLUGINS"
+HTTP_ENV = "LANDTAXA_HTTP"
+#: the ``http`` settings when the config gives none (the schema's defaults, for a step run by hand)
+HTTP_DEFAULTS = {"retries": 5, "retry_delay": 1.0, "timeout": 60, "connect_timeout": 10}
+ENV_PREFIX = "env:"
 
 
 def expose_package() -> None:
@@ -60,3 +74,60 @@ def export_plugins(plugins: Sequence[str]) -> None:
 def inherited_plugins() -> list[str]:
     """The plugins the workflow handed to this process."""
     return [p for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p]
+
+
+def resolve_headers(headers: dict | None, where: str = "config key http_headers") -> dict[str, str]:
+    """The headers to send: each ``env:NAME`` value replaced by the variable ``NAME`` of this process.
+
+    A variable that is not set raises ValueError naming the header and the variable (never a value).
+    """
+    out = {}
+    for name, value in (headers or {}).items():
+        value = str(value)
+        if value.startswith(ENV_PREFIX):
+            variable = value[len(ENV_PREFIX):].strip()
+            if not variable or variable not in os.environ:
+                raise ValueError(f"{where}.{name}: the environment variable {variable!r} is not set in this "
+                                 "process; export it before running snakemake (jobs inherit it)")
+            value = os.environ[variable]
+        out[str(name)] = value
+    return out
+
+
+def literal_secrets(headers: dict | None) -> list[str]:
+    """The headers given as literal values whose name says they carry a credential (written as they are into
+    Snakemake's records and this process's environment): give those as ``env:NAME`` instead."""
+    secret = ("authorization", "token", "key", "cookie", "secret", "password")
+    return [name for name, value in (headers or {}).items()
+            if not str(value).startswith(ENV_PREFIX) and any(s in str(name).lower() for s in secret)]
+
+
+def gdal_http_options(http: dict | None, headers: dict[str, str]) -> dict[str, str]:
+    """GDAL's configuration options for the ``http`` settings and the (resolved) ``headers``."""
+    http = {**HTTP_DEFAULTS, **(http or {})}
+    options = {"GDAL_HTTP_MAX_RETRY": str(int(http["retries"])), "GDAL_HTTP_RETRY_DELAY": f"{http['retry_delay']:g}",
+               "GDAL_HTTP_TIMEOUT": str(int(http["timeout"])),
+               "GDAL_HTTP_CONNECTTIMEOUT": str(int(http["connect_timeout"]))}
+    if headers:  # lines ending in CRLF: GDAL then splits on them only, so a value may hold commas
+        options["GDAL_HTTP_HEADERS"] = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return options
+
+
+def export_http(headers: dict | None, http: dict | None) -> None:
+    """Hand the HTTP settings to child processes (the workflow's jobs), ``env:`` references unresolved."""
+    os.environ[HTTP_ENV] = json.dumps({"headers": headers or {}, "http": http or {}}, sort_keys=True)
+
+
+def inherited_http() -> tuple[dict, dict]:
+    """The ``http_headers`` (unresolved) and ``http`` settings the workflow handed to this process."""
+    given = json.loads(os.environ.get(HTTP_ENV) or "{}")
+    return given.get("headers") or {}, given.get("http") or {}
+
+
+def apply_http() -> dict[str, str]:
+    """Set GDAL's HTTP options in this process's environment from the inherited settings (retries and time-outs
+    always; headers when given, ``env:`` values read here); returns them. ValueError when a variable is missing."""
+    headers, http = inherited_http()
+    options = gdal_http_options(http, resolve_headers(headers))
+    os.environ.update(options)
+    return options

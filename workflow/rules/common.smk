@@ -8,19 +8,22 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from landtaxa.configcheck import ConfigError, check_config  # noqa: E402
 from landtaxa.plan import PlanError, RunPlan  # noqa: E402
-from landtaxa.runtime import expose_package  # noqa: E402
+from landtaxa.runtime import export_http, expose_package  # noqa: E402
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
 # One line naming the key (plugins loaded first: their names are valid too), defaults filled in.
+# A STAC API given as images is searched where the plan is made, not again in a job that re-plans.
 try:
     check_config(config, SCHEMA)
-    PLAN = RunPlan.from_config(config)
+    PLAN = RunPlan.from_config(config, search=workflow.is_main_process)
     print(f"landtaxa: {PLAN.check_disk()}", file=sys.stderr)
 except (ConfigError, PlanError) as err:
     raise WorkflowError(f"landtaxa: {err}")
-# Jobs inherit the environment: `python -m landtaxa` finds this checkout, inside a conda env too.
+# Jobs inherit the environment: `python -m landtaxa` finds this checkout, inside a conda env too; the
+# HTTP settings go as the config gives them (env:NAME headers are read by each job).
 expose_package()
+export_http(config["http_headers"], config["http"])
 R = PLAN.results
 
 

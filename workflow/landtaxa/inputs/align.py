@@ -30,6 +30,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from landtaxa.inputs.grid import Grid, strip_windows, tile_fractions, unreadable_pixels
+from landtaxa.inputs.vrt import remote_read_failure
 from landtaxa.params import AlignParams
 from landtaxa.storage import atomic_path, get_logger, save_npz
 
@@ -79,8 +80,8 @@ def align_date(
         "predictor": 2 if np.issubdtype(np.dtype(grid.dtype), np.integer) else 3,
         "BIGTIFF": "IF_SAFER",
     }
-    sources = [rasterio.open(p) for p in paths]
-    mask_sources = [rasterio.open(m) if m else None for m in masks]
+    sources = [_open(p) for p in paths]
+    mask_sources = [_open(p, m) if m else None for p, m in zip(paths, masks, strict=True)]
     vrts = []
     mask_vrts: list[WarpedVRT | None] = []
     warp = {"crs": grid.crs, "transform": grid.affine, "width": grid.width, "height": grid.height}
@@ -113,7 +114,7 @@ def align_date(
                             take, block = _valid_block(vrt, mvrt, win, filled, grid.bands, nodata,
                                                        mask_band, invalid)
                         except rasterio.errors.RasterioIOError as err:
-                            raise unreadable_pixels(path, err, f" or its mask {m}" if m else "") from err
+                            raise unreadable_pixels(path, err, f" or its mask {m}" if m else "", m) from err
                         if take is None:
                             continue
                         data[:, take] = block[:, take]
@@ -143,6 +144,18 @@ def align_date(
                 s.close()
     save_npz(out_valid, fraction=fractions)
     return fractions
+
+
+def _open(path: str | os.PathLike, mask: str | os.PathLike | None = None) -> rasterio.DatasetReader:
+    """Open an image (or, given ``mask``, the mask of image ``path``); a remote one that cannot be fetched
+    names its item and asset."""
+    try:
+        return rasterio.open(mask or path)
+    except rasterio.errors.RasterioIOError as err:
+        failure = remote_read_failure(path, err, str(mask) if mask else None)
+        if failure is None:
+            raise
+        raise failure from err
 
 
 def _valid_block(

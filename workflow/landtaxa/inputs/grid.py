@@ -24,6 +24,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from landtaxa.inputs.datasets import is_gdal_path
+from landtaxa.inputs.vrt import remote_read_failure
 from landtaxa.params import GridParams
 from landtaxa.storage import get_logger, read_json, write_json
 
@@ -363,8 +364,12 @@ def _per_band(value: Sequence[float] | float | None, fallback: list[float], n: i
     return [float(v) for v in value]
 
 
-def unreadable_pixels(path: str | os.PathLike, err: Exception, what: str = "") -> ValueError:
-    """The error for a raster whose header opened but whose pixels cannot be decoded."""
+def unreadable_pixels(path: str | os.PathLike, err: Exception, what: str = "", mask: str | None = None) -> ValueError:
+    """The error for a raster whose header opened but whose pixels cannot be decoded (or, remote, could not be
+    fetched: then it names the item and asset, :func:`~landtaxa.inputs.vrt.remote_read_failure`)."""
+    remote = remote_read_failure(path, err, mask)
+    if remote is not None:
+        return remote
     return ValueError(
         f"{path}{what}: cannot read pixels (the file is corrupt or truncated: {err}); copy it again from its source"
     )

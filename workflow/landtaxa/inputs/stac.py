@@ -167,14 +167,14 @@ def is_stac(source: str | os.PathLike) -> bool:
     return True
 
 
-def _read_json(href: str, linked_from: str | None = None) -> Any:
-    """Parse one JSON file (local or URL); errors name the file."""
+def _read_json(href: str, linked_from: str | None = None, headers: dict[str, str] | None = None) -> Any:
+    """Parse one JSON file (local or URL, fetched with ``headers``); errors name the file."""
     where = f" (linked from {linked_from})" if linked_from and linked_from != href else ""
     try:
         if _is_url(href):
             from pystac.stac_io import DefaultStacIO
 
-            text = DefaultStacIO().read_text(href)
+            text = DefaultStacIO(headers=headers).read_text(href)
         else:
             text = Path(href).read_text()
     except FileNotFoundError as err:
@@ -187,22 +187,22 @@ def _read_json(href: str, linked_from: str | None = None) -> Any:
         raise InventoryError(f"{href}: malformed JSON{where} ({err})") from err
 
 
-def _stac_io(source: str) -> Any:
+def _stac_io(source: str, headers: dict[str, str] | None = None) -> Any:
     """A pystac reader whose errors name the file (child catalogs and items included)."""
     from pystac.stac_io import DefaultStacIO
 
     class NamingStacIO(DefaultStacIO):
         def read_json(self, href, *args, **kwargs):  # noqa: ANN001, ANN202 - pystac's signature
-            return _read_json(str(href), source)
+            return _read_json(str(href), source, headers)
 
     return NamingStacIO()
 
 
-def _load_items(source: str) -> list[tuple[Any, str]]:
+def _load_items(source: str, headers: dict[str, str] | None = None) -> list[tuple[Any, str]]:
     """Every STAC Item under ``source`` with the href its relative asset hrefs resolve against."""
     import pystac
 
-    data = _read_json(source)
+    data = _read_json(source, headers=headers)
     kind = data.get("type") if isinstance(data, dict) else None
     if kind not in _STAC_TYPES:
         raise InventoryError(
@@ -227,7 +227,8 @@ def _load_items(source: str) -> list[tuple[Any, str]]:
         return out
     try:
         kind_class = pystac.Collection if kind == "Collection" else pystac.Catalog
-        root = kind_class.from_file(source if _is_url(source) else os.path.abspath(source), stac_io=_stac_io(source))
+        root = kind_class.from_file(source if _is_url(source) else os.path.abspath(source),
+                                   stac_io=_stac_io(source, headers))
         items = list(root.get_items(recursive=True))
     except Exception as err:  # noqa: BLE001 - pystac's link and schema errors
         cause: BaseException | None = err  # pystac wraps our named errors of linked files: unwrap them
@@ -373,6 +374,7 @@ def read_items(
     bands: Sequence[str],
     mask_asset: str | None = None,
     max_cloud_cover: float | None = None,
+    headers: dict[str, str] | None = None,
 ) -> StacItems:
     """Read a STAC source into one row per kept item (see the module docstring).
 
@@ -380,7 +382,8 @@ def read_items(
     ``mask_asset``: key of the asset holding pixel classes (e.g. ``SCL``), or None.
     ``max_cloud_cover``: drop items whose ``eo:cloud_cover`` is above it (percent); items
     without ``eo:cloud_cover`` are kept. Reads JSON only (raster headers only to check a
-    Sentinel-2 baseline mix without declared offsets). Raises InventoryError naming the
+    Sentinel-2 baseline mix without declared offsets). ``headers`` go with every catalog
+    request (the config's ``http_headers``, resolved). Raises InventoryError naming the
     file, item and asset of the first problem.
     """
     source = str(source)
@@ -393,7 +396,7 @@ def read_items(
             f"{source}: config key bands must list asset keys or band common names for STAC input "
             f"(e.g. [B04, B03, B02, B08] or [red, green, blue, nir]), got {list(bands or [])!r}"
         )
-    loaded = _load_items(source)
+    loaded = _load_items(source, headers)
     if not loaded:
         raise InventoryError(f"{source}: the STAC source holds no items")
     dropped: list[str] = []
@@ -564,8 +567,13 @@ def write_vrts(items: StacItems | pd.DataFrame, folder: str | os.PathLike, resam
     names = [vrt_name(i) for i in df["item_id"]]
     if len(set(names)) != len(names):
         raise InventoryError(f"{folder}: two item ids give the same VRT name; item ids must differ")
-    texts = [vrt_xml(row.band_hrefs, row.band_scales, row.band_offsets, row.band_indexes, row.band_nodata,
-                     row.band_assets, resampling) for row in df.itertuples(index=False)]
+    texts = []
+    for row in df.itertuples(index=False):
+        try:
+            texts.append(vrt_xml(row.band_hrefs, row.band_scales, row.band_offsets, row.band_indexes,
+                                 row.band_nodata, row.band_assets, resampling))
+        except InventoryError as err:
+            raise InventoryError(f"item {row.item_id} ({row.date}): {err}") from err
     rows = []
     for row, name, text in zip(df.itertuples(index=False), names, texts, strict=True):
         path = write_text_if_changed(Path(folder) / name, text)

@@ -28,6 +28,10 @@ from landtaxa.storage import atomic_path
 #: Resampling methods a VRT source accepts for sources coarser than the finest band.
 RESAMPLINGS = ("nearest", "bilinear", "cubic", "cubicspline", "lanczos", "average", "rms", "mode")
 
+#: GDAL's prefixes of remote files (what ``http(s)://``, ``s3://`` and ``gs://`` hrefs become)
+_REMOTE_PREFIXES = ("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "/vsiadls", "/vsioss", "/vsiswift", "/vsihdfs",
+                    "/vsiwebhdfs")
+
 _GDAL_TYPES = {
     "uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
     "int32": "Int32", "uint64": "UInt64", "int64": "Int64", "float32": "Float32", "float64": "Float64",
@@ -105,7 +109,13 @@ def vrt_xml(
     scales, offsets = _per_band(scales, n, "scales"), _per_band(offsets, n, "offsets")
     bands, nodata = _per_band(bands, n, "band indexes"), _per_band(nodata, n, "nodata values")
     names = _per_band(names, n, "names")
-    sources = {h: _open_source(h) for h in dict.fromkeys(hrefs)}
+    sources = {}
+    for href, name in zip(hrefs, names, strict=True):
+        if href not in sources:
+            try:
+                sources[href] = _open_source(href)
+            except InventoryError as err:
+                raise InventoryError(f"{err} (asset {name})" if name else str(err)) from err
     first_href, first = next(iter(sources.items()))
     for href, src in sources.items():
         if src.crs is None:
@@ -231,6 +241,57 @@ def wrap_raster(
 
     return write_vrt([path] * count, out_path, spread(scales, "scale"), spread(offsets, "offset"),
                      bands=list(range(1, count + 1)), nodata=[nodata] * count, names=None)
+
+
+def vrt_sources(path: str | os.PathLike) -> dict[str, str]:
+    """Each source of a VRT file with its band's description (for a STAC item's VRT, the asset key);
+    {} for anything that is not a readable VRT file."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return {}
+    out = {}
+    for band in root.iter("VRTRasterBand"):
+        name = band.findtext("Description") or f"band {band.get('band')}"
+        for source in band.iter("SourceFilename"):
+            out.setdefault((source.text or "").strip(), name)
+    return out
+
+
+def _messages(err: BaseException) -> str:
+    """The error with every cause and context below it (GDAL's own message is rasterio's cause)."""
+    seen, parts, at = set(), [], err
+    while at is not None and id(at) not in seen:
+        seen.add(id(at))
+        parts.append(str(at))
+        at = at.__cause__ or at.__context__
+    return "; ".join(dict.fromkeys(p for p in parts if p))
+
+
+def remote_read_failure(path: str | os.PathLike, err: BaseException, mask: str | None = None) -> ValueError | None:
+    """The error of a read of remote data (``/vsicurl/``, ``/vsis3/``, ...) that failed after GDAL's retries,
+    naming the STAC item (the VRT's name) and the asset (its band's description) behind it; None when the
+    failed read was not a remote one. The job stops with it: a tile-date is never quietly left empty."""
+    text = _messages(err)
+    sources = vrt_sources(path) if str(path).lower().endswith(".vrt") else {}
+    remote = [h for h in [*sources, mask or "", str(path)] if h.startswith(_REMOTE_PREFIXES)]
+    if not remote:
+        return None
+    failed = [h for h in remote if h in text] or remote
+    if mask and mask in failed:
+        asset = f"its mask asset ({mask})"
+    elif failed[0] in sources:
+        asset = f"asset {sources[failed[0]]} ({failed[0]})" if len(failed) == 1 or failed[0] in text else (
+            f"one of the assets {', '.join(sources[h] for h in failed)}")
+    else:
+        asset = failed[0]
+    item = f"item {Path(path).stem}, " if sources else ""
+    retries = os.environ.get("GDAL_HTTP_MAX_RETRY", "0")
+    return ValueError(
+        f"{path}: {item}{asset}: the remote read failed after {retries} retries ({text}); the job stops rather "
+        "than leave this date's tiles empty: check the server, the network and http_headers, then run snakemake "
+        "again (http.retries and http.timeout set the patience)"
+    )
 
 
 def parse_band_values(text: Any, where: str) -> list[float] | None:
