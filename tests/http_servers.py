@@ -7,8 +7,8 @@ a share of requests answered ``503 Service Unavailable`` and a share whose conne
 before any answer (a TCP RST, as a dropped connection reads to a client), drawn from a seeded
 generator so that a run's faults are random but repeatable; paths listed in ``broken`` answer
 503 to every byte-range request (their header reads still work), which no retry gets past.
-Requests under ``/stac/`` are passed on to an upstream STAC API (``upstream``), the same
-header demanded, so one server stands in front of the catalog and the assets alike.
+Given an ``upstream`` STAC API, requests for anything that is not a file of the folder are passed
+on to it (token and faults alike), so one server stands in front of the catalog and the assets.
 
 :class:`StacApi` runs ``rustac serve`` (the ``rustac`` package's command line, an in-memory
 backend) over ItemCollection files: a real STAC API with item search and paging. Adding items
@@ -44,6 +44,7 @@ def free_port() -> int:
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    payload: bytes | None = None
 
     def log_message(self, format, *args) -> None:  # noqa: A002 - the base class's signature
         pass
@@ -62,11 +63,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/_control/"):
             return owner.control(self)
         owner.record(self)
+        length = int(self.headers.get("Content-Length") or 0)  # read it all: the connection may serve more
+        self.payload = self.rfile.read(length) if length else None
         if owner.token is not None and self.headers.get("Authorization") != f"Bearer {owner.token}":
             owner.count("unauthorised")
             return self._plain(401, b"missing or wrong token\n", body)
-        if self.path.startswith("/stac/") or self.path == "/stac":
-            return self._proxy()
         fault = owner.fault(self.path, ranged="Range" in self.headers)
         if fault == "drop":
             # a reset, not a clean close: SO_LINGER 0 sends RST, as a broken link or a proxy does
@@ -79,6 +80,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._plain(503, b"service unavailable, try again\n", body)
         path = owner.root / self.path.split("?", 1)[0].lstrip("/")
         if not path.resolve().is_relative_to(owner.root.resolve()) or not path.is_file():
+            if owner.upstream:
+                return self._proxy()
             return self._plain(404, b"not found\n", body)
         data = path.read_bytes()
         start, end, status = 0, len(data) - 1, 200
@@ -102,10 +105,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _proxy(self) -> None:
         owner = self.server.owner
-        length = int(self.headers.get("Content-Length") or 0)
-        payload = self.rfile.read(length) if length else None
-        url = owner.upstream.rstrip("/") + (self.path.removeprefix("/stac") or "/")
-        request = urllib.request.Request(url, data=payload, method=self.command,
+        url = owner.upstream.rstrip("/") + self.path
+        request = urllib.request.Request(url, data=self.payload, method=self.command,
                                          headers={"Content-Type": self.headers.get("Content-Type", "application/json")})
         try:
             with urllib.request.urlopen(request, timeout=30) as reply:

@@ -245,3 +245,27 @@ def read_vrt(path: str | Path) -> tuple[np.ndarray, dict]:
     """A VRT's bands as float64 and its profile."""
     with rasterio.open(path) as src:
         return src.read().astype(np.float64), dict(src.profile)
+
+
+def served_items(archive: Archive, base_url: str, declare_offsets: bool = True) -> list[dict]:
+    """The archive's items with absolute ``http`` hrefs: ``<base_url>/data/<item id>/<asset>.tif``, as a
+    server of the archive's folder serves them."""
+    assets = [*BANDS_10M, *BANDS_20M, "SCL"]
+    return [item_json(item, {a: f"{base_url}/data/{item.item_id}/{a}.tif" for a in assets}, declare_offsets, False)
+            for item in archive.items]
+
+
+def write_item_collection(path: Path, items: list[dict]) -> Path:
+    """An ItemCollection file of ``items`` (what ``rustac serve`` loads)."""
+    return write_json(path, {"type": "FeatureCollection", "features": items})
+
+
+def write_aoi(path: Path, archive: Archive, margin: float = 0.0005) -> Path:
+    """A GeoJSON polygon (lon/lat) around every item's footprint, ``margin`` degrees wider."""
+    boxes = [_footprint(item)["coordinates"][0] for item in archive.items]
+    xs = [p[0] for ring in boxes for p in ring]
+    ys = [p[1] for ring in boxes for p in ring]
+    w, s, e, n = min(xs) - margin, min(ys) - margin, max(xs) + margin, max(ys) + margin
+    ring = [[w, s], [e, s], [e, n], [w, n], [w, s]]
+    return write_json(path, {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]})

@@ -113,9 +113,14 @@ def gdal_http_options(http: dict | None, headers: dict[str, str]) -> dict[str, s
     return options
 
 
+def http_environment(headers: dict | None, http: dict | None) -> dict[str, str]:
+    """The environment variable that hands the HTTP settings to a child process, ``env:`` references unresolved."""
+    return {HTTP_ENV: json.dumps({"headers": headers or {}, "http": http or {}}, sort_keys=True)}
+
+
 def export_http(headers: dict | None, http: dict | None) -> None:
     """Hand the HTTP settings to child processes (the workflow's jobs), ``env:`` references unresolved."""
-    os.environ[HTTP_ENV] = json.dumps({"headers": headers or {}, "http": http or {}}, sort_keys=True)
+    os.environ.update(http_environment(headers, http))
 
 
 def inherited_http() -> tuple[dict, dict]:

@@ -130,7 +130,8 @@ def search(spec: dict, aoi: str | os.PathLike, out: str | os.PathLike, headers: 
     except InventoryError:
         raise
     except Exception as err:  # noqa: BLE001 - requests', urllib3's and pystac-client's errors alike
-        reason = str(err) or type(err).__name__
+        status = getattr(err, "status_code", None)  # pystac-client's APIError: the answer's status and body
+        reason = (f"HTTP {status}: " if status else "") + (" ".join(str(err).split()) or type(err).__name__)
         raise InventoryError(
             f"config key images.stac_api: the STAC API at {url} cannot be searched ({what}): {reason}; check the URL, "
             "the network and http_headers (config keys http.timeout and http.retries set the patience)"

@@ -288,9 +288,9 @@ def remote_read_failure(path: str | os.PathLike, err: BaseException, mask: str |
     item = f"item {Path(path).stem}, " if sources else ""
     retries = os.environ.get("GDAL_HTTP_MAX_RETRY", "0")
     return ValueError(
-        f"{path}: {item}{asset}: the remote read failed after {retries} retries ({text}); the job stops rather "
-        "than leave this date's tiles empty: check the server, the network and http_headers, then run snakemake "
-        "again (http.retries and http.timeout set the patience)"
+        f"{path}: {item}{asset}: the remote read failed ({text}; transient errors are retried {retries} times); the "
+        "job stops rather than leave this date's tiles empty: check the server, the network and http_headers, then "
+        "run snakemake again (http.retries and http.timeout set the patience)"
     )
 
 
