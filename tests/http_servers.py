@@ -2,7 +2,8 @@
 
 :class:`AssetServer` serves a folder over HTTP/1.1 the way object stores serve Cloud-Optimized
 GeoTIFFs: ``HEAD``, ``GET`` and single ``Range: bytes=a-b`` requests (206 with ``Content-Range``).
-It can demand a header (``Authorization: Bearer <token>``; 401 without it), and inject faults:
+It can demand a header (``Authorization: Bearer <token>``; 401 without it) or a signed URL (a
+``sig=<signature>`` query parameter, as Azure SAS tokens are; 403 without it), and inject faults:
 a share of requests answered ``503 Service Unavailable`` and a share whose connection is reset
 before any answer (a TCP RST, as a dropped connection reads to a client), drawn from a seeded
 generator so that a run's faults are random but repeatable; paths listed in ``broken`` answer
@@ -83,6 +84,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if owner.upstream:
                 return self._proxy()
             return self._plain(404, b"not found\n", body)
+        if owner.signature is not None and f"sig={owner.signature}" not in self.path.partition("?")[2].split("&"):
+            owner.count("unsigned")
+            return self._plain(403, b"the URL is not signed\n", body)
         data = path.read_bytes()
         start, end, status = 0, len(data) - 1, 200
         if "Range" in self.headers:
@@ -139,8 +143,8 @@ class _State:
     """What one server process knows: its settings, its counts and the headers it was sent."""
 
     def __init__(self, root: Path, token: str | None, fail_share: float, drop_share: float, seed: int,
-                 upstream: str | None) -> None:
-        self.root, self.token, self.upstream = root, token, upstream
+                 upstream: str | None, signature: str | None = None) -> None:
+        self.root, self.token, self.upstream, self.signature = root, token, upstream, signature
         self.fail_share, self.drop_share = fail_share, drop_share
         self.broken: set[str] = set()
         self.counts: collections.Counter = collections.Counter()
@@ -191,12 +195,13 @@ class AssetServer:
     """
 
     def __init__(self, root: str | os.PathLike, token: str | None = None, fail_share: float = 0.0,
-                 drop_share: float = 0.0, seed: int = 0, upstream: str | None = None, port: int = 0) -> None:
+                 drop_share: float = 0.0, seed: int = 0, upstream: str | None = None, port: int = 0,
+                 signature: str | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._command = [sys.executable, __file__, str(root), str(self.port), str(fail_share), str(drop_share),
                          str(seed), upstream or ""]
-        self._env = {**os.environ, "ASSET_SERVER_TOKEN": token or ""}
+        self._env = {**os.environ, "ASSET_SERVER_TOKEN": token or "", "ASSET_SERVER_SIGNATURE": signature or ""}
         self._process: subprocess.Popen | None = None
 
     def __enter__(self) -> AssetServer:
@@ -296,10 +301,11 @@ class StacApi:
 
 
 def main(argv: list[str]) -> None:
-    """``python http_servers.py ROOT PORT FAIL_SHARE DROP_SHARE SEED [UPSTREAM]`` (token: $ASSET_SERVER_TOKEN)."""
+    """``python http_servers.py ROOT PORT FAIL_SHARE DROP_SHARE SEED [UPSTREAM]`` (token: $ASSET_SERVER_TOKEN,
+    the signature file requests must carry as ``?sig=``: $ASSET_SERVER_SIGNATURE)."""
     root, port, fail, drop, seed, upstream = (*argv, "")[:6]
     state = _State(Path(root), os.environ.get("ASSET_SERVER_TOKEN") or None, float(fail), float(drop), int(seed),
-                   upstream or None)
+                   upstream or None, os.environ.get("ASSET_SERVER_SIGNATURE") or None)
     server = _Server(("127.0.0.1", int(port)), _Handler)
     server.owner = state
     server.serve_forever()

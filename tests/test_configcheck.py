@@ -24,6 +24,9 @@ CONFIG = yaml.safe_load((SCHEMA.parents[2] / "config" / "config.yaml").read_text
     ({"cluster": {"method": "hierarchical"}}, "config key cluster.method: 'hierarchical' is not one of"),
     ({"encoder": {"name": "resnet"}}, "config key encoder.name: 'resnet' is not one of"),
     ({"train": {"dates": "some"}}, "config key train.dates: 'some' is not one of ['all']"),
+    ({"images": {"stac_api": "https://x", "colections": ["a"]}}, "config key images: unknown key(s) colections;"),
+    ({"images": {"collections": ["a"]}}, "config key images: 'stac_api' is a required property"),
+    ({"http_headers": {"Authorization": 3}}, "config key http_headers.Authorization: 3 is not of type 'string'"),
 ])
 def test_a_bad_config_is_one_line_naming_the_key(change: dict, message: str) -> None:
     config = {**copy.deepcopy(CONFIG), **change}

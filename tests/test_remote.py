@@ -52,9 +52,10 @@ def served(tmp_path_factory):
         yield {"root": root, "server": server, "remote": remote, "local": local}
 
 
-def align_job(served: dict, name: str, inventory, token: str | None = TOKEN) -> subprocess.CompletedProcess:
+def align_job(served: dict, name: str, inventory, token: str | None = TOKEN, sign: str | None = None,
+              headers: dict | None = HEADERS) -> subprocess.CompletedProcess:
     """``python -m landtaxa align`` for the day's granules of ``inventory``, as the workflow's job runs it: the
-    HTTP settings inherited, the token in the variable the header names (``token`` None: not set)."""
+    HTTP settings and the signing hook inherited, the token in the variable the header names (None: not set)."""
     day = inventory[inventory.date == DAY]
     params = AlignParams.from_config({**schema_defaults(), "masks": {"invalid": [9], "band": None}})
     out = served["root"] / name
@@ -62,7 +63,7 @@ def align_job(served: dict, name: str, inventory, token: str | None = TOKEN) -> 
                "--images", *day.path, "--masks", *day["mask"], "--out", str(out / "day.tif"),
                "--valid", str(out / "valid.npz"), "--params", params.to_json()]
     environment = {k: v for k, v in os.environ.items() if k != "LANDTAXA_TEST_TOKEN"}
-    environment.update(runtime.http_environment(HEADERS, HTTP))
+    environment.update(runtime.http_environment(headers, HTTP, sign))
     environment["PYTHONPATH"] = os.pathsep.join([runtime.PACKAGE_PARENT, environment.get("PYTHONPATH", "")])
     if token is not None:
         environment["LANDTAXA_TEST_TOKEN"] = f"Bearer {token}"
@@ -111,6 +112,39 @@ def test_a_job_without_the_header_s_variable_names_it_and_never_a_value(served) 
     wrong = align_job(served, "wrong_token", served["remote"], token="not-it")
     assert wrong.returncode == 1 and "the remote read failed (HTTP response code: 401" in wrong.stderr
     assert "not-it" not in wrong.stderr and "item S2" in wrong.stderr
+
+
+def test_a_signing_hook_signs_every_read_in_memory_and_no_signed_url_is_written(served, tmp_path: Path,
+                                                                                monkeypatch) -> None:
+    """The hook (config key sign_hrefs) signs the plan's header reads and the job's reads; files keep bare hrefs."""
+    archive = make_archive(tmp_path / "archive")
+    hook = f"{Path(__file__).with_name('signing_hook.py')}:sign"
+    monkeypatch.setenv("LANDTAXA_TEST_SIGNATURE", "sig-5f2e")
+    with AssetServer(archive.root, signature="sig-5f2e") as server:
+        saved = write_item_collection(tmp_path / "items.json", served_items(archive, server.url))
+        runtime.use_signer(hook)
+        try:
+            inventory = stac.write_vrts(stac.read_items(saved, ["B04", "B11"], "SCL"), tmp_path / "vrt")
+        finally:
+            runtime.use_signer(None)
+        job = {"root": served["root"]}
+        signed = align_job(job, "signed", inventory, sign=hook, headers={})
+        assert signed.returncode == 0, signed.stderr[-3000:]
+        bare = align_job(job, "bare", inventory, headers={})
+        assert server.counts.get("unsigned", 0) >= 1
+        server.break_paths(f"/data/{ITEM}/B11.tif")
+        failed = align_job(job, "signed_failed", inventory, sign=hook, headers={})
+    assert failed.returncode == 1 and f"/data/{ITEM}/B11.tif?..." in failed.stderr  # the signature cut from the log
+    assert "sig-5f2e" not in failed.stderr
+    assert bare.returncode == 1 and "the remote read failed (HTTP response code: 403" in bare.stderr
+    data, mask = read(served["root"] / "signed/day.tif")
+    assert align_job(served, "local_twin", served["local"]).returncode == 0  # the same items, from disk
+    expected, expected_mask = read(served["root"] / "local_twin/day.tif")
+    np.testing.assert_array_equal(data, expected)
+    np.testing.assert_array_equal(mask, expected_mask)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"sig-5f2e" in p.read_bytes()]
+    with pytest.raises(ValueError, match=r"config key sign_hrefs: no_such_package:sign cannot be loaded"):
+        runtime.use_signer("no_such_package:sign")
 
 
 def test_http_settings_become_gdal_options_and_env_values_are_read_where_they_are_used(monkeypatch) -> None:

@@ -56,7 +56,7 @@ from landtaxa.inputs.vrt import parse_band_values, wrap_raster
 from landtaxa.learning.encoders import encoder_spec
 from landtaxa.learning.triplets import triplet_budget
 from landtaxa.resources import Sizes, job_resources
-from landtaxa.runtime import gdal_http_options, literal_secrets, resolve_headers
+from landtaxa.runtime import gdal_http_options, literal_secrets, resolve_headers, use_signer
 from landtaxa.storage import get_logger
 
 # the parameter object of every step that has settings (steps not listed have none)
@@ -85,10 +85,15 @@ def http_headers(config: dict) -> dict[str, str]:
 
 @contextlib.contextmanager
 def remote_reads(config: dict) -> Iterator[None]:
-    """GDAL's HTTP retries, time-outs and headers (config keys ``http``, ``http_headers``) for the header reads
-    of the plan, this process only (the jobs set their own: :func:`landtaxa.runtime.apply_http`)."""
+    """GDAL's HTTP retries, time-outs and headers (config keys ``http``, ``http_headers``) and the signing hook
+    (``sign_hrefs``) for the header reads of the plan, this process only (the jobs set their own:
+    :func:`landtaxa.runtime.apply_http`)."""
     import rasterio
 
+    try:
+        use_signer(config.get("sign_hrefs"))
+    except ValueError as err:
+        raise RunCheckError(str(err)) from err
     with rasterio.Env(**gdal_http_options(config.get("http"), http_headers(config))):
         yield
 

@@ -10,14 +10,17 @@ clustering methods (:func:`landtaxa.clustering.clusters.register_method`). The w
 where it starts and hands them to its jobs in the ``LANDTAXA_PLUGINS`` environment variable,
 which every step reads before it runs.
 
-HTTP settings (config keys ``http_headers`` and ``http``) travel the same way, in ``LANDTAXA_HTTP``,
+HTTP settings (config keys ``http_headers``, ``http`` and ``sign_hrefs``) travel the same way, in ``LANDTAXA_HTTP``,
 and only as the config gives them: a header value ``env:NAME`` stays that reference until the
 process that sends the request reads ``NAME`` from its own environment (:func:`resolve_headers`).
 So a secret is never part of a rule's parameters or shell command, and Snakemake never writes it
 into ``.snakemake/``, a log or a result. :func:`apply_http` turns them into GDAL's documented
 configuration options (``GDAL_HTTP_MAX_RETRY``, ``GDAL_HTTP_RETRY_DELAY``, ``GDAL_HTTP_TIMEOUT``,
 ``GDAL_HTTP_CONNECTTIMEOUT``, ``GDAL_HTTP_HEADERS``) in the environment of the job, where every
-``/vsicurl/`` read of the job (VRT sources and mask assets included) takes them.
+``/vsicurl/`` read of the job (VRT sources and mask assets included) takes them. A signing hook
+(``sign_hrefs``, e.g. ``planetary_computer:sign``) is loaded by :func:`use_signer` in every process
+that opens remote assets, which signs each href just before GDAL opens it (:func:`sign`): signed
+URLs, and the tokens in them, stay in memory and are fresh in every job.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import importlib
 import importlib.util
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
@@ -113,26 +116,68 @@ def gdal_http_options(http: dict | None, headers: dict[str, str]) -> dict[str, s
     return options
 
 
-def http_environment(headers: dict | None, http: dict | None) -> dict[str, str]:
+def http_environment(headers: dict | None, http: dict | None, sign: str | None = None) -> dict[str, str]:
     """The environment variable that hands the HTTP settings to a child process, ``env:`` references unresolved."""
-    return {HTTP_ENV: json.dumps({"headers": headers or {}, "http": http or {}}, sort_keys=True)}
+    return {HTTP_ENV: json.dumps({"headers": headers or {}, "http": http or {}, "sign": sign}, sort_keys=True)}
 
 
-def export_http(headers: dict | None, http: dict | None) -> None:
+def export_http(headers: dict | None, http: dict | None, sign: str | None = None) -> None:
     """Hand the HTTP settings to child processes (the workflow's jobs), ``env:`` references unresolved."""
-    os.environ.update(http_environment(headers, http))
+    os.environ.update(http_environment(headers, http, sign))
 
 
-def inherited_http() -> tuple[dict, dict]:
-    """The ``http_headers`` (unresolved) and ``http`` settings the workflow handed to this process."""
+def inherited_http() -> tuple[dict, dict, str | None]:
+    """The ``http_headers`` (unresolved), ``http`` and ``sign_hrefs`` settings the workflow handed to this process."""
     given = json.loads(os.environ.get(HTTP_ENV) or "{}")
-    return given.get("headers") or {}, given.get("http") or {}
+    return given.get("headers") or {}, given.get("http") or {}, given.get("sign")
 
 
 def apply_http() -> dict[str, str]:
     """Set GDAL's HTTP options in this process's environment from the inherited settings (retries and time-outs
-    always; headers when given, ``env:`` values read here); returns them. ValueError when a variable is missing."""
-    headers, http = inherited_http()
+    always; headers when given, ``env:`` values read here) and load the signing hook; returns the options.
+    ValueError when a variable or the hook is missing."""
+    headers, http, signer = inherited_http()
     options = gdal_http_options(http, resolve_headers(headers))
+    use_signer(signer)
     os.environ.update(options)
     return options
+
+
+_signer: Callable[[str], str] | None = None
+
+
+def use_signer(name: str | None) -> None:
+    """Load the signing hook ``name`` (``module:function``, ``module.function`` or ``file.py:function``; None: no
+    signing) for this process's remote reads. ValueError naming config key sign_hrefs when it cannot load."""
+    global _signer
+    if not name:
+        _signer = None
+        return
+    module, sep, attribute = name.rpartition(":") if ":" in name else name.rpartition(".")
+    try:
+        if module.endswith(".py"):
+            path = Path(module).resolve()
+            spec = importlib.util.spec_from_file_location(f"landtaxa_signer_{path.stem}", path)
+            if spec is None or spec.loader is None or not path.is_file():
+                raise ImportError(f"no Python file at {path}")
+            loaded = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(loaded)
+        else:
+            loaded = importlib.import_module(module)
+        hook = getattr(loaded, attribute)
+    except Exception as err:  # noqa: BLE001 - a missing package, a typo, an error inside the module
+        raise ValueError(f"config key sign_hrefs: {name} cannot be loaded ({err!r}); give module:function, e.g. "
+                         "planetary_computer:sign (pip install planetary-computer)") from err
+    if not callable(hook) or not sep:
+        raise ValueError(f"config key sign_hrefs: {name} is not a function (give module:function)")
+    _signer = hook
+
+
+def signing() -> bool:
+    """Whether a signing hook is in use in this process."""
+    return _signer is not None
+
+
+def sign(url: str) -> str:
+    """``url`` signed by the hook in use (as it is without one)."""
+    return str(_signer(url)) if _signer is not None else url

@@ -23,7 +23,7 @@ except (ConfigError, PlanError) as err:
 # Jobs inherit the environment: `python -m landtaxa` finds this checkout, inside a conda env too; the
 # HTTP settings go as the config gives them (env:NAME headers are read by each job).
 expose_package()
-export_http(config["http_headers"], config["http"])
+export_http(config["http_headers"], config["http"], config["sign_hrefs"])
 R = PLAN.results
 
 

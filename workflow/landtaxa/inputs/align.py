@@ -29,6 +29,7 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from landtaxa.inputs.datasets import openable
 from landtaxa.inputs.grid import Grid, strip_windows, tile_fractions, unreadable_pixels
 from landtaxa.inputs.vrt import remote_read_failure
 from landtaxa.params import AlignParams
@@ -147,10 +148,10 @@ def align_date(
 
 
 def _open(path: str | os.PathLike, mask: str | os.PathLike | None = None) -> rasterio.DatasetReader:
-    """Open an image (or, given ``mask``, the mask of image ``path``); a remote one that cannot be fetched
-    names its item and asset."""
+    """Open an image (or, given ``mask``, the mask of image ``path``), signed when a signing hook is in use; a
+    remote one that cannot be fetched names its item and asset."""
     try:
-        return rasterio.open(mask or path)
+        return rasterio.open(openable(mask or path))
     except rasterio.errors.RasterioIOError as err:
         failure = remote_read_failure(path, err, str(mask) if mask else None)
         if failure is None:

@@ -2,14 +2,18 @@
 
 A path may be a plain file or a GDAL dataset string (``/vsizip/archive.zip/a.tif``,
 ``/vsicurl/https://...``, ``SENTINEL2_L2A:/x/MTD_MSIL2A.xml:10m:EPSG_32630``): such strings go to
-GDAL as they are; only the local file behind one, if any, is checked and tracked. This module
-needs nothing beyond the standard library, so every step may ask it.
+GDAL as they are; only the local file behind one, if any, is checked and tracked. :func:`openable`
+gives what GDAL opens for a path, signed when a signing hook is in use. This module needs nothing
+beyond the standard library (and :mod:`landtaxa.runtime`), so every step may ask it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import xml.etree.ElementTree as ET
+
+from landtaxa.runtime import sign, signing
 
 # A GDAL subdataset string: DRIVER:rest, e.g. SENTINEL2_L2A:/x/MTD_MSIL2A.xml:10m:EPSG_32630,
 # HDF5:"f.h5"://band, NETCDF:"f.nc":var. Two or more characters (not a drive letter), no "//".
@@ -49,6 +53,27 @@ def exists(path: str | os.PathLike) -> bool:
     a remote GDAL path counts as present (GDAL itself says when it is not)."""
     local = local_file(path)
     return local is None or os.path.exists(local)
+
+
+def openable(path: str | os.PathLike) -> str:
+    """What to hand GDAL for ``path``: the path itself, unless a signing hook is in use
+    (:func:`landtaxa.runtime.use_signer`): then a remote href signed, and a VRT file with remote
+    sources as its XML text with those sources signed (opened from memory: the file keeps the
+    unsigned hrefs, and no signed URL lands in any file)."""
+    text = str(path)
+    if not signing():
+        return text
+    if text.startswith("/vsicurl/"):
+        return "/vsicurl/" + sign(text[len("/vsicurl/"):])
+    if not text.lower().endswith(".vrt") or not os.path.isfile(text):
+        return text
+    root = ET.parse(text).getroot()
+    signed = False
+    for source in root.iter("SourceFilename"):
+        if (source.text or "").startswith("/vsicurl/"):
+            source.text = "/vsicurl/" + sign(source.text[len("/vsicurl/"):])
+            signed = True
+    return ET.tostring(root, encoding="unicode") if signed else text
 
 
 class InventoryError(ValueError):

@@ -23,7 +23,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from landtaxa.inputs.datasets import is_gdal_path
+from landtaxa.inputs.datasets import is_gdal_path, openable
 from landtaxa.inputs.vrt import remote_read_failure
 from landtaxa.params import GridParams
 from landtaxa.storage import get_logger, read_json, write_json
@@ -382,7 +382,7 @@ def _scaling(
     """Per-band percentiles of valid pixels from a decimated read of every raster."""
     samples: list[np.ndarray] = []
     for path in paths:
-        with rasterio.open(path) as src:
+        with rasterio.open(openable(path)) as src:
             f = max(1, math.ceil(max(src.width, src.height) / max_side))
             shape = (len(bands), max(1, src.height // f), max(1, src.width // f))
             try:

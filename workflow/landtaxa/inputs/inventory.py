@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from landtaxa.inputs.datasets import InventoryError, exists, is_gdal_path, local_file
+from landtaxa.inputs.datasets import InventoryError, exists, is_gdal_path, local_file, openable
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
 # Digits only: pandas would otherwise read "", "nan", "NaT" as NaT and "today"/"now" as dates.
@@ -160,9 +160,10 @@ def check_images(df: pd.DataFrame, bands: list[int] | None = None, mask_band: in
     from rasterio.errors import RasterioIOError
 
     first: tuple[str, int, str] | None = None
-    for path, mask in zip(df["path"], df.get("mask", [""] * len(df)), strict=True):
+    items = df["item_id"] if "item_id" in df else [None] * len(df)
+    for path, mask, item in zip(df["path"], df.get("mask", [""] * len(df)), items, strict=True):
         try:
-            with rasterio.open(path) as src:
+            with rasterio.open(openable(path)) as src:
                 count, dtype, crs = src.count, src.dtypes[0], src.crs
                 if src.width < 1 or src.height < 1:
                     raise InventoryError(f"{path}: raster is empty")
@@ -184,11 +185,12 @@ def check_images(df: pd.DataFrame, bands: list[int] | None = None, mask_band: in
             raise InventoryError(f"{path}: has {count} bands, the config asks for band {wanted}")
         if mask:
             try:
-                with rasterio.open(mask) as msk:
+                with rasterio.open(openable(mask)) as msk:
                     if msk.crs is None:
                         raise InventoryError(f"{mask}: mask raster has no CRS")
             except RasterioIOError as err:
-                raise InventoryError(f"{mask}: not a readable mask raster ({err})") from err
+                of = f" (the mask asset of item {item})" if item else ""
+                raise InventoryError(f"{mask}: not a readable mask raster{of} ({err})") from err
 
 
 

@@ -60,7 +60,7 @@ from urllib.parse import unquote, urljoin, urlparse
 
 import pandas as pd
 
-from landtaxa.inputs.datasets import InventoryError, is_gdal_path
+from landtaxa.inputs.datasets import InventoryError, is_gdal_path, openable
 from landtaxa.inputs.vrt import vrt_xml, write_text_if_changed
 from landtaxa.storage import get_logger
 
@@ -505,7 +505,7 @@ def _file_offsets_declared(hrefs: Sequence[str], indexes: Sequence[int]) -> bool
 
     try:
         for href, index in zip(hrefs, indexes, strict=True):
-            with rasterio.open(href) as src:
+            with rasterio.open(openable(href)) as src:
                 if not src.offsets[index - 1]:
                     return False
     except Exception:  # noqa: BLE001 - unreadable here means "not declared"; write_vrt names the file

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from landtaxa.inputs.datasets import InventoryError, is_gdal_path
+from landtaxa.inputs.datasets import InventoryError, is_gdal_path, openable
 from landtaxa.storage import atomic_path
 
 #: Resampling methods a VRT source accepts for sources coarser than the finest band.
@@ -59,11 +59,14 @@ def _open_source(href: str) -> _Source:
     if not is_gdal_path(href) and not os.path.exists(href):
         raise InventoryError(f"{href}: raster file not found")
     try:
-        with rasterio.open(href) as src:
+        with rasterio.open(openable(href)) as src:
             return _Source(src.crs, src.transform, src.width, src.height, src.count, tuple(src.dtypes),
                            tuple(src.nodatavals), tuple(src.scales), tuple(src.offsets), tuple(src.block_shapes))
     except RasterioIOError as err:
-        raise InventoryError(f"{href}: not a readable raster ({err})") from err
+        if href.startswith(_REMOTE_PREFIXES):
+            raise InventoryError(f"{href}: cannot read the remote raster's header ({unsigned(str(err))}; transient "
+                                 f"errors are retried {_retries()} times)") from err
+        raise InventoryError(f"{href}: not a readable raster ({unsigned(str(err))})") from err
 
 
 def _per_band(values: Sequence[Any] | None, n: int, what: str) -> list[Any]:
@@ -243,6 +246,17 @@ def wrap_raster(
                      bands=list(range(1, count + 1)), nodata=[nodata] * count, names=None)
 
 
+def _retries() -> str:
+    """GDAL's HTTP retries in force here: of the rasterio environment, else of the process's."""
+    import rasterio.env
+
+    try:
+        options = rasterio.env.getenv()
+    except Exception:  # noqa: BLE001 - no rasterio environment active
+        options = {}
+    return str(options.get("GDAL_HTTP_MAX_RETRY") or os.environ.get("GDAL_HTTP_MAX_RETRY") or 0)
+
+
 def vrt_sources(path: str | os.PathLike) -> dict[str, str]:
     """Each source of a VRT file with its band's description (for a STAC item's VRT, the asset key);
     {} for anything that is not a readable VRT file."""
@@ -258,14 +272,23 @@ def vrt_sources(path: str | os.PathLike) -> dict[str, str]:
     return out
 
 
+_QUERY = re.compile(r"(/vsi[a-z0-9_]+/[a-z0-9+.-]+://[^\s?'`\"]+)\?[^\s'`\"]*", re.I)
+
+
+def unsigned(message: str) -> str:
+    """``message`` with the query string of every remote URL in it cut (``?...``): a signed URL carries its
+    token there, and messages go to logs."""
+    return _QUERY.sub(r"\1?...", message)
+
+
 def _messages(err: BaseException) -> str:
-    """The error with every cause and context below it (GDAL's own message is rasterio's cause)."""
+    """The error with every cause and context below it (GDAL's own message is rasterio's cause), URLs unsigned."""
     seen, parts, at = set(), [], err
     while at is not None and id(at) not in seen:
         seen.add(id(at))
         parts.append(str(at))
         at = at.__cause__ or at.__context__
-    return "; ".join(dict.fromkeys(p for p in parts if p))
+    return unsigned("; ".join(dict.fromkeys(p for p in parts if p)))
 
 
 def remote_read_failure(path: str | os.PathLike, err: BaseException, mask: str | None = None) -> ValueError | None:
@@ -277,7 +300,7 @@ def remote_read_failure(path: str | os.PathLike, err: BaseException, mask: str |
     remote = [h for h in [*sources, mask or "", str(path)] if h.startswith(_REMOTE_PREFIXES)]
     if not remote:
         return None
-    failed = [h for h in remote if h in text] or remote
+    failed = [h for h in remote if h.split("?", 1)[0] in text] or remote
     if mask and mask in failed:
         asset = f"its mask asset ({mask})"
     elif failed[0] in sources:
@@ -286,9 +309,8 @@ def remote_read_failure(path: str | os.PathLike, err: BaseException, mask: str |
     else:
         asset = failed[0]
     item = f"item {Path(path).stem}, " if sources else ""
-    retries = os.environ.get("GDAL_HTTP_MAX_RETRY", "0")
     return ValueError(
-        f"{path}: {item}{asset}: the remote read failed ({text}; transient errors are retried {retries} times); the "
+        f"{path}: {item}{asset}: the remote read failed ({text}; transient errors are retried {_retries()} times); the "
         "job stops rather than leave this date's tiles empty: check the server, the network and http_headers, then "
         "run snakemake again (http.retries and http.timeout set the patience)"
     )
