@@ -183,6 +183,8 @@ def test_new_items_plan_only_their_clear_date_and_no_training(route, snakemake) 
     assert f"results/aligned/{new}.tif" in proc.stdout
     assert f"2 new item(s): {', '.join(route['added'])}" in proc.stderr
     assert "S2A_30TWN_20231220_0_L2A (2023-12-20) dropped: eo:cloud_cover 85" in proc.stderr
+    kept = (route["work"] / "logs/stac_search.log").read_text()  # every search's lines, the console's too
+    assert f"2 new item(s): {', '.join(route['added'])}" in kept and "nothing new since the last search" in kept
     # the rerun: the grid, the models, the first dates' mosaics untouched; the metrics now count four dates
     work = route["work"]
     now = mtimes(work, "results/grid.json", "results/models/*.pt", "results/aligned/*")

@@ -49,7 +49,7 @@ from landtaxa.inputs.datasets import InventoryError, exists, is_gdal_path, local
 from landtaxa.inputs.demo.spec import DemoSpec, demo_inventory, spec_of, truth_path
 from landtaxa.inputs.grid import Region
 from landtaxa.inputs.inventory import check_images, read_inventory, validate_inventory
-from landtaxa.inputs.search import SAVED, is_search
+from landtaxa.inputs.search import SAVED, also_logged_to, is_search
 from landtaxa.inputs.search import search as search_api
 from landtaxa.inputs.stac import is_stac, read_items, vrt_name, write_vrts
 from landtaxa.inputs.vrt import parse_band_values, wrap_raster
@@ -68,6 +68,7 @@ STEP_PARAMS: dict[str, type[P.StepParams]] = {
 }
 log = get_logger()
 BASELINE = "spectral"  # the model that needs no training, run beside the method's models
+SEARCH_LOG = "logs/stac_search.log"  # the searches of a STAC API given as images, relative to the run's folder
 CHECK = "_seed2"  # suffix of the models trained again from train.second_seed
 
 
@@ -173,7 +174,7 @@ class RunPlan:
             region = demo.region()
         else:
             with remote_reads(config):
-                inventory = cls._images(config, workdir / results / "sources", search)
+                inventory = cls._images(config, workdir / results / "sources", search, workdir)
                 numbered = band_numbers(config["bands"])
                 check_images(inventory, numbered, config["masks"]["band"])
                 region = image_region(inventory["path"].tolist(), config["tile_size"], config["crs"],
@@ -210,22 +211,24 @@ class RunPlan:
         return config
 
     @staticmethod
-    def _images(config: dict, sources: Path, search: bool = True) -> pd.DataFrame:
+    def _images(config: dict, sources: Path, search: bool = True, workdir: Path = Path(".")) -> pd.DataFrame:
         """The inventory of a sheet, a folder, a STAC catalog or a STAC API search (its items as VRTs under
         ``sources``, the search saved there too).
 
         Sheet rows with ``scale``/``offset`` are wrapped likewise in a VRT in physical units.
         """
         images, bands = config["images"], config["bands"] or []
-        if is_search(images):
-            images = str(saved_search(config, sources, search))
-        if is_stac(images):
-            if not bands or not all(isinstance(b, str) for b in bands):
-                raise RunCheckError(f"{images}: a STAC catalog needs config key bands to name its assets, e.g. "
-                                    "[B04, B03, B02, B08] or [red, green, blue, nir]")
-            items = read_items(images, bands, config["masks"]["asset"], config["max_cloud_cover"],
-                               headers=http_headers(config))
-            return validate_inventory(write_vrts(items, sources, config["resampling"]), images)
+        searched = is_search(images) and search
+        with also_logged_to(workdir / SEARCH_LOG) if searched else contextlib.nullcontext():
+            if is_search(images):
+                images = str(saved_search(config, sources, search))
+            if is_stac(images):
+                if not bands or not all(isinstance(b, str) for b in bands):
+                    raise RunCheckError(f"{images}: a STAC catalog needs config key bands to name its assets, e.g. "
+                                        "[B04, B03, B02, B08] or [red, green, blue, nir]")
+                items = read_items(images, bands, config["masks"]["asset"], config["max_cloud_cover"],
+                                   headers=http_headers(config))
+                return validate_inventory(write_vrts(items, sources, config["resampling"]), images)
         if any(isinstance(b, str) for b in bands):
             raise RunCheckError(f"config key bands: band names ({', '.join(map(str, bands))}) need a STAC catalog as "
                                 "images; give 1-based band numbers for rasters")

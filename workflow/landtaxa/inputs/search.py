@@ -15,16 +15,20 @@ the file is rewritten only when what the API returns differs from it: with nothi
 and every VRT made from it, keeps its modification time, so nothing reruns. An item that
 changed or vanished since the saved search is named in the log; the new search is what the run
 uses (a changed item's VRT changes, and so reruns its date; a vanished item's date leaves the
-run). The HTTP settings (``http``: retries, time-outs) and headers (``http_headers``, their
-``env:NAME`` values read here) go with every request; an API that cannot be reached stops the
-run before any job, naming its URL.
+run); the planning process also appends these lines to ``logs/stac_search.log``. The HTTP
+settings (``http``: retries, time-outs) and headers (``http_headers``, their ``env:NAME``
+values read here) go with every request; an API that cannot be reached stops the run before
+any job, naming its URL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +162,21 @@ def search(spec: dict, aoi: str | os.PathLike, out: str | os.PathLike, headers: 
         write_text_if_changed(out, text)
     _log(result, before is None)
     return result
+
+
+@contextlib.contextmanager
+def also_logged_to(path: str | os.PathLike) -> Iterator[None]:
+    """Copy the log lines of the block (the search, the items kept and dropped) to ``path`` too, appended:
+    the console shows them once, the file keeps every search's."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
 
 
 def _saved(path: Path) -> dict[str, str] | None:
