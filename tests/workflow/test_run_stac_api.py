@@ -147,6 +147,7 @@ def route(snakemake, tmp_path_factory) -> dict:
         api.serve(root / "first.json", write_items(root / "added.json", added))
         out["new"] = snakemake(work, *TARGETS, "-n", "--cores", "1", configs=configs, env=env)
         out["rerun"] = snakemake.ok(work, *TARGETS, "--cores", "2", configs=configs, env=env, timeout=1500)
+        snakemake.ok(work, "--report", "report.html", *TARGETS, configs=configs, env=env, timeout=600)
         out["counts"] = server.counts
     out.update(work=work, again=again, new_date=added[0]["properties"]["datetime"][:10],
                added=sorted(i["id"] for i in added))
@@ -161,7 +162,9 @@ def test_the_api_run_equals_the_run_from_its_saved_item_collection(route) -> Non
     log = route["first"].stderr
     assert "STAC search of http://127.0.0.1:" in log and "4 items in 2 page(s)" in log
     assert "item S2A_30TWN_20230401_0_L2A (2023-04-01) dropped: eo:cloud_cover 90 is above max_cloud_cover 50" in log
-    assert route["counts"].get("503", 0) >= 3 and route["counts"].get("drop", 0) >= 2  # the runs met faults
+    counts = route["counts"]
+    assert counts.get("503", 0) >= 3 and counts.get("drop", 0) >= 2  # the runs met faults
+    assert counts["requests"] > 100 and counts.get("unauthorised", 0) == 0  # and every request carried the token
 
 
 def test_a_rerun_with_nothing_new_plans_nothing_and_rewrites_nothing(route, snakemake) -> None:
@@ -196,7 +199,11 @@ def test_new_items_plan_only_their_clear_date_and_no_training(route, snakemake) 
 
 
 def test_the_token_is_in_no_file_of_either_run(route) -> None:
+    """Every file: results/ (VRTs, the saved items, the report), logs/, .snakemake/ (metadata, logs)."""
+    assert (route["work"] / "report.html").stat().st_size > 0
     for work in (route["work"], route["again"]):
-        assert (work / ".snakemake").is_dir() and (work / "logs").is_dir()
+        assert (work / ".snakemake/metadata").is_dir() and (work / "logs/align").is_dir()
         assert files_holding(work, TOKEN) == []
-        assert files_holding(work, "env:LANDTAXA_TEST_TOKEN")  # the reference is recorded, the value never
+        # the scan reads those files: the asset server's address, which they do hold, is found
+        held = files_holding(work, "/vsicurl/http://127.0.0.1:")
+        assert any(p.startswith("results/sources/") for p in held) and any(p.startswith(".snakemake/") for p in held)

@@ -91,6 +91,9 @@ def remote_reads(config: dict) -> Iterator[None]:
     :func:`landtaxa.runtime.apply_http`)."""
     import rasterio
 
+    for name in literal_secrets(config.get("http_headers")):
+        log.warning("config key http_headers.%s: given as a literal value, which Snakemake records with the config; "
+                    "give a credential as env:NAME (read from the environment) instead", name)
     try:
         use_signer(config.get("sign_hrefs"))
     except ValueError as err:
@@ -109,9 +112,6 @@ def saved_search(config: dict, sources: Path, search: bool) -> Path:
                             "(GeoJSON, GeoPackage, Shapefile)")
     if not exists(config["aoi"]):
         raise RunCheckError(f"{config['aoi']}: area of interest not found (config key aoi)")
-    for name in literal_secrets(config.get("http_headers")):
-        log.warning("config key http_headers.%s: given as a literal value, which Snakemake records with the config; "
-                    "give a credential as env:NAME (read from the environment) instead", name)
     if search:
         search_api(images, config["aoi"], path, http_headers(config), config.get("http"))
     elif not path.is_file():
