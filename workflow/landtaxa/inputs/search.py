@@ -98,8 +98,11 @@ def client(url: str, headers: dict[str, str], http: dict | None = None) -> Any:
     from urllib3 import Retry
 
     http = {**HTTP_DEFAULTS, **(http or {})}
-    retry = Retry(total=int(http["retries"]), backoff_factor=float(http["retry_delay"]) / 2,
-                  status_forcelist=RETRY_STATUS, allowed_methods=None, raise_on_status=False)
+    # at most 2 retries to connect: an API that cannot be reached stops the plan early (a silent host after
+    # 3 x connect_timeout), while answers that failed for a moment get all http.retries
+    retry = Retry(total=int(http["retries"]), connect=min(int(http["retries"]), 2),
+                  backoff_factor=float(http["retry_delay"]) / 2, status_forcelist=RETRY_STATUS, allowed_methods=None,
+                  raise_on_status=False)
     stac_io = StacApiIO(headers=headers, timeout=(float(http["connect_timeout"]), float(http["timeout"])),
                         max_retries=retry)
     return Client.open(url, stac_io=stac_io)
