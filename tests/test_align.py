@@ -15,7 +15,7 @@ from rasters import corrupt_block, read_raster, write_raster
 
 from landtaxa.inputs import align
 from landtaxa.inputs.align import align_date
-from landtaxa.inputs.grid import Grid, strip_windows, tile_fractions
+from landtaxa.inputs.grid import Grid, io_block, tile_fractions, window_side, window_tile_ids, windows
 from landtaxa.storage import load_npz
 
 UTM31 = "EPSG:32631"
@@ -112,7 +112,7 @@ def case(request, tmp_path):
 def test_mosaic_first_valid_wins(case):
     dtype, tmp = case["dtype"], case["dir"]
     grid = make_grid(dtype)
-    fractions = align_date(grid, case["paths"], tmp / "out" / "d.tif", tmp / "out" / "d.npz", block_rows=2)
+    fractions = align_date(grid, case["paths"], tmp / "out" / "d.tif", tmp / "out" / "d.npz", window_px=16)
     data, mask, profile = read_raster(tmp / "out" / "d.tif")
 
     # The raster is on the grid.
@@ -181,12 +181,13 @@ def test_band_selection_and_order(tmp_path):
     np.testing.assert_array_equal(load_npz(tmp_path / "o.npz")["fraction"], np.ones((4, 5), np.float32))
 
 
-@pytest.mark.parametrize("block_rows", [1, 3])
-def test_result_does_not_depend_on_block_rows(case, block_rows):
+@pytest.mark.parametrize("window_px", [8, 24])
+def test_result_does_not_depend_on_the_windows(case, window_px):
     tmp = case["dir"]
     grid = make_grid(case["dtype"])
-    ref = align_date(grid, case["paths"], tmp / "ref.tif", tmp / "ref.npz", block_rows=8)
-    got = align_date(grid, case["paths"], tmp / "got.tif", tmp / "got.npz", block_rows=block_rows)
+    assert len(windows(grid, window_px)) > 1 and len(windows(grid, 1024)) == 1
+    ref = align_date(grid, case["paths"], tmp / "ref.tif", tmp / "ref.npz", window_px=1024)
+    got = align_date(grid, case["paths"], tmp / "got.tif", tmp / "got.npz", window_px=window_px)
     np.testing.assert_array_equal(got, ref)
     ref_data, ref_mask, _ = read_raster(tmp / "ref.tif")
     got_data, got_mask, _ = read_raster(tmp / "got.tif")
@@ -241,8 +242,8 @@ def test_atomic_output_when_align_fails_midway(case, monkeypatch):
     monkeypatch.setattr(align, "tile_fractions", failing)
     before = sorted(p.name for p in tmp.iterdir())
     with pytest.raises(RuntimeError, match="disk full"):
-        align_date(grid, case["paths"], tmp / "d.tif", tmp / "d.npz", block_rows=1)
-    assert len(calls) == 2  # the first strip was written
+        align_date(grid, case["paths"], tmp / "d.tif", tmp / "d.npz", window_px=8)
+    assert len(calls) == 2  # the first window was written
     assert not (tmp / "d.tif").exists()
     assert not (tmp / "d.npz").exists()
     assert sorted(p.name for p in tmp.iterdir()) == before  # no temporary left behind
@@ -275,18 +276,28 @@ def test_granule_errors_name_the_file(tmp_path):
     assert not (tmp_path / "o.tif").exists() and not (tmp_path / "o.npz").exists()
 
 
-def test_strip_windows_cover_every_tile_row_once():
-    grid = make_grid(width=40, height=40)  # 5 tile rows
-    strips = strip_windows(grid, 2)
-    assert strips == [
-        (0, Window(0, 0, 40, 16)),
-        (2, Window(0, 16, 40, 16)),
-        (4, Window(0, 32, 40, 8)),
-    ]
-    assert strip_windows(grid, 8) == [(0, Window(0, 0, 40, 40))]
-    assert [r0 for r0, _ in strip_windows(grid, 1)] == [0, 1, 2, 3, 4]
-    rows = np.concatenate([np.arange(w.row_off, w.row_off + w.height) for _, w in strip_windows(grid, 3)])
-    np.testing.assert_array_equal(rows, np.arange(40))
+def test_windows_cover_every_pixel_once_in_whole_tiles():
+    grid = make_grid(width=40, height=24)  # 5 x 3 tiles of 8 px
+    wins = windows(grid, 16)  # 2 x 2 tiles
+    assert wins[:3] == [(0, 0, Window(0, 0, 16, 16)), (0, 2, Window(16, 0, 16, 16)), (0, 4, Window(32, 0, 8, 16))]
+    assert wins[-1] == (2, 4, Window(32, 16, 8, 8))
+    covered = np.zeros((grid.height, grid.width), int)
+    ids = []
+    for r0, c0, w in wins:
+        covered[w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width] += 1
+        assert (w.row_off, w.col_off) == (r0 * 8, c0 * 8) and w.width % 8 == 0 and w.height % 8 == 0
+        ids.append(window_tile_ids(grid, r0, c0, w))
+    assert (covered == 1).all()
+    np.testing.assert_array_equal(np.sort(np.concatenate(ids)), np.arange(grid.n_tiles))
+    np.testing.assert_array_equal(window_tile_ids(grid, 0, 2, Window(16, 0, 16, 16)), [2, 3, 7, 8])
+    assert windows(grid, 1024) == [(0, 0, Window(0, 0, 40, 24))]  # one block holds the whole grid
+
+
+def test_window_and_block_sides():
+    # blocks: whole tiles, multiples of 16 px, at least 256 px unless a tile is larger
+    assert [io_block(ts) for ts in (16, 100, 10, 7, 300)] == [256, 400, 320, 336, 1200]
+    assert [window_side(100, px) for px in (1024, 400, 399, 99, 250)] == [800, 400, 300, 100, 200]
+    assert window_side(16, 1024) == 1024 and window_side(16, 300) == 256
 
 
 def test_tile_fractions():

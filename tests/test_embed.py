@@ -126,15 +126,15 @@ def _reference(model: TileNet, grid: Grid, data: np.ndarray, mask: np.ndarray, f
     return out
 
 
-def _run(model, grid, path, fractions, out, block_rows, batch_size) -> dict:
-    embed_date(model, grid, path, fractions, out, MIN_VALID, batch_size, CPU, block_rows=block_rows)
+def _run(model, grid, path, fractions, out, window_px, batch_size) -> dict:
+    embed_date(model, grid, path, fractions, out, MIN_VALID, batch_size, CPU, window_px=window_px)
     return read_embeddings(out)
 
 
 def test_embed_date_matches_tile_by_tile(raster, model, tmp_path) -> None:
     grid, path, data, mask, fractions = raster
     ref = _reference(model, grid, data, mask, fractions)
-    res = _run(model, grid, path, fractions, tmp_path / "e.zarr", block_rows=2, batch_size=3)
+    res = _run(model, grid, path, fractions, tmp_path / "e.zarr", window_px=2 * grid.tile_size, batch_size=3)
     assert set(res) == {"embeddings", "valid", "fraction"}
     emb, valid = res["embeddings"], res["valid"]
     assert emb.shape == (grid.n_tiles, 16) and emb.dtype == np.float32
@@ -149,11 +149,12 @@ def test_embed_date_matches_tile_by_tile(raster, model, tmp_path) -> None:
     assert np.ptp(emb[valid], axis=0).max() > 1e-3
 
 
-def test_embed_date_independent_of_blocks_and_batches(raster, model, tmp_path) -> None:
+def test_embed_date_independent_of_windows_and_batches(raster, model, tmp_path) -> None:
     grid, path, _, _, fractions = raster
     runs = [
-        _run(model, grid, path, fractions, tmp_path / f"e{i}.zarr", block_rows=br, batch_size=bs)["embeddings"]
-        for i, (br, bs) in enumerate([(1, 1), (2, 5), (3, 64), (8, 2)])
+        _run(model, grid, path, fractions, tmp_path / f"e{i}.zarr", window_px=w * grid.tile_size,
+             batch_size=bs)["embeddings"]
+        for i, (w, bs) in enumerate([(1, 1), (2, 5), (3, 64), (1024, 2)])
     ]
     for other in runs[1:]:
         np.testing.assert_array_equal(np.isnan(other), np.isnan(runs[0]))

@@ -139,8 +139,9 @@ def test_truth_tiles_same_grid_majority(tmp_path) -> None:
     out = truth_tiles(grid, path)
     assert out.dtype == np.int64 and out.shape == (6,)
     assert out.tolist() == [2, 3, -1, 7, 4, 1]
-    # independent of the strip size
-    np.testing.assert_array_equal(truth_tiles(grid, path, block_rows=1), out)
+    # independent of the windows (here of one tile, then of 2 x 2)
+    np.testing.assert_array_equal(truth_tiles(grid, path, window_px=grid.tile_size), out)
+    np.testing.assert_array_equal(truth_tiles(grid, path, window_px=2 * grid.tile_size), out)
 
 
 def test_truth_tiles_finer_resolution_partial_cover(tmp_path) -> None:

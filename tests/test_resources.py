@@ -16,7 +16,8 @@ import pytest
 from landtaxa.clustering.series import save_series
 from landtaxa.inputs.grid import Grid
 from landtaxa.plan import RunPlan
-from landtaxa.resources import MB, SAFETY, Sizes, job_needs, job_resources
+from landtaxa.params import STEP_PARAMS, schema_defaults
+from landtaxa.resources import MB, RULES, SAFETY, Sizes, job_needs, job_resources
 
 PACKAGE = str(Path(__file__).resolve().parents[1] / "workflow")
 T, D, K = 4, 32, 6
@@ -73,13 +74,24 @@ def _region(tmp: Path, rows: int, cols: int) -> tuple[Grid, Path, list[str], lis
     return grid, tmp / "grid.json", dates, stores + aligned
 
 
-def _sizes(grid: Grid, config: dict) -> Sizes:
+def _sizes(grid: Grid) -> Sizes:
     return Sizes(n_tiles=grid.n_tiles, n_dates=T, z_dim=D, n_bands=1, tile_size=1, width=grid.width,
-                 height=grid.height, k=K, config=config)
+                 height=grid.height, k=K)
 
 
 CONFIG = {"cluster": {"n_init": 1, "max_iter": 300, "method": "kmeans"},
           "analysis": {"restarts": 1, "projection_tiles": 100}}
+
+
+def params_of(rule: str, overrides: dict | None = None):
+    """The parameter object a rule's estimate reads: the schema's defaults with ``overrides`` (nested) over them."""
+    step = RULES[rule].step
+    if step is None:
+        return None
+    config = schema_defaults()
+    for section, values in (overrides or {}).items():
+        config[section] = {**config[section], **values} if isinstance(values, dict) else values
+    return STEP_PARAMS[step].from_config(config)
 
 
 SERIES_STEPS = ("series", "clusters", "analysis", "evolution")  # what reads the series: measured at both sizes
@@ -116,8 +128,8 @@ def test_requests_are_above_the_measured_peaks(tmp_path: Path, rows: int, cols: 
     }
     if rows * cols < 10_000:  # the steps that do not read the series, at the larger size only
         steps = {step: args for step, args in steps.items() if step in SERIES_STEPS}
-    sizes = _sizes(grid, CONFIG)
-    report = {step: (round(peak_mb(args, tmp_path)), round(job_needs(step, sizes)[0] / MB))
+    sizes = _sizes(grid)
+    report = {step: (round(peak_mb(args, tmp_path)), round(job_needs(step, sizes, params_of(step, CONFIG)).host / MB))
               for step, args in steps.items()}
     print(report)
     for step, (measured, estimate) in report.items():
@@ -145,12 +157,10 @@ def test_embedding_request_is_above_its_peak(tmp_path: Path) -> None:
     measured = peak_mb(["embed", "--grid", str(tmp_path / "grid.json"), "--model", str(tmp_path / "m.pt"),
                         "--aligned", str(tmp_path / "a.tif"), "--valid", str(tmp_path / "valid.npz"),
                         "--out", str(tmp_path / "e.zarr"), "--params", '{"device": "cpu"}'], tmp_path)
-    print({"embed": (round(measured), round(job_needs("embed", Sizes(
-        n_tiles=grid.n_tiles, n_dates=1, z_dim=512, n_bands=2, tile_size=ts, width=grid.width, height=grid.height,
-        config={}), "tilenet-lite")[0] / MB))})
     sizes = Sizes(n_tiles=grid.n_tiles, n_dates=1, z_dim=512, n_bands=2, tile_size=ts, width=grid.width,
-                  height=grid.height, config={})
-    estimate = job_needs("embed", sizes, "tilenet-lite")[0] / MB
+                  height=grid.height)
+    estimate = job_needs("embed", sizes, encoder="tilenet-lite").host / MB
+    print({"embed": (round(measured), round(estimate))})
     assert measured < estimate < 4 * measured, (measured, estimate)
 
 
@@ -185,9 +195,8 @@ def test_the_representatives_request_covers_its_figure(tmp_path: Path) -> None:
                         "--clusters", str(tmp_path / "k.npz"), "--distances", str(tmp_path / "kd.npz"), "--aligned",
                         *map(str, aligned), "--model", "geo", "--out-dir", str(tmp_path / "an"),
                         "--params", '{"rgb_bands": null}'], tmp_path)
-    sizes = Sizes(n_tiles=rows * cols, n_dates=n_t, z_dim=4, n_bands=1, tile_size=1, width=cols, height=rows, k=k,
-                  config={})
-    estimate = job_needs("representatives", sizes)[0] / MB
+    sizes = Sizes(n_tiles=rows * cols, n_dates=n_t, z_dim=4, n_bands=1, tile_size=1, width=cols, height=rows, k=k)
+    estimate = job_needs("representatives", sizes).host / MB
     assert measured > 500, measured  # the figure, not the imports, sets the peak
     assert measured < estimate < 2 * measured, (measured, estimate)
 
@@ -204,7 +213,7 @@ def test_requests_grow_with_the_data_and_the_attempt() -> None:
     for rule in ("series", "clusters", "analysis", "representatives", "stability", "evolution"):
         assert job_resources(rule, large)["mem_mb"] < 3 * 1024 * SAFETY, rule
     # the request is the estimate times the safety factor
-    memory = job_needs("clusters", large)[0]
+    memory = job_needs("clusters", large).host
     assert job_resources("clusters", large)["mem_mb"] == int(np.ceil(memory * SAFETY / MB))
 
 
@@ -224,7 +233,8 @@ def test_the_plan_asks_for_every_rule(tmp_path: Path) -> None:
     assert {"embed_baseline", "clusters_train", "series_train", "map_k"} <= rules
     for rule in sorted(rules):
         req = plan.resources(rule, {"model": "geo", "k": "7", "date": plan.dates[0], "refined": "refined"})
-        assert set(req) == {"mem_mb", "runtime", "disk_mb"} and min(req.values()) > 0, rule
+        assert set(req) == {"mem_mb", "runtime", "disk_mb", "gpu_mem_mb"}, rule
+        assert min(req["mem_mb"], req["runtime"], req["disk_mb"]) > 0 and req["gpu_mem_mb"] == 0, rule
     assert plan.sizes("spectral").z_dim == 8 and plan.sizes("geo").z_dim == 512
     assert plan.resources("embed", {"model": "geo"}, attempt=2)["mem_mb"] == 2 * plan.resources(
         "embed", {"model": "geo"})["mem_mb"]

@@ -132,7 +132,7 @@ class GridParams(StepParams):
 
 @dataclasses.dataclass(frozen=True)
 class AlignParams(StepParams):
-    block_rows: int = setting("block_rows")
+    window_px: int = setting("window_px")
     gdal_cache_mb: int = setting("gdal_cache_mb")
     resampling: str = setting("resampling")
     mask_band: int | None = setting("masks.band")
@@ -154,6 +154,10 @@ class TrainingParams(StepParams):
     l2: float = setting("{section}.l2")
     augment: bool = setting("{section}.augment")
     cache_mb: float = setting("{section}.cache_mb")
+    max_hours: float | None = setting("{section}.max_hours")  # see landtaxa.learning.budget.fit_training
+    gpu_tflops: float = setting("compute.gpu_tflops")  # the throughputs the time budget is fitted at
+    cpu_gflops: float = setting("compute.cpu_gflops")
+    gdal_cache_mb: int = setting("gdal_cache_mb")  # reading the triplets' tiles
     min_valid: float = setting("min_valid")
     seed: int = setting("seed")
     device: str = setting("device")
@@ -177,7 +181,7 @@ class EmbedParams(StepParams):
     batch_size: int | None = setting("embed.batch_size")
     compile: bool = setting("embed.compile")
     dtype: str = setting("embed.dtype")
-    block_rows: int = setting("block_rows")
+    window_px: int = setting("window_px")
     gdal_cache_mb: int = setting("gdal_cache_mb")
     min_valid: float = setting("min_valid")
     device: str = setting("device")
@@ -209,6 +213,11 @@ class StabilityParams(ClusterParams):
 
 
 @dataclasses.dataclass(frozen=True)
+class TruthParams(StepParams):
+    window_px: int = setting("window_px")
+
+
+@dataclasses.dataclass(frozen=True)
 class CoverageParams(StepParams):
     min_valid: float = setting("min_valid")
 
@@ -235,5 +244,25 @@ class EvolutionParams(StepParams):
 @dataclasses.dataclass(frozen=True)
 class ViewerParams(StepParams):
     viewer_tiles: int = setting("analysis.viewer_tiles")
+    gdal_cache_mb: int = setting("gdal_cache_mb")
     rgb_bands: list[int] | None = setting("analysis.rgb_bands")
     seed: int = setting("seed")
+
+
+@dataclasses.dataclass(frozen=True)
+class ComputeParams(StepParams):
+    """Where the jobs run and how long they may take: what the requests are estimated from (no step reads it)."""
+
+    gpu: bool | str = setting("compute.gpu")
+    gpu_tflops: float = setting("compute.gpu_tflops")
+    cpu_gflops: float = setting("compute.cpu_gflops")
+    max_hours: float = setting("compute.max_hours")
+
+
+# the parameter object of every step that has settings (steps not listed have none)
+STEP_PARAMS: dict[str, type[StepParams]] = {
+    "demo": DemoParams, "grid": GridParams, "align": AlignParams, "train": TrainParams, "refine": RefineParams,
+    "embed": EmbedParams, "series": SeriesParams, "clusters": ClusterParams, "truth": TruthParams,
+    "coverage": CoverageParams, "analysis": AnalysisParams, "representatives": RepresentativesParams,
+    "stability": StabilityParams, "evolution": EvolutionParams, "viewer": ViewerParams,
+}

@@ -55,20 +55,15 @@ from landtaxa.inputs.stac import is_stac, read_items, vrt_name, write_vrts
 from landtaxa.inputs.vrt import parse_band_values, wrap_raster
 from landtaxa.learning.encoders import encoder_spec
 from landtaxa.learning.triplets import triplet_budget
-from landtaxa.resources import Sizes, job_resources
+from landtaxa.resources import Compute, Needs, Sizes, gpu_rules, job_needs, requests, rule_params, rule_threads
 from landtaxa.runtime import gdal_http_options, literal_secrets, resolve_headers, use_signer
 from landtaxa.storage import get_logger
 
-# the parameter object of every step that has settings (steps not listed have none)
-STEP_PARAMS: dict[str, type[P.StepParams]] = {
-    "demo": P.DemoParams, "grid": P.GridParams, "align": P.AlignParams, "train": P.TrainParams,
-    "refine": P.RefineParams, "embed": P.EmbedParams, "series": P.SeriesParams, "clusters": P.ClusterParams,
-    "coverage": P.CoverageParams, "analysis": P.AnalysisParams, "representatives": P.RepresentativesParams,
-    "stability": P.StabilityParams, "evolution": P.EvolutionParams, "viewer": P.ViewerParams,
-}
+STEP_PARAMS = P.STEP_PARAMS
 log = get_logger()
 BASELINE = "spectral"  # the model that needs no training, run beside the method's models
 SEARCH_LOG = "logs/stac_search.log"  # the searches of a STAC API given as images, relative to the run's folder
+LONG_HOURS = 3  # a run whose training and embedding on this machine's CPU take longer is told what to change
 CHECK = "_seed2"  # suffix of the models trained again from train.second_seed
 
 
@@ -136,6 +131,8 @@ class RunPlan:
     truth: str | None
     results: str = "results"
     demo: DemoSpec | None = None
+    cluster: bool = False  # the jobs are submitted to a cluster (its GPU rules' jobs get a GPU)
+    cores: int | None = None  # the cores of a local run (its jobs' threads are capped there)
     models: list[str] = field(init=False)
     parents: dict[str, str] = field(init=False)
     checks: dict[str, str] = field(init=False)  # trained model -> its copy trained with train.second_seed
@@ -154,15 +151,18 @@ class RunPlan:
 
     @classmethod
     def from_config(cls, config: dict, workdir: str | os.PathLike = ".", results: str = "results",
-                    search: bool = True) -> RunPlan:
+                    search: bool = True, cluster: bool = False, cores: int | None = None) -> RunPlan:
         """The plan of a run of ``config`` (validated, defaults filled) in ``workdir``; PlanError if it cannot run.
 
         ``search``: ask the STAC API of ``images`` again (where the workflow plans); False reads the search
-        saved by the planning process (inside a job that plans again, e.g. on a cluster node)."""
+        saved by the planning process (inside a job that plans again, e.g. on a cluster node).
+        ``cluster``: the jobs go to a cluster (Snakemake's executor is not the local one); ``cores``: a local run's."""
         try:
-            return cls._build(config, Path(workdir), results, search)
+            plan = cls._build(config, Path(workdir), results, search)
         except (InventoryError, RunCheckError) as err:
             raise PlanError(str(err)) from err
+        plan.cluster, plan.cores = cluster, cores
+        return plan
 
     @classmethod
     def _build(cls, config: dict, workdir: Path, results: str, search: bool = True) -> RunPlan:
@@ -422,11 +422,33 @@ class RunPlan:
         return Sizes(n_tiles=reg.n_tiles(c["tile_size"]), n_dates=len(dates if dates is not None else self.dates),
                      z_dim=z_dim, n_bands=reg.n_bands, tile_size=c["tile_size"], width=reg.width, height=reg.height,
                      itemsize=reg.itemsize, store_itemsize=2 if c["embed"]["dtype"] == "float16" else 4,
-                     k=k or max(self.k_list), config=c)
+                     k=k or max(self.k_list))
 
-    def resources(self, rule: str, wildcards=None, attempt: int = 1) -> dict[str, int]:
-        """``mem_mb``, ``runtime`` (minutes) and ``disk_mb`` of one job of ``rule`` (its ``wildcards``:
-        model or refined, k, date), from the run's sizes; memory and time grow with the ``attempt``."""
+    @property
+    def gpu(self) -> bool:
+        """Whether the GPU rules' jobs run on a GPU (config key compute.gpu; auto: on a cluster, whose GPU jobs ask
+        for one, or where this machine has an NVIDIA driver and the config's device is not the CPU)."""
+        setting = self.config["compute"]["gpu"]
+        if setting != "auto":
+            return bool(setting)
+        if self.cluster:
+            return True
+        return self.config["device"] != "cpu" and any(Path("/proc/driver/nvidia/gpus").glob("*"))
+
+    def threads(self, rule: str) -> int:
+        """The threads a rule runs with (declared with its estimate in :mod:`landtaxa.resources`)."""
+        return rule_threads(rule)
+
+    def compute(self, rule: str) -> Compute:
+        """Where one job of ``rule`` runs (a GPU or the CPU, its threads) and the longest it may ask for."""
+        gpu = rule in gpu_rules() and self.gpu
+        threads = rule_threads(rule)
+        if self.cores and not gpu:
+            threads = min(threads, self.cores)
+        return Compute.of(P.ComputeParams.from_config(self.config), gpu, threads)
+
+    def job_needs(self, rule: str, wildcards=None) -> tuple[str, Needs]:
+        """(the rule as estimated, the needs of one job of ``rule``) for its ``wildcards`` (model or refined, k)."""
         wc = dict(wildcards.items()) if hasattr(wildcards, "items") else dict(wildcards or {})
         if rule == "train_second_seed":  # the geographic training again, from the second seed
             rule, wc = "train", {**wc, "model": f"geo{CHECK}"}
@@ -435,4 +457,66 @@ class RunPlan:
             model = BASELINE
         dates = self.train_dates if rule in ("series_train", "clusters_train", "train", "refine") else None
         k = int(wc["k"]) if "k" in wc else (self.k_main if rule in ("map", "viewer", "tiles", "metrics") else None)
-        return job_resources(rule, self.sizes(model, k, dates), self.encoder_of(model), attempt)
+        try:
+            params = rule_params(rule, self.config)
+        except KeyError as err:
+            raise PlanError(f"rule {rule}: {err.args[0]}") from err
+        return rule, job_needs(rule, self.sizes(model, k, dates), params, self.encoder_of(model), self.compute(rule))
+
+    def resources(self, rule: str, wildcards=None, attempt: int = 1) -> dict[str, int]:
+        """``mem_mb`` (host), ``runtime`` (minutes, at most compute.max_hours), ``disk_mb`` and ``gpu_mem_mb`` of one
+        job of ``rule`` (its ``wildcards``: model or refined, k, date), from the run's sizes; memory and time grow
+        with the ``attempt``."""
+        rule, needs = self.job_needs(rule, wildcards)
+        return requests(needs, self.compute(rule), attempt)
+
+    # ------------------------------------------------------------------ what the run will take
+
+    def encoder_jobs(self) -> list[tuple[str, dict]]:
+        """The jobs of the GPU rules: (rule, wildcards) of every training, refinement and embedding job."""
+        jobs: list[tuple[str, dict]] = [("train", {})]
+        if self.checks:
+            jobs.append(("train_second_seed", {}))
+        jobs += [("refine", {"refined": m}) for m in self.parents]
+        jobs += [("embed", {"model": m, "date": d}) for m in self.trained for d in self.dates]
+        return jobs
+
+    def time_outlook(self) -> list[str]:
+        """Lines printed when the run starts: for a run whose training and embedding go to this machine's CPU, how
+        long they will take and what to change when that is more than a few hours; and, on any machine, every job
+        whose estimate exceeds compute.max_hours (its request is capped there)."""
+        lines = []
+        train = [(r, self.job_needs(r, w)[1]) for r, w in self.encoder_jobs() if r != "embed"]
+        embed = [self.job_needs(r, w)[1] for r, w in self.encoder_jobs() if r == "embed"]
+        for rule, needs in train:
+            if needs.note:
+                lines.append(f"{rule}: {needs.note}")
+        if not self.gpu:
+            cores = max(1, self.cores or 1)
+            training = sum(n.seconds for _, n in train)
+            embedding = sum(n.seconds for n in embed) / cores  # one thread a job, cores jobs at once
+            lines.append(
+                f"without a GPU, training and refining will take about {_duration(training)} and embedding "
+                f"{len(embed)} date x model jobs about {_duration(embedding)} on this CPU "
+                f"({self.config['encoder']['name']}, {self.config['tile_size']} px tiles, at compute.cpu_gflops "
+                f"{self.config['compute']['cpu_gflops']:g} GFLOP/s per thread)")
+            if training + embedding > LONG_HOURS * 3600:
+                lines.append(
+                    "that is long: use the lighter encoder (encoder.name: tilenet-lite, about 40x fewer FLOPs), fewer "
+                    "triplets (train.triplets, refine.triplets) or epochs, or a GPU (a cluster: --profile "
+                    "workflow/profiles/slurm); train.max_hours and refine.max_hours cap each training")
+        limit = self.config["compute"]["max_hours"]
+        for rule, wc in [*self.encoder_jobs(), ("align", {}), ("series", {}), ("clusters", {}), ("evolution", {})]:
+            needs = self.job_needs(rule, wc)[1]
+            if needs.seconds > limit * 3600:
+                lines.append(f"{rule}: a job is estimated at {_duration(needs.seconds)}, beyond compute.max_hours "
+                             f"{limit:g}: its request is capped there and it may be cut short")
+        return lines
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return "under a minute"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 72 * 3600 else f"{seconds / 86400:.1f} days"

@@ -1,14 +1,27 @@
-"""What each job asks the scheduler for: memory, run time and disk, from the sizes of the run.
+"""What each job asks the scheduler for: host memory, GPU memory, run time and disk, from the run's sizes.
 
-Every rule's ``mem_mb``, ``runtime`` (minutes) and ``disk_mb`` come from :func:`job_resources`,
-through :meth:`landtaxa.plan.RunPlan.resources`, so a SLURM job asks for what its data need
-instead of a fixed 4 GB. Each memory estimate is a measured base (the interpreter and the
-libraries the step imports) plus the bytes the step holds at its peak, computed from the run's
-sizes (:class:`Sizes`: tiles, dates, embedding size D, bands, tile size, the region's width,
-the clustering settings) as the step's code holds them; the request is that estimate times
-:data:`SAFETY`. Run times are the step's passes over its data at deliberately low throughputs
-(:data:`READ_BPS`, :data:`FLOPS`), times :data:`TIME_SAFETY`; disk is the step's outputs.
-The rules multiply memory and time by the attempt, so a retry asks for more.
+Every rule's ``mem_mb``, ``runtime`` (minutes) and ``disk_mb`` come from :func:`job_resources`, through
+:meth:`landtaxa.plan.RunPlan.resources`, so a SLURM job asks for what its data need. Each rule declares its
+needs in ONE place, a function registered here with :func:`needs`::
+
+    @needs("consensus", step="consensus")           # the rule(s), and the step whose parameters it reads
+    def _consensus(job: Job) -> Needs:
+        s, p = job.sizes, job.params                # the run's sizes; the step's parameter object (params.py)
+        return Needs(host=BASE["sklearn"] + s.n_tiles * p.members * 8, seconds=30 + s.n_tiles / 1e5, disk=MB)
+
+A rule without a registered function has no estimate, and the plan says so when it is asked for one.
+Memory is a measured base (the interpreter and the libraries the step imports) plus the bytes the step
+holds at its peak, computed from the sizes (:class:`Sizes`) and the step's parameters as the step's code
+holds them; the request is that estimate times :data:`SAFETY`. ``mem_mb`` is host memory only: a job on
+a GPU (``gpu=True`` in its :func:`needs`, when the plan says the GPU rules get one: :class:`Compute`)
+keeps its activations, weights and optimiser state there, estimated apart (:attr:`Needs.gpu`). Run times
+are the step's passes over its data at deliberately low throughputs (:data:`READ_BPS`, :data:`FLOPS`),
+the encoder's FLOPs at the GPU's or the CPU's rate (:mod:`landtaxa.learning.budget`), times
+:data:`TIME_SAFETY`, never beyond the cluster's longest run time (``compute.max_hours``); disk is the
+step's outputs. The rules multiply memory and time by the attempt, so a retry asks for more.
+
+Steps that walk the region (alignment, embedding, the truth) hold a window
+(:func:`landtaxa.inputs.grid.windows`), so their memory does not grow with the region's width or height.
 
 ``tests/test_resources.py`` runs the steps on synthetic data at several sizes and checks that each
 estimate, before the safety factor, is above the peak RSS the step reached.
@@ -17,31 +30,36 @@ estimate, before the safety factor, is above the peak RSS the step reached.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from landtaxa.clustering.series import BLOCK_BYTES, MEMORY_BYTES, SEED_BYTES, SEED_ROWS
+from landtaxa.inputs.grid import window_side
+from landtaxa.learning.budget import device_flops, embedding_seconds, fit_training, triplet_tiles_bytes
 from landtaxa.learning.cube import CHUNK_BYTES, chunk_tiles
-from landtaxa.learning.encoders import ENCODERS
+from landtaxa.learning.encoders import ENCODERS, EncoderCosts, encoder_costs
 from landtaxa.learning.triplets import triplet_budget
+from landtaxa.params import STEP_PARAMS, ComputeParams, StepParams, schema_defaults
+from landtaxa.products.page import THUMB_PIXELS, page_bytes
 
 MB = 1 << 20
 SAFETY = 1.5  # requested memory = estimate x SAFETY (x the attempt)
-TIME_SAFETY = 3.0  # requested time = estimate x TIME_SAFETY (x the attempt)
+TIME_SAFETY = 3.0  # requested time = estimate x TIME_SAFETY (x the attempt), at most compute.max_hours
 MIN_RUNTIME = 10  # minutes
 READ_BPS = 100e6  # bytes/s read from the embedding store (a cold network disk; page cache is far faster)
 WRITE_BPS = 50e6  # bytes/s of rasters and tables written
 FLOPS = 2e9  # floating-point operations per second and thread in numpy
-TORCH_FLOPS = 5e9  # per thread, in the encoder on a CPU (a GPU is far faster)
 
 # Resident memory of a step's process before it touches any data, by what it imports (measured on
 # Linux x86-64, Python 3.11: numpy, scikit-learn, rasterio, matplotlib, torch).
 BASE = {"numpy": 90 * MB, "sklearn": 180 * MB, "report": 290 * MB, "torch": 420 * MB}
-
-# Encoder activations, bytes per input pixel and tile: at inference (the embedding's batches) and
-# in training (forward and backward of a triplet batch); calibrated on the demo's 16 px tiles.
-ACTIVATIONS = {"tilenet": (4_000, 16_000), "tilenet-lite": (700, 3_000), "spectral": (64, 0)}
-ENCODER_GFLOP_100PX = {"tilenet": 12.0, "tilenet-lite": 0.28, "spectral": 0.001}
-PARAMETERS = {"tilenet": 21_000_000, "tilenet-lite": 11_200_000, "spectral": 0}  # at z_dim 512
+# What a process that uses CUDA holds on the host besides: the CUDA runtime, cuDNN and cuBLAS mapped and
+# initialised (not measured here, no GPU; reported at 1-3 GB for PyTorch processes), and on the GPU the context.
+CUDA_HOST = 2560 * MB
+CUDA_CONTEXT = 600 * MB
+BF16 = 0.5  # activations under bf16 autocast, as a share of the float32 ones (the ACTIVATIONS are float32's)
+GPU_BATCH = 512  # the embedding's batch on a GPU when embed.batch_size is null (landtaxa.learning.embed)
 
 
 @dataclass(frozen=True)
@@ -58,7 +76,6 @@ class Sizes:
     itemsize: int = 2  # bytes per pixel and band of the images
     store_itemsize: int = 4  # bytes per embedding value on disk (embed.dtype)
     k: int = 10  # the job's K (the largest of n_clusters when it has none)
-    config: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def n_cols(self) -> int:
@@ -68,18 +85,129 @@ class Sizes:
     def features(self) -> int:
         return self.n_dates * self.z_dim
 
-
-def _c(sizes: Sizes, key: str, default):
-    """The config value at dotted ``key`` (the schema's default when absent)."""
-    value = sizes.config
-    for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return default
-        value = value[part]
-    return default if value is None else value
+    def window(self, window_px: int) -> int:
+        """Side in px of the windows the region is walked in (:func:`landtaxa.inputs.grid.windows`), at most the
+        region's."""
+        return min(window_side(self.tile_size, window_px), max(self.width, self.height))
 
 
-# --------------------------------------------------------------------------- the steps' needs
+@dataclass(frozen=True)
+class Compute:
+    """Where a job runs: on a GPU or the CPU with ``threads`` threads, at which throughputs; the longest request."""
+
+    gpu: bool = False
+    threads: int = 1
+    gpu_tflops: float = 20.0
+    cpu_gflops: float = 10.0
+    max_hours: float | None = None
+
+    @classmethod
+    def of(cls, params: ComputeParams, gpu: bool = False, threads: int = 1) -> Compute:
+        return cls(gpu, threads, params.gpu_tflops, params.cpu_gflops, params.max_hours)
+
+    @property
+    def flops(self) -> float:
+        return device_flops(self.gpu, self.threads, self.gpu_tflops, self.cpu_gflops)
+
+    @property
+    def where(self) -> str:
+        return "GPU" if self.gpu else f"CPU ({self.threads} thread{'s' if self.threads > 1 else ''})"
+
+
+@dataclass(frozen=True)
+class Needs:
+    """One job's needs before any safety factor: bytes of host memory at its peak, seconds, bytes written, bytes of
+    GPU memory (a job on a GPU), and a note (e.g. how the training was fitted to its time budget)."""
+
+    host: int
+    seconds: float
+    disk: int
+    gpu: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a rule's estimate is given: the run's sizes, its step's parameter object, its encoder and machine."""
+
+    sizes: Sizes
+    params: Any = None
+    encoder: str = "tilenet"
+    compute: Compute = field(default_factory=Compute)
+
+    @property
+    def costs(self) -> EncoderCosts:
+        return encoder_costs(self.encoder) if self.encoder in ENCODERS else encoder_costs("tilenet")
+
+
+@dataclass(frozen=True)
+class RuleNeeds:
+    estimate: Callable[[Job], Needs]
+    step: str | None  # the step whose parameter object the estimate reads (STEP_PARAMS), None: no settings
+    gpu: bool  # the rule asks for a GPU (resources: gpu=1)
+    threads: int  # the threads the rule runs with
+
+
+RULES: dict[str, RuleNeeds] = {}
+
+
+def needs(*rules: str, step: str | None = None, gpu: bool = False, threads: int = 1) -> Callable:
+    """Register the estimate of ``rules`` (a decorator; see the module's docstring). ``step`` names the step whose
+    parameters the estimate reads (default: the first rule's, when it is a step with settings); ``gpu``: the rules
+    ask for a GPU; ``threads``: the threads they run with (the rules take them from here)."""
+
+    def register(fn: Callable[[Job], Needs]) -> Callable[[Job], Needs]:
+        for rule in rules:
+            RULES[rule] = RuleNeeds(fn, step if step is not None else (rules[0] if rules[0] in STEP_PARAMS else None),
+                                    gpu, threads)
+        return fn
+
+    return register
+
+
+def rule_params(rule: str, config: dict | None = None) -> StepParams | None:
+    """The parameter object a rule's estimate reads, from ``config`` (default: the schema's defaults)."""
+    step = RULES[rule].step
+    return None if step is None else STEP_PARAMS[step].from_config(config or schema_defaults())
+
+
+def job_needs(rule: str, s: Sizes, params: Any = None, encoder: str = "tilenet",
+              compute: Compute | None = None) -> Needs:
+    """The needs of one job of ``rule``, before any safety factor; ``params`` default to the schema's."""
+    if rule not in RULES:
+        raise KeyError(f"no resource estimate for rule {rule!r}: declare one in landtaxa.resources with @needs")
+    entry = RULES[rule]
+    if params is None:
+        params = rule_params(rule)
+    compute = compute or Compute(threads=entry.threads)
+    return entry.estimate(Job(s, params, encoder, compute))
+
+
+def requests(n: Needs, compute: Compute | None = None, attempt: int = 1) -> dict[str, int]:
+    """``mem_mb`` (host), ``runtime`` (minutes, at most ``compute.max_hours``), ``disk_mb`` and ``gpu_mem_mb`` to
+    request for needs ``n``, at the ``attempt``."""
+    runtime = max(MIN_RUNTIME, int(math.ceil(n.seconds * TIME_SAFETY / 60))) * attempt
+    if compute is not None and compute.max_hours:
+        runtime = min(runtime, int(compute.max_hours * 60))
+    return {"mem_mb": int(math.ceil(n.host * SAFETY / MB)) * attempt, "runtime": runtime,
+            "disk_mb": int(math.ceil(n.disk * SAFETY / MB)) + 100, "gpu_mem_mb": int(math.ceil(n.gpu * SAFETY / MB))}
+
+
+def job_resources(rule: str, s: Sizes, params: Any = None, encoder: str = "tilenet", compute: Compute | None = None,
+                  attempt: int = 1) -> dict[str, int]:
+    """The requests (:func:`requests`) of one job of ``rule``."""
+    return requests(job_needs(rule, s, params, encoder, compute), compute, attempt)
+
+
+def rule_threads(rule: str) -> int:
+    return RULES[rule].threads
+
+
+def gpu_rules() -> set[str]:
+    return {rule for rule, entry in RULES.items() if entry.gpu}
+
+
+# --------------------------------------------------------------------------- what several steps hold
 
 
 def _series_reading(s: Sizes) -> tuple[int, int]:
@@ -97,32 +225,31 @@ def _seeding(s: Sizes) -> int:
     return 3 * rows * s.features * 4 + 20 * MB  # the sample, Lloyd's blocks on it, k-means++'s batches
 
 
-def _clustering(s: Sizes) -> int:
+def _clustering(s: Sizes, p) -> int:
     blocks, index = _series_reading(s)
-    if _c(s, "cluster.method", "kmeans") == "minibatch":
+    if p.method == "minibatch":
         whole = s.n_tiles * s.features * 4
-        extra = 3 * whole if whole <= MEMORY_BYTES else 2 * _c(s, "cluster.batch_size", 4096) * s.features * 4
+        extra = 3 * whole if whole <= MEMORY_BYTES else 2 * p.batch_size * s.features * 4
     else:
         extra = 0
     # + every tile's distances to the centroids (the run's and the renumbered copy): n x K float32 twice
     return blocks + index + _seeding(s) + extra + s.n_tiles * 8 * 6 + 2 * s.k * s.features * 8 + s.n_tiles * s.k * 8
 
 
-def _passes(s: Sizes, restarts: int = 1) -> float:
+def _passes(s: Sizes, p, restarts: int = 1) -> float:
     """Seconds of the clustering's passes over the series (Lloyd's iterations, the final assignment)."""
 
-    iters = min(_c(s, "cluster.max_iter", 300), 100)
-    n_init = _c(s, "cluster.n_init", 5)
+    iters = min(p.max_iter, 100)
     if s.n_tiles <= SEED_ROWS:
-        full = iters * n_init + 3
+        full = iters * p.n_init + 3
     else:  # the best restart from the sample, on every tile: with cluster.stop_moved it took 2-18 passes (traced)
-        polish = min(iters, 40) if _c(s, "cluster.stop_moved", 0.001) > 0 else iters
-        largest, capped = _c(s, "cluster.sample_rows", 16384), _c(s, "cluster.full_passes", 2)
+        polish = min(iters, 40) if p.stop_moved > 0 else iters
         full = polish + 3
-        if s.n_tiles > largest:  # converged on samples (4/3 of the largest at most), then capped
-            full = (min(capped, polish) if capped else polish) + 3 + polish * 4 / 3 * largest / s.n_tiles
+        if s.n_tiles > p.sample_rows:  # converged on samples (4/3 of the largest at most), then capped
+            full = (min(p.full_passes, polish) if p.full_passes else polish) + 3 \
+                + polish * 4 / 3 * p.sample_rows / s.n_tiles
     per_pass = s.n_tiles * s.features * (s.store_itemsize / READ_BPS + (2 * s.k + 8) / FLOPS)
-    on_sample = n_init * iters * min(s.n_tiles, SEED_ROWS) * s.features * (2 * s.k + 8) / FLOPS
+    on_sample = p.n_init * iters * min(s.n_tiles, SEED_ROWS) * s.features * (2 * s.k + 8) / FLOPS
     return restarts * (full * per_pass + on_sample)
 
 
@@ -142,126 +269,223 @@ def _map_picture(s: Sizes) -> int:
     return s.n_tiles * 40 + 30 * MB
 
 
-def _embed(s: Sizes, encoder: str) -> tuple[int, float, int]:
+def _window_pixels(s: Sizes, window_px: int) -> int:
+    return s.window(window_px) ** 2
+
+
+# --------------------------------------------------------------------------- the encoder's steps
+
+
+@needs("embed", step="embed", gpu=True)
+@needs("embed_baseline", step="embed")
+def _embed(job: Job) -> Needs:
+    s, p, c, costs = job.sizes, job.params, job.compute, job.costs
     px = s.tile_size * s.tile_size
-    batch = _c(s, "embed.batch_size", 0) or int(min(1024, max(1, round(_cpu_batch(encoder) * (100 / s.tile_size)**2))))
-    strip = _c(s, "block_rows", 8) * s.tile_size * s.n_cols * s.tile_size * s.n_bands
+    if p.batch_size:
+        batch = p.batch_size
+    elif c.gpu:
+        batch = GPU_BATCH
+    else:
+        cpu_batch = ENCODERS[job.encoder].cpu_batch_size if job.encoder in ENCODERS else 8
+        batch = int(min(1024, max(1, round(cpu_batch * (100 / s.tile_size) ** 2))))
+    side = s.window(p.window_px)
+    window = side * side * s.n_bands
+    tiles_per_window = (side // s.tile_size) ** 2
+    # the windows in flight (read ahead twice, the one being cut, the batch gathered across windows): raw, scaled,
+    # cut into tiles and gap-filled
+    gathered = max(batch, tiles_per_window) + tiles_per_window
+    pixels = 3 * window * (s.itemsize + 12) + gathered * px * s.n_bands * 4 * 2
     rows, _ = chunk_tiles(math.ceil(s.height / s.tile_size), s.n_cols, s.z_dim * s.store_itemsize)
-    memory = (BASE["torch"] + _c(s, "gdal_cache_mb", 256) * MB + 4 * strip * (s.itemsize + 8)
-              + batch * px * ACTIVATIONS.get(encoder, ACTIVATIONS["tilenet"])[0] + PARAMETERS.get(encoder, 0) * 4
-              + rows * s.n_cols * s.z_dim * 4 * 2 + s.n_tiles * 16 + 60 * MB)
-    gflop = ENCODER_GFLOP_100PX.get(encoder, 12.0) * px / 100**2
-    seconds = s.n_tiles * gflop * 1e9 / TORCH_FLOPS + s.width * s.height * s.n_bands * s.itemsize / WRITE_BPS
-    return memory, seconds, s.n_tiles * (s.z_dim * s.store_itemsize + 5)
+    open_chunks = (math.ceil(side / s.tile_size / rows) + 1) * rows * s.n_cols * s.z_dim * 4
+    host = (BASE["torch"] + p.gdal_cache_mb * MB + pixels + open_chunks + s.n_tiles * 16 + 60 * MB
+            + costs.parameters * 4)
+    gpu = 0
+    if c.gpu:
+        host += CUDA_HOST + batch * px * s.n_bands * 4  # the pinned copy of a batch
+        gpu = CUDA_CONTEXT + costs.parameters * 4 + int(batch * px * costs.infer_bytes_px * BF16)
+    else:
+        host += int(batch * px * costs.infer_bytes_px)
+    seconds = (embedding_seconds(costs, s.tile_size, s.n_bands, s.n_tiles, c.flops)
+               + s.n_tiles * s.z_dim * s.store_itemsize / WRITE_BPS)
+    return Needs(host, seconds, s.n_tiles * (s.z_dim * s.store_itemsize + 5), gpu)
 
 
-def _cpu_batch(encoder: str) -> int:
-    return ENCODERS[encoder].cpu_batch_size if encoder in ENCODERS else 8
-
-
-def _train(s: Sizes, section: str, encoder: str) -> tuple[int, float, int]:
+@needs("train", gpu=True, threads=2)
+@needs("refine", gpu=True, threads=2)
+def _train(job: Job) -> Needs:
+    s, p, c, costs = job.sizes, job.params, job.compute, job.costs
     px = s.tile_size * s.tile_size
-    triplets = triplet_budget(_c(s, f"{section}.triplets", 2000), s.n_tiles, s.n_dates)
-    tiles = triplets * 3 * s.n_bands * px * 2  # float16 triplet tiles
-    cached = min(tiles, _c(s, f"{section}.cache_mb", 2048) * MB)
-    batch = _c(s, f"{section}.batch_size", 64)
-    params = 16 * PARAMETERS.get(encoder, PARAMETERS["tilenet"])  # weights, gradients and Adam's two moments
-    memory = (BASE["torch"] + cached + 3 * batch * px * s.n_bands * 8 + params
-              + 3 * batch * px * ACTIVATIONS.get(encoder, ACTIVATIONS["tilenet"])[1]
-              + s.n_tiles * 4 * s.n_dates + _c(s, "gdal_cache_mb", 256) * MB)
-    gflop = ENCODER_GFLOP_100PX.get(encoder, 12.0) * px / 100**2
-    seconds = 3 * triplets * 3 * gflop * 1e9 * _c(s, f"{section}.epochs", 3) / (2 * TORCH_FLOPS)
-    disk = params // 4 + (tiles - cached if tiles > cached else 0)
-    return memory, seconds, disk
+    asked = triplet_budget(p.triplets, s.n_tiles, s.n_dates)
+    fit = fit_training(costs, s.tile_size, s.n_bands, asked, p.epochs, p.max_hours, c.flops, p.section)
+    tiles = triplet_tiles_bytes(fit.triplets, s.n_bands, s.tile_size)  # float16 triplet tiles
+    cached = min(tiles, p.cache_mb * MB)  # beyond: a memory-mapped scratch file (its pages are the kernel's cache)
+    batch = 3 * p.batch_size * px * s.n_bands * 4  # a batch of tiles in float32
+    host = (BASE["torch"] + cached + 3 * batch + s.n_tiles * 4 * s.n_dates + p.gdal_cache_mb * MB
+            + fit.triplets * 9 * 8 * 3)
+    gpu = 0
+    if c.gpu:  # weights, gradients and Adam's two moments on the GPU; a copy of the weights on the host
+        host += CUDA_HOST + batch + 4 * costs.parameters
+        gpu = CUDA_CONTEXT + 16 * costs.parameters + int(3 * p.batch_size * px * costs.train_bytes_px * BF16)
+    else:
+        host += 16 * costs.parameters + int(3 * p.batch_size * px * costs.train_bytes_px)
+    disk = 4 * costs.parameters + (tiles - cached if tiles > cached else 0)
+    return Needs(host, fit.seconds, disk, gpu, fit.note)
 
 
-def _align(s: Sizes) -> tuple[int, float, int]:
-    strip = _c(s, "block_rows", 8) * s.tile_size * s.width
-    memory = BASE["report"] + _c(s, "gdal_cache_mb", 256) * MB + 6 * strip * s.n_bands * (s.itemsize + 8)
+@needs("untrained")
+def _untrained(job: Job) -> Needs:
+    return Needs(BASE["torch"] + 50 * MB, 30, MB)
+
+
+# --------------------------------------------------------------------------- the region's steps
+
+
+@needs("align")
+def _align(job: Job) -> Needs:
+    s, p = job.sizes, job.params
+    window = _window_pixels(s, p.window_px)
+    # per window: the mosaic, what is filled, and per granule its alpha, data, masks and tests (a few copies),
+    # plus GDAL's warped readers' buffers (64 MB each, a granule and its mask)
+    memory = BASE["report"] + p.gdal_cache_mb * MB + 6 * window * s.n_bands * (s.itemsize + 8) + 128 * MB
+    memory += s.n_tiles * 8
     pixels = s.width * s.height
-    return memory, pixels * s.n_bands * s.itemsize * 4 / WRITE_BPS, pixels * (s.n_bands * s.itemsize + 1)
+    return Needs(memory, pixels * s.n_bands * s.itemsize * 4 / WRITE_BPS, pixels * (s.n_bands * s.itemsize + 1))
 
 
-# --------------------------------------------------------------------------- the table of rules
+@needs("truth")
+def _truth(job: Job) -> Needs:
+    s, p = job.sizes, job.params
+    memory = BASE["report"] + _window_pixels(s, p.window_px) * 40 + s.n_tiles * 16 + 128 * MB
+    return Needs(memory, 30 + s.width * s.height / 5e6, s.n_tiles * 8 + MB)
 
 
-def job_needs(rule: str, s: Sizes, encoder: str = "tilenet") -> tuple[int, float, int]:
-    """(peak bytes, seconds, bytes written) of one job of ``rule``, before any safety factor."""
-    n, t, f = s.n_tiles, s.n_dates, s.features
+@needs("grid")
+def _grid(job: Job) -> Needs:
+    s = job.sizes
+    return Needs(BASE["report"] + 16 * 512 * 512 * s.n_bands * 8 * 3, 60 + s.width * s.height / 1e7, 64 * 1024)
+
+
+@needs("demo")
+def _demo(job: Job) -> Needs:
+    s, p = job.sizes, job.params
+    side = p.size * (1 + p.overlap)
+    granule = side**2 / p.granules**2
+    images = p.size**2 * s.n_bands * 2 * s.n_dates * (1 + p.overlap) ** 2
+    return Needs(BASE["report"] + int(granule * s.n_bands * 8 * 6 + side**2 * 8 * 4), 60 + images / WRITE_BPS,
+                 int(images))
+
+
+@needs("coverage")
+def _coverage(job: Job) -> Needs:
+    s = job.sizes
+    return Needs(BASE["report"] + s.n_tiles * 8 * (s.n_dates + 2), 30 + s.n_tiles * s.n_dates / 1e7,
+                 s.n_tiles * 2 + MB)
+
+
+# --------------------------------------------------------------------------- the series and the clusterings
+
+
+@needs("series", "series_train", step="series")
+def _series(job: Job) -> Needs:
+    # the index, and with cluster.standardise the moments: from the embedding jobs' sums less the dropped tiles'
+    # rows (read in pieces of a block, a float64 copy of each), or for stores written before the sums were kept
+    # every kept row: the time allows that one pass
+    s = job.sizes
+    n, t = s.n_tiles, s.n_dates
+    blocks, _ = _series_reading(s)
+    standardised = job.params.standardise == "zscore"
+    moments = 2 * blocks if standardised else 0
+    return Needs(BASE["numpy"] + n * (t * 12 + 40) + 65_536 * t * 64 + moments,
+                 30 + n * t / 1e7 + (n * s.features * s.store_itemsize / READ_BPS if standardised else 0),
+                 n * (t * 3 + 16) + MB)
+
+
+@needs("clusters", "clusters_train", step="clusters")
+def _clusters(job: Job) -> Needs:
+    s = job.sizes
+    n = s.n_tiles
     blocks, index = _series_reading(s)
-    pictures = _map_picture(s)
-    if rule in ("embed", "embed_baseline"):
-        return _embed(s, encoder)
-    if rule in ("train", "refine"):
-        return _train(s, rule, encoder)
-    if rule == "align":
-        return _align(s)
-    if rule == "grid":
-        return BASE["report"] + 16 * 512 * 512 * s.n_bands * 8 * 3, 60 + s.width * s.height / 1e7, 64 * 1024
-    if rule == "demo":
-        side = _c(s, "demo.size", 512) * (1 + _c(s, "demo.overlap", 0.1))
-        granule = side**2 / _c(s, "demo.granules", 2) ** 2
-        images = _c(s, "demo.size", 512) ** 2 * s.n_bands * 2 * t * (1 + _c(s, "demo.overlap", 0.1)) ** 2
-        return BASE["report"] + int(granule * s.n_bands * 8 * 6 + side**2 * 8 * 4), 60 + images / WRITE_BPS, images
-    if rule in ("series", "series_train"):
-        # the index, and with cluster.standardise the moments: from the embedding jobs' sums less the dropped tiles'
-        # rows (read in pieces of a block, a float64 copy of each), or for stores written before the sums were kept
-        # every kept row: the time allows that one pass
-        moments = 2 * blocks if _c(s, "cluster.standardise", "zscore") == "zscore" else 0
-        return (BASE["numpy"] + n * (t * 12 + 40) + 65_536 * t * 64 + moments,
-                30 + n * t / 1e7 + (n * f * s.store_itemsize / READ_BPS if moments else 0), n * (t * 3 + 16) + MB)
-    if rule in ("clusters", "clusters_train"):
-        sil_mem, sil_time = _silhouette(s)
-        memory = BASE["sklearn"] + max(_clustering(s), blocks + index + sil_mem) + n * 48
-        return (memory, _passes(s) + sil_time + n * f * s.store_itemsize / READ_BPS,
-                n * 16 + n * s.k * 4 + s.k * f * 4 + MB)
-    if rule == "stability":
-        restarts = _c(s, "analysis.restarts", 4)
-        return BASE["report"] + _clustering(s) + n * 8 * (restarts + 3), _passes(s, restarts), MB
-    if rule == "analysis":
-        pca = 4 * min(n * f * 4, MEMORY_BYTES)
-        tiles = _c(s, "analysis.projection_tiles", 1000)
-        projections = tiles * f * 4 * 3 + tiles * tiles * 8 * 8
-        memory = BASE["report"] + blocks + index + max(pca, projections) + n * 3 * 8 * 4 + pictures
-        seconds = 5 * n * f * (s.store_itemsize / READ_BPS + 6 / FLOPS) + 120 + tiles * tiles * 50 * 50 / FLOPS
-        return memory, seconds, n * 8 + 10 * MB
-    if rule == "representatives":
-        images = s.k * (_c(s, "analysis.representatives", 3) + 8) * t * s.tile_size**2 * s.n_bands * 8
-        # no series read: the clustering's (n, K) float32 distances, two of their columns in float64 and their mix;
-        # the figure of K x representatives rows by T dates: matplotlib draws each tile's 0.8 in cell at 100 dpi
-        # through float RGBA buffers, about 88 bytes a pixel (measured: 372 MB for 30 x 24 cells)
-        figure = s.k * _c(s, "analysis.representatives", 3) * t * 80 * 80 * 88
-        memory = BASE["report"] + index + n * 16 + n * s.k * 4 + n * 8 * 4 + images + pictures + figure
-        return memory, n * s.k * 4 / READ_BPS + 60, 10 * MB
-    if rule == "evolution":
-        memory = (BASE["report"] + blocks + index + n * t * 8 * 6 + 65_536 * t * 200 + 1024 * s.k * s.z_dim * 4 * 2
-                  + 65_536 * t * s.k * 4 + t * n * 6 + t * pictures)
-        seconds = n * f * (s.store_itemsize / READ_BPS + 4 * s.k / FLOPS) + n * t * 100 / WRITE_BPS + 30 * t + 60
-        return memory, seconds, n * t * 20 + t * n * 2 + 10 * MB
-    if rule in ("map", "map_k", "viewer", "kinds"):
-        extra = 0
-        if rule == "viewer":
-            shown = s.k * 3 + _c(s, "analysis.viewer_tiles", 200)
-            extra = shown * t * s.tile_size**2 * s.n_bands * 8 * 3
-        memory = BASE["report"] + _kinds_table(s) + index + pictures + extra
-        return memory, 60 + n * t * 100 / WRITE_BPS, n * 8 + 5 * MB + extra // 3
-    if rule == "tiles":
-        return BASE["report"] + n * 400 * 3, 60 + n * 400 / WRITE_BPS, n * 200
-    if rule == "coverage":
-        return BASE["report"] + n * 8 * (t + 2), 30 + n * t / 1e7, n * 2 + MB
-    if rule == "truth":
-        strip = _c(s, "block_rows", 8) * s.tile_size * s.width
-        return BASE["report"] + strip * 40 + n * 16 + 256 * MB, 30 + s.width * s.height / 5e6, n * 8 + MB
-    if rule in ("metrics", "k_choice", "untrained"):
-        return (BASE["torch"] if rule == "untrained" else BASE["report"]) + 50 * MB, 30, MB
-    raise KeyError(f"no resource estimate for rule {rule!r}")
+    sil_mem, sil_time = _silhouette(s)
+    memory = BASE["sklearn"] + max(_clustering(s, job.params), blocks + index + sil_mem) + n * 48
+    return Needs(memory, _passes(s, job.params) + sil_time + n * s.features * s.store_itemsize / READ_BPS,
+                 n * 16 + n * s.k * 4 + s.k * s.features * 4 + MB)
 
 
-def job_resources(rule: str, s: Sizes, encoder: str = "tilenet", attempt: int = 1) -> dict[str, int]:
-    """``mem_mb``, ``runtime`` (minutes) and ``disk_mb`` to request for one job of ``rule``."""
-    memory, seconds, disk = job_needs(rule, s, encoder)
-    return {
-        "mem_mb": int(math.ceil(memory * SAFETY / MB)) * attempt,
-        "runtime": max(MIN_RUNTIME, int(math.ceil(seconds * TIME_SAFETY / 60))) * attempt,
-        "disk_mb": int(math.ceil(disk * SAFETY / MB)) + 100,
-    }
+@needs("stability")
+def _stability(job: Job) -> Needs:
+    s, p = job.sizes, job.params
+    return Needs(BASE["report"] + _clustering(s, p) + s.n_tiles * 8 * (p.restarts + 3), _passes(s, p, p.restarts), MB)
+
+
+@needs("metrics", "k_choice")
+def _small_report(job: Job) -> Needs:
+    return Needs(BASE["report"] + 50 * MB, 30, MB)
+
+
+# --------------------------------------------------------------------------- the products
+
+
+@needs("analysis")
+def _analysis(job: Job) -> Needs:
+    s, p = job.sizes, job.params
+    n, f = s.n_tiles, s.features
+    blocks, index = _series_reading(s)
+    pca = 4 * min(n * f * 4, MEMORY_BYTES)
+    projections = p.projection_tiles * f * 4 * 3 + p.projection_tiles**2 * 8 * 8
+    memory = BASE["report"] + blocks + index + max(pca, projections) + n * 3 * 8 * 4 + _map_picture(s)
+    seconds = 5 * n * f * (s.store_itemsize / READ_BPS + 6 / FLOPS) + 120 + p.projection_tiles**2 * 50 * 50 / FLOPS
+    return Needs(memory, seconds, n * 8 + 10 * MB)
+
+
+@needs("representatives")
+def _representatives(job: Job) -> Needs:
+    s, p = job.sizes, job.params
+    n, t = s.n_tiles, s.n_dates
+    _, index = _series_reading(s)
+    images = s.k * (p.representatives + 8) * t * s.tile_size**2 * s.n_bands * 8
+    # no series read: the clustering's (n, K) float32 distances, two of their columns in float64 and their mix;
+    # the figure of K x representatives rows by T dates: matplotlib draws each tile's 0.8 in cell at 100 dpi
+    # through float RGBA buffers, about 88 bytes a pixel (measured: 372 MB for 30 x 24 cells)
+    figure = s.k * p.representatives * t * 80 * 80 * 88
+    memory = BASE["report"] + index + n * 16 + n * s.k * 4 + n * 8 * 4 + images + _map_picture(s) + figure
+    return Needs(memory, n * s.k * 4 / READ_BPS + 60, 10 * MB)
+
+
+@needs("evolution")
+def _evolution(job: Job) -> Needs:
+    s = job.sizes
+    n, t = s.n_tiles, s.n_dates
+    blocks, index = _series_reading(s)
+    memory = (BASE["report"] + blocks + index + n * t * 8 * 6 + 65_536 * t * 200 + 1024 * s.k * s.z_dim * 4 * 2
+              + 65_536 * t * s.k * 4 + t * n * 6 + t * _map_picture(s))
+    seconds = n * s.features * (s.store_itemsize / READ_BPS + 4 * s.k / FLOPS) + n * t * 100 / WRITE_BPS + 30 * t + 60
+    return Needs(memory, seconds, n * t * 20 + t * n * 2 + 10 * MB)
+
+
+@needs("map", "map_k", "kinds")
+def _map(job: Job) -> Needs:
+    s = job.sizes
+    n, t = s.n_tiles, s.n_dates
+    _, index = _series_reading(s)
+    memory = BASE["report"] + _kinds_table(s) + index + _map_picture(s)
+    return Needs(memory, 60 + n * t * 100 / WRITE_BPS, n * 8 + 5 * MB)
+
+
+@needs("viewer")
+def _viewer(job: Job) -> Needs:
+    s, p = job.sizes, job.params
+    n, t = s.n_tiles, s.n_dates
+    _, index = _series_reading(s)
+    shown = s.k * 3 + p.viewer_tiles
+    # one tile of every date read at a time, its thumbnail kept (at most THUMB_PIXELS in all, in float32 RGB
+    # and its uint8 atlas), the maps of every date (one byte per tile), their compressed copy, and the page
+    thumbs = min(THUMB_PIXELS, shown * t * min(s.tile_size, 64) ** 2) * 3 * (4 + 1 + 1)
+    page = page_bytes(n, t, shown, s.tile_size)
+    memory = BASE["report"] + _kinds_table(s) + index + _map_picture(s) + thumbs + n * (t + 1) * 3 + 3 * page
+    return Needs(memory, 60 + n * t * 100 / WRITE_BPS + shown * t * 0.01, page)
+
+
+@needs("tiles")
+def _tiles(job: Job) -> Needs:
+    n = job.sizes.n_tiles
+    return Needs(BASE["report"] + n * 400 * 3, 60 + n * 400 / WRITE_BPS, n * 200)

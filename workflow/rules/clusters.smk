@@ -10,6 +10,7 @@ rule truth:
         classes=f"{R}/truth_tiles.npz",
     params:
         truth=lambda wc: PLAN.truth or "",
+        p=p("truth"),
     log:
         "logs/truth/truth.log",
     conda:
@@ -19,7 +20,8 @@ rule truth:
         runtime=runtime("truth"),
         disk_mb=disk("truth"),
     shell:
-        "python -m landtaxa truth --grid {input.grid:q} --truth {params.truth:q} --out {output.classes:q} 2> {log:q}"
+        "python -m landtaxa truth --grid {input.grid:q} --truth {params.truth:q} --out {output.classes:q}"
+        " --params {params.p:q} 2> {log:q}"
 
 
 rule clusters:

@@ -14,10 +14,15 @@ SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
 # One line naming the key (plugins loaded first: their names are valid too), defaults filled in.
 # A STAC API given as images is searched where the plan is made, not again in a job that re-plans.
+# A run that submits its jobs (a cluster executor) has Snakemake's `nodes` set; a local run has its cores.
 try:
     check_config(config, SCHEMA)
-    PLAN = RunPlan.from_config(config, search=workflow.is_main_process)
+    PLAN = RunPlan.from_config(config, search=workflow.is_main_process,
+                               cluster=workflow.resource_settings.nodes is not None,
+                               cores=workflow.resource_settings.cores)
     print(f"landtaxa: {PLAN.check_disk()}", file=sys.stderr)
+    for line in PLAN.time_outlook():
+        print(f"landtaxa: {line}", file=sys.stderr)
 except (ConfigError, PlanError) as err:
     raise WorkflowError(f"landtaxa: {err}")
 # Jobs inherit the environment: `python -m landtaxa` finds this checkout, inside a conda env too; the
@@ -40,9 +45,19 @@ def p(step, wildcard=None):
     return (lambda wc: PLAN.params(step, wc[wildcard])) if wildcard else PLAN.params(step)
 
 
+def threads(rule):
+    """A rule's threads, as its estimates assume them (landtaxa.resources)."""
+    return PLAN.threads(rule)
+
+
 def mem(rule):
-    """A job's memory (MB) from the run's sizes (landtaxa.resources), growing with each retry."""
+    """A job's host memory (MB) from the run's sizes (landtaxa.resources), growing with each retry."""
     return lambda wc, attempt: PLAN.resources(rule, wc, attempt)["mem_mb"]
+
+
+def gpu_mem(rule):
+    """A GPU job's GPU memory (MB; 0 where it runs on the CPU), apart from its host memory (mem_mb)."""
+    return lambda wc: PLAN.resources(rule, wc)["gpu_mem_mb"]
 
 
 def runtime(rule):

@@ -15,7 +15,7 @@ rule embed:
         model="|".join(PLAN.trained),
     params:
         p=p("embed"),
-    threads: 1
+    threads: threads("embed")
     log:
         "logs/embed/{model}/{date}.log",
     benchmark:
@@ -25,6 +25,7 @@ rule embed:
     resources:
         gpu=1,
         mem_mb=mem("embed"),
+        gpu_mem_mb=gpu_mem("embed"),
         runtime=runtime("embed"),
         disk_mb=disk("embed"),
     shell:

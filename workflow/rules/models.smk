@@ -11,7 +11,7 @@ rule train:
         model=f"{R}/models/geo.pt",
     params:
         p=p("train"),
-    threads: 2
+    threads: threads("train")
     log:
         "logs/train/geo.log",
     benchmark:
@@ -21,6 +21,7 @@ rule train:
     resources:
         gpu=1,
         mem_mb=mem("train"),
+        gpu_mem_mb=gpu_mem("train"),
         runtime=runtime("train"),
         disk_mb=disk("train"),
     shell:
@@ -39,7 +40,7 @@ rule refine:
         model=f"{R}/models/{{refined}}.pt",
     params:
         p=p("refine", "refined"),
-    threads: 2
+    threads: threads("refine")
     log:
         "logs/refine/{refined}.log",
     benchmark:
@@ -49,6 +50,7 @@ rule refine:
     resources:
         gpu=1,
         mem_mb=mem("refine"),
+        gpu_mem_mb=gpu_mem("refine"),
         runtime=runtime("refine"),
         disk_mb=disk("refine"),
     shell:

@@ -26,15 +26,19 @@ from sklearn.metrics import (
 )
 
 from landtaxa.clustering.series import as_series
-from landtaxa.inputs.grid import Grid, strip_windows, tile_areas_km2
+from landtaxa.inputs.grid import Grid, tile_areas_km2, window_tile_ids, windows
+from landtaxa.params import TruthParams
 from landtaxa.storage import atomic_path, get_logger, load_npz, read_json, save_npz, write_json
 
 WORKING_MB = 64  # scikit-learn's working memory for the pairwise distances of the silhouettes (its default: 1 GB)
 
 
-def truth_tiles(grid: Grid, truth_path: str | os.PathLike, block_rows: int = 8) -> np.ndarray:
-    """Majority reference class of every grid tile; -1 where a tile has no reference pixel."""
+def truth_tiles(grid: Grid, truth_path: str | os.PathLike, window_px: int = 1024) -> np.ndarray:
+    """Majority reference class of every grid tile; -1 where a tile has no reference pixel.
+
+    The truth is read onto the grid window by window (:func:`landtaxa.inputs.grid.windows`): the job holds one."""
     out = np.full(grid.n_tiles, -1, np.int64)
+    ts = grid.tile_size
     with rasterio.open(truth_path) as src:
         if src.crs is None:
             raise ValueError(f"{truth_path}: truth raster has no CRS")
@@ -43,17 +47,17 @@ def truth_tiles(grid: Grid, truth_path: str | os.PathLike, block_rows: int = 8) 
             src, crs=grid.crs, transform=grid.affine, width=grid.width, height=grid.height,
             resampling=Resampling.nearest, add_alpha=True,
         ) as vrt:
-            for r0, win in strip_windows(grid, block_rows):
+            for r0, c0, win in windows(grid, window_px):
                 cls = vrt.read(1, window=win).astype(np.int64)
                 ok = vrt.read(vrt.count, window=win) > 0
                 if nodata is not None:
                     ok &= cls != nodata
-                ts = grid.tile_size
-                nr = win.height // ts
-                blocks = cls.reshape(nr, ts, grid.n_cols, ts).transpose(0, 2, 1, 3).reshape(-1, ts * ts)
-                okb = ok.reshape(nr, ts, grid.n_cols, ts).transpose(0, 2, 1, 3).reshape(-1, ts * ts)
+                nr, nc = win.height // ts, win.width // ts
+                blocks = cls.reshape(nr, ts, nc, ts).transpose(0, 2, 1, 3).reshape(-1, ts * ts)
+                okb = ok.reshape(nr, ts, nc, ts).transpose(0, 2, 1, 3).reshape(-1, ts * ts)
+                ids = window_tile_ids(grid, r0, c0, win)
                 for i in np.flatnonzero(okb.any(axis=1)):
-                    out[r0 * grid.n_cols + i] = np.bincount(blocks[i][okb[i]]).argmax()
+                    out[ids[i]] = np.bincount(blocks[i][okb[i]]).argmax()
     if (out >= 0).sum() == 0:
         raise ValueError(f"{truth_path}: the truth raster does not overlap the region")
     return out
@@ -125,10 +129,10 @@ def taxonomy_metrics(
     return out
 
 
-def truth_step(*, grid: str, truth: str, out: str) -> None:
+def truth_step(*, grid: str, truth: str, out: str, params: TruthParams) -> None:
     """The reference class of every tile (majority vote), for ARI and NMI."""
 
-    classes = truth_tiles(Grid.load(grid), truth)
+    classes = truth_tiles(Grid.load(grid), truth, params.window_px)
     save_npz(out, classes=classes)
     get_logger().info("truth: %d tiles with a reference class, %d classes",
                       int((classes >= 0).sum()), len(np.unique(classes[classes >= 0])))

@@ -9,9 +9,10 @@ or the one given in the config) in any band, and is not flagged by the image's m
 separate mask raster (e.g. a cloud mask) or a classification band of the image (e.g.
 Sentinel-2's scene classification), whose values listed as invalid mark clouds, shadows
 and the like. Mask rasters are taken onto the grid with nearest-neighbour resampling, and
-pixels outside a mask's footprint count as invalid. The work streams over strips of tile
-rows, so memory is bounded by the strip, not the region. Besides the aligned GeoTIFF
-(source data type, with an internal valid-data mask), the step writes each tile's valid
+pixels outside a mask's footprint count as invalid. The work goes window by window (square
+windows of whole tiles and whole GeoTIFF blocks, :func:`landtaxa.inputs.grid.windows`), so memory is
+bounded by the window, not by the region's width or height. Besides the aligned GeoTIFF (source
+data type, with an internal valid-data mask, in blocks of whole tiles), the step writes each tile's valid
 fraction, which later steps use to skip or fill tiles with too little data. A date with no
 valid pixel at all (every pixel nodata or cloud) is refused with an error naming its files
 (it would add a date on which every tile is missing), unless ``keep_empty`` is set: then it is
@@ -30,7 +31,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from landtaxa.inputs.datasets import openable
-from landtaxa.inputs.grid import Grid, strip_windows, tile_fractions, unreadable_pixels
+from landtaxa.inputs.grid import Grid, io_block, tile_fractions, unreadable_pixels, windows
 from landtaxa.inputs.vrt import remote_read_failure
 from landtaxa.params import AlignParams
 from landtaxa.storage import atomic_path, get_logger, save_npz
@@ -43,7 +44,7 @@ def align_date(
     paths: Sequence[str | os.PathLike],
     out_tif: str | os.PathLike,
     out_valid: str | os.PathLike,
-    block_rows: int = 8,
+    window_px: int = 1024,
     resampling: str = "nearest",
     masks: Sequence[str | os.PathLike | None] | None = None,
     mask_band: int | None = None,
@@ -75,8 +76,8 @@ def align_date(
         "crs": grid.crs,
         "transform": grid.affine,
         "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
+        "blockxsize": io_block(grid.tile_size),
+        "blockysize": io_block(grid.tile_size),
         "compress": "deflate",
         "predictor": 2 if np.issubdtype(np.dtype(grid.dtype), np.integer) else 3,
         "BIGTIFF": "IF_SAFER",
@@ -105,7 +106,7 @@ def align_date(
         fractions = np.zeros((grid.n_rows, grid.n_cols), np.float32)
         with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), atomic_path(out_tif) as tmp:
             with rasterio.open(tmp, "w", **profile) as dst:
-                for r0, win in strip_windows(grid, block_rows):
+                for r0, c0, win in windows(grid, window_px):
                     data = np.zeros((grid.n_bands, win.height, win.width), grid.dtype)
                     filled = np.zeros((win.height, win.width), bool)
                     for path, m, vrt, mvrt in zip(paths, masks, vrts, mask_vrts, strict=True):
@@ -122,8 +123,10 @@ def align_date(
                         filled |= take
                     dst.write(data, window=win)
                     dst.write_mask((filled * 255).astype(np.uint8), window=win)
-                    fractions[r0 : r0 + win.height // grid.tile_size] = tile_fractions(filled, grid.tile_size)
-                    log.info("aligned tile rows %d-%d of %d", r0, r0 + win.height // grid.tile_size - 1, grid.n_rows)
+                    nr, nc = win.height // grid.tile_size, win.width // grid.tile_size
+                    fractions[r0:r0 + nr, c0:c0 + nc] = tile_fractions(filled, grid.tile_size)
+                    if c0 + nc == grid.n_cols:
+                        log.info("aligned tile rows %d-%d of %d", r0, r0 + nr - 1, grid.n_rows)
                 if tiles is not None:
                     fractions *= tiles.reshape(fractions.shape)
                 if not fractions.any():
@@ -163,7 +166,7 @@ def _valid_block(
     vrt: WarpedVRT, mvrt: WarpedVRT | None, win: Window, filled: np.ndarray, bands: list[int],
     nodata: float | None, mask_band: int | None, invalid: np.ndarray,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Pixels of one granule that fill still-empty places of a strip, and its data there."""
+    """Pixels of one granule that fill still-empty places of a window, and its data there."""
     alpha = vrt.read(vrt.count, window=win) > 0
     take = alpha & ~filled
     if not take.any():
@@ -204,7 +207,7 @@ def align_step(*, grid: str, images: list[str], masks: list[str] | None = None, 
 
         tiles = tile_mask(g, g.aoi)
     fr = align_date(
-        g, images, out, valid, block_rows=params.block_rows, resampling=params.resampling,
+        g, images, out, valid, window_px=params.window_px, resampling=params.resampling,
         masks=[None if m in ("-", "") else m for m in masks] if masks else None, mask_band=params.mask_band,
         invalid_values=params.invalid or (), nodata=params.nodata, keep_empty=params.empty_dates == "keep",
         tiles=tiles,

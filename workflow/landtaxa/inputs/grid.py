@@ -330,13 +330,38 @@ def tile_areas_km2(grid: Grid, tile_ids: np.ndarray | None = None) -> np.ndarray
 # --------------------------------------------------------------------------- tiling
 
 
-def strip_windows(grid: Grid, block_rows: int) -> list[tuple[int, Window]]:
-    """Windows of ``block_rows`` tile rows each, with the index of their first tile row."""
-    out = []
-    for r0 in range(0, grid.n_rows, block_rows):
-        nr = min(block_rows, grid.n_rows - r0)
-        out.append((r0, Window(0, r0 * grid.tile_size, grid.width, nr * grid.tile_size)))
-    return out
+def io_block(tile_size: int) -> int:
+    """Side in px of the aligned mosaics' GeoTIFF blocks: whole tiles, a multiple of 16 (GeoTIFF's rule for tiled
+    files), and at least 256 px (fewer, larger blocks compress better) unless one tile is larger."""
+    unit = tile_size * 16 // math.gcd(tile_size, 16)
+    return unit * max(1, math.ceil(256 / unit))
+
+
+def window_side(tile_size: int, window_px: int) -> int:
+    """Side in px of the windows of :func:`windows`: ``window_px`` rounded down to whole blocks of :func:`io_block`
+    (so each block of a mosaic is read or written once), or below one block to whole tiles (at least one)."""
+    block = io_block(tile_size)
+    if window_px >= block:
+        return block * (window_px // block)
+    return tile_size * max(1, window_px // tile_size)
+
+
+def windows(grid: Grid, window_px: int) -> list[tuple[int, int, Window]]:
+    """Square windows covering the grid, row of windows by row of windows, each with the tile row and column of its
+    top-left tile, :func:`window_side` on a side; those at the grid's right and bottom edges are cut there.
+
+    A step that walks the region window by window holds one window, whatever the region's width and height."""
+    side = window_side(grid.tile_size, window_px)
+    ts = grid.tile_size
+    return [(y // ts, x // ts, Window(x, y, min(side, grid.width - x), min(side, grid.height - y)))
+            for y in range(0, grid.height, side) for x in range(0, grid.width, side)]
+
+
+def window_tile_ids(grid: Grid, r0: int, c0: int, window: Window) -> np.ndarray:
+    """The ids of a window's tiles, row-major within the window (the order of :func:`to_tiles`)."""
+    rows = np.arange(r0, r0 + window.height // grid.tile_size)
+    cols = np.arange(c0, c0 + window.width // grid.tile_size)
+    return (rows[:, None] * grid.n_cols + cols[None, :]).reshape(-1)
 
 
 def to_tiles(block: np.ndarray, tile_size: int) -> np.ndarray:

@@ -5,7 +5,7 @@ holding ``.zarray``/``.zattrs`` JSON and one uncompressed file per chunk, chunk 
 with ``/``), so no job needs the zarr package; xarray (``xarray.open_zarr``) and any Zarr
 reader open it as a georeferenced cube, and rioxarray finds its CRS.
 
-One date, written by its embedding job chunk by chunk as the strips of tiles are encoded
+One date, written by its embedding job chunk by chunk as the windows of tiles are encoded
 (``results/embeddings/<model>/<date>.zarr``)::
 
     embedding    (y, x, feature)   float32 (or float16): NaN where the tile was not embedded
@@ -268,11 +268,13 @@ def days(date: str) -> int:
 
 
 class EmbeddingWriter:
-    """One date's embeddings, written chunk by chunk as the strips of tiles arrive (in tile order).
+    """One date's embeddings, written chunk by chunk as the windows of tiles arrive, in any order.
 
-    It holds one band of chunk rows (``rows x the grid's width`` tiles) in memory: the job's memory
-    does not grow with the region's height. It sums every feature (and its square) over the valid tiles
-    as they arrive, so that the series step gets their moments without reading the embeddings again.
+    A chunk is written as soon as every valid tile in it has been put, so the writer holds only the
+    chunks the current windows have begun: with windows of whole chunks (the embedding job's), none
+    outlives its window, and the job's memory grows with neither the region's height nor its width.
+    It sums every feature (and its square) over the valid tiles as they arrive, so that the series step
+    gets their moments without reading the embeddings again.
     """
 
     def __init__(self, path: Path, grid, z_dim: int, valid: np.ndarray, dtype: str = "float32",
@@ -289,53 +291,59 @@ class EmbeddingWriter:
         self.array = ZArray.create(path / "embedding", (grid.n_rows, grid.n_cols, z_dim),
                                    (self.rows, self.cols, z_dim), self.dtype, ["y", "x", "feature"],
                                    {**dims_attrs, "long_name": "tile embedding"}, fill="NaN")
-        self.band = 0  # the chunk row being filled
-        self.buffer = np.full((self.rows * grid.n_cols, z_dim), np.nan, np.float32)
-        self.last = -1
+        # valid tiles still to come per chunk; the chunks begun, and the tiles put
+        self.todo = np.add.reduceat(np.add.reduceat(self.valid.astype(np.int64), np.arange(0, grid.n_rows, self.rows),
+                                                    axis=0), np.arange(0, grid.n_cols, self.cols), axis=1)
+        self.open: dict[tuple[int, int], np.ndarray] = {}
+        self.written = np.zeros(self.todo.shape, bool)
+        self.put_tiles = np.zeros(grid.n_tiles, bool)
         self.sums = np.zeros((2, z_dim), np.float64)  # sum of x, sum of x * x over the valid tiles put
         self.count = 0
 
     def put(self, tile_ids: np.ndarray, embeddings: np.ndarray) -> None:
-        """Embeddings (n, D) of ``tile_ids``, ascending and after every id put before."""
+        """Embeddings (n, D) of ``tile_ids``, each tile once, in any order (a tile whose chunk was already written,
+        i.e. put after every valid tile of its chunk, is refused)."""
+        tile_ids = np.asarray(tile_ids, np.int64)
         if len(tile_ids) == 0:
             return
-        if tile_ids[0] <= self.last or np.any(np.diff(tile_ids) <= 0):
-            raise ValueError("tiles must arrive in increasing tile order")
-        self.last = int(tile_ids[-1])
+        if self.put_tiles[tile_ids].any() or len(np.unique(tile_ids)) < len(tile_ids):
+            raise ValueError(f"{self.path}: a tile was put twice")
+        self.put_tiles[tile_ids] = True
         ok = self.valid.reshape(-1)[tile_ids]
         if ok.any():  # the values as stored (through the buffer's float32, then e.g. float16's rounding)
-            with np.errstate(over="ignore"):  # beyond float16's range: refused when the band is written
+            with np.errstate(over="ignore"):  # beyond float16's range: refused when the chunk is written
                 x = np.asarray(embeddings[ok], np.float32).astype(self.dtype).astype(np.float64)
             self.sums[0] += x.sum(axis=0)
             self.sums[1] += np.einsum("nd,nd->d", x, x)
             self.count += int(ok.sum())
-        band_tiles = self.rows * self.grid.n_cols
-        bands = tile_ids // band_tiles
-        for band in np.unique(bands):
-            while self.band < band:
-                self._flush()
-            sel = bands == band
-            self.buffer[tile_ids[sel] - band * band_tiles] = embeddings[sel]
+        rows, cols = np.divmod(tile_ids, self.grid.n_cols)
+        chunk_r, chunk_c = rows // self.rows, cols // self.cols
+        for cr, cc in sorted(set(zip(chunk_r.tolist(), chunk_c.tolist(), strict=True))):
+            if self.written[cr, cc]:
+                raise ValueError(f"{self.path}: a tile of chunk ({cr}, {cc}) came after the chunk was complete")
+            sel = (chunk_r == cr) & (chunk_c == cc)
+            buffer = self.open.get((cr, cc))
+            if buffer is None:
+                buffer = self.open[cr, cc] = np.full((self.rows, self.cols, self.z_dim), np.nan, np.float32)
+            buffer[rows[sel] - cr * self.rows, cols[sel] - cc * self.cols] = embeddings[sel]
+            self.todo[cr, cc] -= int(ok[sel].sum())
+            if self.todo[cr, cc] == 0:
+                self._write(cr, cc)
 
-    def _flush(self) -> None:
-        """Write the chunks of the current band that hold an embedding, and move to the next band."""
-        g = self.grid
-        n_rows = min(self.rows, g.n_rows - self.band * self.rows)
-        block = self.buffer[: n_rows * g.n_cols].reshape(n_rows, g.n_cols, self.z_dim)
+    def _write(self, cr: int, cc: int) -> None:
+        """Write one chunk (cut at the grid's edge) and forget it."""
+        g, r0, c0 = self.grid, cr * self.rows, cc * self.cols
+        block = self.open.pop((cr, cc))[: min(self.rows, g.n_rows - r0), : min(self.cols, g.n_cols - c0)]
         if self.dtype == np.float16 and np.nanmax(np.abs(block), initial=0.0) > FLOAT16_MAX:
             raise ValueError(f"{self.path}: embedding values beyond float16's range (|x| > {FLOAT16_MAX:g}); "
                              "store the embeddings as float32 (config key embed.dtype)")
-        for c in range(self.array.n_chunks(1)):
-            part = block[:, c * self.cols:(c + 1) * self.cols]
-            if not np.isnan(part).all():
-                self.array.write_chunk((self.band, c, 0), part)
-        self.buffer.fill(np.nan)
-        self.band += 1
+        self.array.write_chunk((cr, cc, 0), block)
+        self.written[cr, cc] = True
 
     def close(self) -> None:
-        """Write what is left, the validity, the moments' sums and the coordinates."""
-        while self.band < self.array.n_chunks(0):
-            self._flush()
+        """Write the chunks begun and left incomplete, the validity, the moments' sums and the coordinates."""
+        for cr, cc in sorted(self.open):
+            self._write(cr, cc)
         var = {"grid_mapping": "spatial_ref", "coordinates": "spatial_ref"}
         write_array(self.path / "valid", self.valid, ["y", "x"], chunks=(self.rows, self.cols),
                     attrs={**var, "long_name": "tile valid on the date"})

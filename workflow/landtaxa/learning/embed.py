@@ -1,13 +1,15 @@
 """Embedding every tile of one date with an encoder, in batches.
 
-The aligned raster is read in strips of tile rows (bounded memory), cut into tiles,
-scaled to [0, 1] and encoded in batches; tiles whose valid fraction is below
-``min_valid`` are not encoded. A background thread reads and prepares the next strips
-while the current one is encoded (GDAL and numpy release the interpreter lock), and on
-CUDA the batches go through pinned host memory with asynchronous copies and bf16
-autocast, so the GPU is not left waiting on the disk. Missing pixels inside a valid tile are set to the tile's
-per-band mean of valid pixels, so nodata does not read as black ground. When the GPU runs
-out of memory, the batch is halved and the same batch retried (with a warning in the log).
+The aligned raster is read in square windows of whole tiles (:func:`landtaxa.inputs.grid.windows`:
+the pixels held are a window's, whatever the region's width; the store's chunks begun hold one
+window's height of tile rows, 2 KB per tile at D = 512), cut into tiles, scaled to [0, 1] and
+encoded in batches gathered across windows; tiles whose valid fraction is below ``min_valid`` are
+not encoded. A background thread reads and prepares the next windows while the current batch is
+encoded (GDAL and numpy release the interpreter lock), and on CUDA the batches go through pinned
+host memory with asynchronous copies and bf16 autocast, so the GPU is not left waiting on the disk.
+Missing pixels inside a valid tile are set to the tile's per-band mean of valid pixels, so nodata
+does not read as black ground. When the GPU runs out of memory, the batch is halved and the same
+batch retried (with a warning in the log).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 
 from landtaxa.inputs.align import read_block
-from landtaxa.inputs.grid import Grid, strip_windows, to_tiles
+from landtaxa.inputs.grid import Grid, to_tiles, window_tile_ids, windows
 from landtaxa.learning.cube import embedding_store
 from landtaxa.learning.encoders import load_checkpoint
 from landtaxa.learning.networks import setup_torch
@@ -120,15 +122,16 @@ def embed_date(
     min_valid: float,
     batch_size: int,
     device: torch.device,
-    block_rows: int = 8,
+    window_px: int = 1024,
     compile_model: bool = False,
     dtype: str = "float32",
     date: str | None = None,
 ) -> None:
     """Embed all valid tiles of one aligned date into the Zarr store ``out_path`` (:mod:`landtaxa.learning.cube`).
 
-    Each strip's embeddings go to the store as soon as they are encoded, so the job holds one
-    band of chunks, not the whole date. ``batch_size`` 0 picks the device's default
+    Each batch's embeddings go to the store as soon as they are encoded, and a chunk is written
+    once complete, so the job holds a few windows and chunks, not the whole date. ``batch_size`` 0 picks
+    the device's default
     (:func:`default_batch_size`); ``dtype`` is the storage type (float32 or float16).
 
     ``compile_model`` runs the encoder through ``torch.compile`` (worth it on a GPU for
@@ -150,7 +153,7 @@ def embed_date(
     fill = bool(getattr(model, "fills_gaps", True))
     attrs = {"date": date} if date else {}
     with embedding_store(out_path, grid, z_dim, valid, dtype, attrs, fraction=fractions) as store:
-        for ids, tiles in prefetch(_strips(grid, aligned, valid, block_rows, fill), depth=2):
+        for ids, tiles in prefetch(_batches(_windows(grid, aligned, valid, window_px, fill), batch_size), depth=2):
             emb, batch_size = encode_adaptive(model, tiles, batch_size, device)
             store.put(ids, emb)
             done += len(tiles)
@@ -158,21 +161,36 @@ def embed_date(
             log.info("embedded %d/%d tiles (%.0f tiles/s)", done, todo, rate)
 
 
-def _strips(
-    grid: Grid, aligned: str | os.PathLike, valid: np.ndarray, block_rows: int, fill: bool = True
+def _windows(
+    grid: Grid, aligned: str | os.PathLike, valid: np.ndarray, window_px: int, fill: bool = True
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Tile ids and prepared (scaled, gap-filled) tiles of each strip holding valid tiles."""
+    """Tile ids and prepared (scaled, gap-filled) tiles of each window holding valid tiles."""
     with rasterio.open(aligned) as src:
-        for r0, win in strip_windows(grid, block_rows):
-            first = r0 * grid.n_cols
-            n_strip = (win.height // grid.tile_size) * grid.n_cols
-            keep = valid[first : first + n_strip]
+        for r0, c0, win in windows(grid, window_px):
+            ids = window_tile_ids(grid, r0, c0, win)
+            keep = valid[ids]
             if not keep.any():
                 continue
             data, mask = read_block(src, win)
             tiles = to_tiles(grid.scale(data), grid.tile_size)[keep]
             masks = to_tiles(mask[None], grid.tile_size)[keep, 0]
-            yield first + np.flatnonzero(keep), fill_invalid(tiles, masks, fill)
+            yield ids[keep], fill_invalid(tiles, masks, fill)
+
+
+def _batches(parts: Iterator[tuple[np.ndarray, np.ndarray]], size: int
+             ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The windows' (ids, tiles) gathered into runs of at least ``size`` tiles (the last one shorter), so small
+    windows still fill a batch; a window is never split."""
+    ids: list[np.ndarray] = []
+    tiles: list[np.ndarray] = []
+    for i, t in parts:
+        ids.append(i)
+        tiles.append(t)
+        if sum(map(len, ids)) >= size:
+            yield np.concatenate(ids), np.concatenate(tiles)
+            ids, tiles = [], []
+    if ids:
+        yield np.concatenate(ids), np.concatenate(tiles)
 
 
 def embed_step(*, grid: str, model: str, aligned: str, valid: str, out: str, date: str | None = None,
@@ -181,5 +199,5 @@ def embed_step(*, grid: str, model: str, aligned: str, valid: str, out: str, dat
     device = setup_torch(threads, params.device)
     encoder, _ = load_checkpoint(model, device)
     embed_date(encoder, Grid.load(grid), aligned, load_npz(valid)["fraction"], out, min_valid=params.min_valid,
-               batch_size=params.batch_size or 0, device=device, block_rows=params.block_rows,
+               batch_size=params.batch_size or 0, device=device, window_px=params.window_px,
                compile_model=params.compile, dtype=params.dtype, date=date)

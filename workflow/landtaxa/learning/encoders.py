@@ -2,8 +2,11 @@
 
 An encoder maps a batch of tiles (B, C, s, s), pixel values scaled to [0, 1], to their
 embeddings (B, D). Its :class:`EncoderSpec` says what the workflow needs to know about it:
-how to build it, its best inference batch on a CPU, whether it learns from triplets, and how
-missing pixels reach it. Adding an encoder is one :func:`register_encoder` call, plus its
+how to build it, its best inference batch on a CPU, whether it learns from triplets, how
+missing pixels reach it, and what it costs (:class:`EncoderCosts`: FLOPs, parameters and
+activations, from which the workflow estimates its jobs' time and memory; an encoder that does
+not declare them has them measured once, see :func:`encoder_costs`). Adding an encoder is one
+:func:`register_encoder` call, plus its
 name in the schema's enum for a built-in one; a user's own module registers one through the
 ``plugins`` config key. Checkpoints are saved and loaded here too: a checkpoint names its
 encoder, which the registry builds before the weights are loaded. This module imports torch only
@@ -22,6 +25,23 @@ from landtaxa.storage import atomic_path
 
 
 @dataclass(frozen=True)
+class EncoderCosts:
+    """What one tile costs the encoder, for the estimates of the jobs' time and memory (landtaxa.resources).
+
+    ``gflop_100px``: floating-point operations of one forward pass on a 100 x 100 px tile, in GFLOP
+    (2 per multiply-add; they scale with the tile's pixels). ``parameters``: weights at ``z_dim`` 512.
+    ``infer_bytes_px`` and ``train_bytes_px``: the activations' memory per input pixel of a tile, at
+    inference (a batch of the embedding) and in training (forward and backward of a triplet batch),
+    in float32 as on a CPU (bf16 autocast on a GPU holds about half).
+    """
+
+    gflop_100px: float
+    parameters: int
+    infer_bytes_px: float
+    train_bytes_px: float
+
+
+@dataclass(frozen=True)
 class EncoderSpec:
     """What the workflow needs to know about an encoder."""
 
@@ -30,9 +50,11 @@ class EncoderSpec:
     cpu_batch_size: int = 8  # its best inference batch of 100 px tiles on a CPU (see embed.default_batch_size)
     trains: bool = True  # learned from triplets; False: computed from the pixels (nothing to train)
     fills_gaps: bool = True  # missing pixels reach it as the tile's band means; False: as NaN
+    costs: EncoderCosts | None = None  # None: measured from the built network when first asked (encoder_costs)
 
 
 ENCODERS: dict[str, EncoderSpec] = {}
+_MEASURED: dict[str, EncoderCosts] = {}
 
 
 def register_encoder(spec: EncoderSpec) -> EncoderSpec:
@@ -45,6 +67,44 @@ def encoder_spec(name: str) -> EncoderSpec:
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
     return ENCODERS[name]
+
+
+def encoder_costs(name: str) -> EncoderCosts:
+    """The costs of a registered encoder: as its spec declares them, or measured once on the network
+    itself (4 bands, ``z_dim`` 512, one 100 px tile; this imports torch): FLOPs by torch's
+    ``FlopCounterMode``, the parameters counted, and the activations from the sum of every layer's
+    output, taken 2.5 times at inference and 10 times in training (the largest ratios of the built-in
+    encoders' calibrated figures to that sum: 0.7-2.4 and 2.7-10.5)."""
+    spec = encoder_spec(name)
+    if spec.costs is not None:
+        return spec.costs
+    if name not in _MEASURED:
+        _MEASURED[name] = _measure(spec)
+    return _MEASURED[name]
+
+
+def _measure(spec: EncoderSpec) -> EncoderCosts:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = spec.build(4, 512).eval()
+    outputs = [0]
+
+    def count(module: Any, inputs: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor):
+            outputs[0] += out.numel() * 4
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch.zeros(1, 4, 100, 100))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    per_px = outputs[0] / 100**2
+    return EncoderCosts(gflop_100px=counter.get_total_flops() / 1e9,
+                        parameters=sum(p.numel() for p in model.parameters()),
+                        infer_bytes_px=2.5 * per_px, train_bytes_px=10 * per_px)
 
 
 def build_encoder(name: str, in_channels: int, z_dim: int) -> Any:
@@ -76,9 +136,14 @@ def _spectral(in_channels: int, z_dim: int) -> Any:
     return SpectralStats(in_channels)
 
 
-register_encoder(EncoderSpec("tilenet", _tilenet, cpu_batch_size=8))
-register_encoder(EncoderSpec("tilenet-lite", _tilenet_lite, cpu_batch_size=64))
-register_encoder(EncoderSpec("spectral", _spectral, cpu_batch_size=1024, trains=False, fills_gaps=False))
+# Costs: FLOPs and parameters counted (FlopCounterMode, 4 bands, z_dim 512); activations calibrated on
+# the peak RSS of embedding and training jobs on the demo's 16 px tiles (tests/test_resources.py).
+register_encoder(EncoderSpec("tilenet", _tilenet, cpu_batch_size=8,
+                             costs=EncoderCosts(12.0, 21_000_000, 4_000, 16_000)))
+register_encoder(EncoderSpec("tilenet-lite", _tilenet_lite, cpu_batch_size=64,
+                             costs=EncoderCosts(0.28, 11_200_000, 700, 3_000)))
+register_encoder(EncoderSpec("spectral", _spectral, cpu_batch_size=1024, trains=False, fills_gaps=False,
+                             costs=EncoderCosts(0.001, 0, 64, 0)))
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -6,6 +6,11 @@ windowed reads), scaled to [0, 1] and kept as float16, in memory or, past
 shuffles the triplets, applies an independent random flip/90-degree rotation to every
 tile, and minimises the triplet loss with Adam. On CUDA the forward pass runs under
 bf16 autocast; on the CPU in float32.
+
+A training job keeps to its time budget (``train.max_hours``, ``refine.max_hours``): when its epochs
+and triplets would take longer at the estimated throughput of the device it runs on, it trains
+fewer epochs, then fewer triplets (:func:`landtaxa.learning.budget.fit_training`), says so in its
+log and records it in the checkpoint's metadata.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from rasterio.windows import Window
 from torch import nn
 
 from landtaxa.inputs.grid import Grid
-from landtaxa.learning.encoders import build_encoder, load_checkpoint, save_checkpoint
+from landtaxa.learning.budget import TrainingFit, device_flops, fit_training, triplet_tiles_bytes
+from landtaxa.learning.encoders import build_encoder, encoder_costs, load_checkpoint, save_checkpoint
 from landtaxa.learning.networks import setup_torch, triplet_loss
 from landtaxa.learning.triplets import cluster_triplets, geographic_triplets, triplet_budget
 from landtaxa.params import RefineParams, TrainingParams, TrainParams
@@ -42,8 +48,7 @@ def extract_triplet_tiles(
     """Read the tiles of ``triplets`` (n, 3, [date, row, col]) into an (n, 3, C, ts, ts) array."""
     ts, n_b = grid.tile_size, grid.n_bands
     shape = (len(triplets), 3, n_b, ts, ts)
-    nbytes = int(np.prod(shape)) * 2
-    if nbytes > cache_mb * 2**20:
+    if triplet_tiles_bytes(len(triplets), n_b, ts) > cache_mb * 2**20:
         fd, name = tempfile.mkstemp(suffix=".npy", dir=scratch_dir)
         os.close(fd)
         tiles = np.lib.format.open_memmap(name, mode="w+", dtype=np.float16, shape=shape)
@@ -145,15 +150,27 @@ def _fractions(paths: Sequence[str]) -> list[np.ndarray]:
     return [load_npz(p)["fraction"] for p in paths]
 
 
+def fit_budget(params: TrainingParams, encoder: str, grid: Grid, triplets: int, device: torch.device,
+               threads: int) -> TrainingFit:
+    """The triplets and epochs that fit the job's time budget on ``device`` (logged when they were cut)."""
+    flops = device_flops(device.type != "cpu", threads, params.gpu_tflops, params.cpu_gflops)
+    fit = fit_training(encoder_costs(encoder), grid.tile_size, grid.n_bands, triplets, params.epochs,
+                       params.max_hours, flops, params.section)
+    if fit.shrunk:
+        log.warning("%s", fit.note)
+    return fit
+
+
 def _fit_and_save(model: nn.Module, triplets: np.ndarray, grid: Grid, aligned: Sequence[str], out: str,
-                  params: TrainingParams, meta: dict, device: torch.device) -> None:
+                  params: TrainingParams, fit: TrainingFit, meta: dict, device: torch.device) -> None:
     tiles = extract_triplet_tiles(grid, aligned, triplets, scratch_dir_for(out), params.cache_mb)
     t0 = time.perf_counter()
     history = train_triplets(
-        model, tiles, epochs=params.epochs, batch_size=params.batch_size, lr=params.lr, betas=tuple(params.betas),
+        model, tiles, epochs=fit.epochs, batch_size=params.batch_size, lr=params.lr, betas=tuple(params.betas),
         margin=params.margin, l2=params.l2, seed=params.seed, device=device, augmentation=params.augment,
     )
-    meta.update({"loss_history": history, "train_seconds": time.perf_counter() - t0, "n_triplets": int(len(triplets))})
+    meta.update({"loss_history": history, "train_seconds": time.perf_counter() - t0, "n_triplets": int(len(triplets)),
+                 "epochs": fit.epochs, "estimated_seconds": fit.seconds, "budget": fit.note})
     save_checkpoint(out, model, meta)
     log.info("saved %s", out)
 
@@ -164,14 +181,17 @@ def train_step(*, grid: str, aligned: list[str], valid: list[str], out: str, par
     device = setup_torch(threads, params.device)
     g = Grid.load(grid)
     rng = np.random.default_rng(params.seed)
-    n = triplet_budget(params.triplets, g.n_tiles, len(valid))
-    log.info("%d geographic triplets over %d tiles and %d dates", n, g.n_tiles, len(valid))
-    triplets = geographic_triplets(g, _fractions(valid), n, params.radius or g.tile_size, params.min_valid, rng)
+    fit = fit_budget(params, params.encoder, g, triplet_budget(params.triplets, g.n_tiles, len(valid)), device,
+                     threads)
+    log.info("%d geographic triplets over %d tiles and %d dates, %d epochs (about %.0f s estimated)", fit.triplets,
+             g.n_tiles, len(valid), fit.epochs, fit.seconds)
+    triplets = geographic_triplets(g, _fractions(valid), fit.triplets, params.radius or g.tile_size,
+                                   params.min_valid, rng)
     torch.manual_seed(params.seed)
     model = build_encoder(params.encoder, g.n_bands, params.z_dim)
     meta = {"encoder": params.encoder, "in_channels": g.n_bands, "z_dim": params.z_dim,
             "tile_size": g.tile_size, "kind": "geographic", "seed": params.seed}
-    _fit_and_save(model, triplets, g, aligned, out, params, meta, device)
+    _fit_and_save(model, triplets, g, aligned, out, params, fit, meta, device)
 
 
 def refine_step(*, grid: str, parent: str, clusters: str, aligned: list[str], valid: list[str], out: str,
@@ -182,12 +202,14 @@ def refine_step(*, grid: str, parent: str, clusters: str, aligned: list[str], va
     model, meta = load_checkpoint(parent, device)
     c = load_npz(clusters)
     rng = np.random.default_rng(params.seed)
-    triplets = cluster_triplets(g, c["tile_ids"], c["labels"], _fractions(valid),
-                                triplet_budget(params.triplets, g.n_tiles, len(valid)), params.min_valid, rng)
-    log.info("sampled %d cluster-guided triplets over %d dates", len(triplets), len(valid))
+    fit = fit_budget(params, meta["encoder"], g, triplet_budget(params.triplets, g.n_tiles, len(valid)), device,
+                     threads)
+    triplets = cluster_triplets(g, c["tile_ids"], c["labels"], _fractions(valid), fit.triplets, params.min_valid, rng)
+    log.info("sampled %d cluster-guided triplets over %d dates, %d epochs (about %.0f s estimated)", len(triplets),
+             len(valid), fit.epochs, fit.seconds)
     meta = {**{k: meta[k] for k in ("encoder", "in_channels", "z_dim", "tile_size")},
             "kind": "refined", "parent": os.path.basename(parent), "seed": params.seed}
-    _fit_and_save(model, triplets, g, aligned, out, params, meta, device)
+    _fit_and_save(model, triplets, g, aligned, out, params, fit, meta, device)
 
 
 def untrained_step(*, grid: str, encoder: str, out: str) -> None:

@@ -29,14 +29,17 @@ def _save(fig, path: str | os.PathLike, dpi: int = 100) -> None:
 
 
 def tile_images(grid: Grid, aligned: Sequence[str | os.PathLike], tile_ids: Sequence[int],
-                rgb_bands: Sequence[int] | None) -> np.ndarray:
+                rgb_bands: Sequence[int] | None, size: int | None = None) -> np.ndarray:
     """(n, T, s, s, 3) images in [0, 1] of the tiles on every date.
 
     ``rgb_bands`` are 1-based positions in the grid's bands shown as red, green, blue (true
     colour); with None, or fewer than 3 bands, the first band is shown on a colour ramp.
     Pixels without data are NaN (drawn mid grey). The scaling is the grid's (the encoder's input).
+    ``size`` shrinks each tile to that side (nearest pixel) as it is read: the array is then that size.
     """
-    s = grid.tile_size
+    ts = grid.tile_size
+    s = min(size or ts, ts)
+    idx = np.floor((np.arange(s) + 0.5) * ts / s).astype(np.int64)
     out = np.full((len(tile_ids), len(aligned), s, s, 3), np.nan, np.float32)
     ramp = matplotlib.colormaps["viridis"]
     single = rgb_bands is None or grid.n_bands < 3
@@ -44,8 +47,8 @@ def tile_images(grid: Grid, aligned: Sequence[str | os.PathLike], tile_ids: Sequ
         with rasterio.open(path) as src:
             for i, tid in enumerate(tile_ids):
                 win = grid.tile_window(int(tid))
-                data = grid.scale(src.read(window=win))
-                ok = src.read_masks(1, window=win) > 0
+                data = grid.scale(src.read(window=win)[:, idx][:, :, idx])
+                ok = (src.read_masks(1, window=win) > 0)[idx][:, idx]
                 if single:
                     rgb = ramp(data[0])[..., :3]
                 else:

@@ -10,8 +10,10 @@ factor without smoothing, so tiles stay crisp squares in the colour table's exac
 
 Images of every tile on every date would make a large region's page heavy, so thumbnails are
 given for a subset of tiles only (``thumb_tile_ids``, e.g. the representatives of each cluster or
-a random sample); the kind over time is shown for every tile, and the tiles with images can be
-marked on the map. The HTML, CSS and script live in ``viewer_template.html`` beside this module.
+a random sample), within a budget of pixels (:mod:`landtaxa.products.page`: smaller thumbnails,
+then fewer tiles, so the page stays below :func:`~landtaxa.products.page.page_bytes`); the kind
+over time is shown for every tile, and the tiles with images can be marked on the map. The HTML,
+CSS and script live in ``viewer_template.html`` beside this module.
 """
 
 from __future__ import annotations
@@ -35,11 +37,10 @@ from landtaxa.params import ViewerParams
 from landtaxa.products.analysis import subsample
 from landtaxa.products.evolution import class_names, read_kinds
 from landtaxa.products.figures import tile_images
+from landtaxa.products.page import ATLAS_MAX_WIDTH, MAX_THUMB, thumb_layout
 from landtaxa.products.rasters import NODATA, label_image, pca_colours
 from landtaxa.products.styles import colour_hex
 from landtaxa.storage import atomic_path, get_logger, load_npz
-
-ATLAS_MAX_WIDTH = 4096  # px: wide enough for a row of 64 dates at 64 px, within every browser's limits
 
 
 def _b64(data: bytes) -> str:
@@ -87,7 +88,7 @@ def stretch_thumbnails(images: np.ndarray, gain: float = 2.5, gamma: float = 0.8
     return np.round(255 * out).astype(np.uint8)
 
 
-def thumbnail_atlas(images: np.ndarray, thumb_px: int = 64) -> tuple[bytes, dict]:
+def thumbnail_atlas(images: np.ndarray, thumb_px: int = MAX_THUMB) -> tuple[bytes, dict]:
     """Pack (n, T, s, s, 3) tile images into one PNG: slot ``i * T + t`` holds tile i on date t.
 
     Tiles larger than ``thumb_px`` are resampled (nearest pixel) to ``thumb_px``. Slots run left to
@@ -111,7 +112,7 @@ def thumbnail_atlas(images: np.ndarray, thumb_px: int = 64) -> tuple[bytes, dict
 def viewer_data(grid: Grid, tile_ids: np.ndarray, labels: np.ndarray, kind: np.ndarray, colours: np.ndarray,
                 dates: Sequence[str], class_labels: Sequence[str], thumbnails: np.ndarray | None = None,
                 thumb_tile_ids: np.ndarray | None = None, title: str = "landtaxa", subtitle: str | None = None,
-                thumb_px: int = 64) -> dict:
+                thumb_px: int = MAX_THUMB) -> dict:
     """The data the page shows, as a JSON-ready dict (see :func:`write_viewer` for the arguments)."""
     tile_ids = np.asarray(tile_ids, np.int64)
     kind = np.asarray(kind)
@@ -163,7 +164,7 @@ def write_viewer(out_html: str | os.PathLike, grid: Grid, tile_ids: np.ndarray, 
                  kind: np.ndarray, colours: np.ndarray, dates: Sequence[str], class_labels: Sequence[str],
                  thumbnails: np.ndarray | None = None, thumb_tile_ids: np.ndarray | None = None,
                  title: str = "landtaxa: land taxonomy viewer", subtitle: str | None = None,
-                 thumb_px: int = 64) -> Path:
+                 thumb_px: int = MAX_THUMB) -> Path:
     """Write the offline viewer page; return its path.
 
     ``tile_ids`` (N,) the clustered tiles, ``labels`` (N,) their clusters, ``kind`` (N, T) their kind
@@ -187,7 +188,9 @@ def viewer_step(*, grid: str, clusters: str, kinds: str, representatives: str, a
     """``results/viewer/index.html``: the map of one model with its kinds by date, legend and tiles' images.
 
     Images are shown for the representatives of every cluster and up to ``analysis.viewer_tiles``
-    more tiles drawn with the seed (read from the aligned dates); every tile shows its kinds.
+    more tiles drawn with the seed (read from the aligned dates, each shrunk as it is read), within the
+    page's thumbnail budget (:func:`landtaxa.products.page.thumb_layout`: the representatives first);
+    every tile shows its kinds.
     """
     import pandas as pd
 
@@ -199,10 +202,15 @@ def viewer_step(*, grid: str, clusters: str, kinds: str, representatives: str, a
         raise ValueError(f"{len(aligned)} aligned images for the {len(dates)} dates of {kinds}")
     k = len(c["centroids"])
     shown = pd.read_csv(representatives)["tile_id"].to_numpy()
-    extra = tile_ids[subsample(len(tile_ids), params.viewer_tiles, params.seed)]
-    shown = np.unique(np.concatenate([shown, extra])) if params.viewer_tiles else np.unique(shown)
+    if params.viewer_tiles:
+        shown = np.concatenate([shown, tile_ids[subsample(len(tile_ids), params.viewer_tiles, params.seed)]])
+    shown = pd.unique(shown)  # the representatives first
+    side, kept = thumb_layout(len(shown), len(dates), g.tile_size)
+    shown = np.sort(shown[:kept])
     rgb = params.rgb_bands if params.rgb_bands and g.n_bands >= 3 and max(params.rgb_bands) <= g.n_bands else None
     write_viewer(out, g, tile_ids, labels, kind, pca_colours(c["centroids"]), dates,
-                 class_names(g, tile_ids, labels, k, kind, dates), thumbnails=tile_images(g, aligned, shown, rgb),
-                 thumb_tile_ids=shown, title=f"landtaxa: {model} model, K={k}")
-    get_logger().info("viewer: %d tiles, images of %d on %d dates", len(tile_ids), len(shown), len(dates))
+                 class_names(g, tile_ids, labels, k, kind, dates),
+                 thumbnails=tile_images(g, aligned, shown, rgb, size=side), thumb_tile_ids=shown,
+                 title=f"landtaxa: {model} model, K={k}", thumb_px=side)
+    get_logger().info("viewer: %d tiles, images of %d on %d dates at %d px; %.1f MB", len(tile_ids), len(shown),
+                      len(dates), side, os.path.getsize(out) / 2**20)
