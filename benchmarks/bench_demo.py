@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -48,11 +49,14 @@ def stage_table(workdir: Path) -> dict[str, dict]:
 
 
 class JobPeaks:
-    """Peak RSS (VmHWM, MB) of every ``python -m landtaxa <step>`` process while it lives, polled from /proc."""
+    """Peak RSS (VmHWM, MB) of every ``python -m landtaxa <step>`` process while it lives, polled from /proc, with
+    its arguments and the times it was first and last seen (its run time, to the polling interval); with ``cwd``,
+    only the processes working in that folder (one run's jobs, not another run's on the same machine)."""
 
-    def __init__(self, interval: float = 0.05) -> None:
+    def __init__(self, interval: float = 0.05, cwd: Path | None = None) -> None:
         self.interval = interval
-        self.peaks: dict[int, tuple[str, str, float]] = {}  # pid -> (step, its --out argument, peak MB)
+        self.cwd = None if cwd is None else Path(cwd).resolve()
+        self.jobs: dict[int, dict] = {}  # pid -> step, args, peak_mb, first, last (time.time())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -77,14 +81,27 @@ class JobPeaks:
             if b"landtaxa" not in args or b"-m" not in args:
                 return
             step = args[args.index(b"landtaxa") + 1].decode()
-            out = next((args[i + 1].decode() for i, a in enumerate(args[:-1]) if a.startswith(b"--out")
-                        or a in (b"--tif", b"--json")), "")
+            if self.cwd is not None and Path(os.readlink(entry / "cwd")) != self.cwd:
+                return
             kb = next(int(line.split()[1]) for line in (entry / "status").read_text().splitlines()
                       if line.startswith("VmHWM:"))
         except (OSError, ValueError, StopIteration, IndexError):
             return
-        old = self.peaks.get(pid, (step, out, 0.0))
-        self.peaks[pid] = (step, out, max(old[2], kb / 1024))
+        now = time.time()
+        job = self.jobs.setdefault(pid, {"step": step, "args": [a.decode() for a in args if a], "peak_mb": 0.0,
+                                         "first": now})
+        job["peak_mb"], job["last"] = max(job["peak_mb"], kb / 1024), now
+
+    @property
+    def peaks(self) -> dict[int, tuple[str, str, float]]:
+        """pid -> (step, its output argument, peak MB)."""
+        out = {}
+        for pid, job in self.jobs.items():
+            args = job["args"]
+            target = next((args[i + 1] for i, a in enumerate(args[:-1]) if a.startswith("--out") or a in
+                           ("--tif", "--json")), "")
+            out[pid] = (job["step"], target, job["peak_mb"])
+        return out
 
     def by_step(self) -> dict[str, dict]:
         steps: dict[str, dict] = {}
@@ -114,7 +131,7 @@ def main() -> None:
         if args.config:
             cmd += ["--config", *args.config]
         t0 = time.perf_counter()
-        with JobPeaks() as peaks:
+        with JobPeaks(cwd=workdir) as peaks:
             subprocess.run(cmd, check=True)
         wall = time.perf_counter() - t0
         polled = peaks.by_step()

@@ -15,8 +15,8 @@ import pytest
 
 from landtaxa.clustering.series import save_series
 from landtaxa.inputs.grid import Grid
-from landtaxa.plan import RunPlan
 from landtaxa.params import STEP_PARAMS, schema_defaults
+from landtaxa.plan import RunPlan
 from landtaxa.resources import MB, RULES, SAFETY, Sizes, job_needs, job_resources
 
 PACKAGE = str(Path(__file__).resolve().parents[1] / "workflow")

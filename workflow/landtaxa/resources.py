@@ -41,7 +41,7 @@ from landtaxa.learning.cube import CHUNK_BYTES, chunk_tiles
 from landtaxa.learning.encoders import ENCODERS, EncoderCosts, encoder_costs
 from landtaxa.learning.triplets import triplet_budget
 from landtaxa.params import STEP_PARAMS, ComputeParams, StepParams, schema_defaults
-from landtaxa.products.page import THUMB_PIXELS, page_bytes
+from landtaxa.products.page import FIGURE_PX, THUMB_PIXELS, page_bytes
 
 MB = 1 << 20
 SAFETY = 1.5  # requested memory = estimate x SAFETY (x the attempt)
@@ -260,9 +260,9 @@ def _silhouette(s: Sizes) -> tuple[int, float]:
 
 
 def _kinds_table(s: Sizes) -> int:
-    """Reading the evolution's tiles x dates table (landtaxa.products.evolution.read_kinds): the (N, T) kinds and
-    one row group of 65,536 tiles."""
-    return s.n_tiles * s.n_dates * 8 + 65_536 * s.n_dates * 200
+    """Reading the evolution's tiles x dates table (landtaxa.products.evolution.read_kinds): the (N, T) kinds (int16),
+    their uses a date at a time, and one row group of 65,536 tiles."""
+    return s.n_tiles * s.n_dates * 2 + s.n_tiles * 16 + 65_536 * s.n_dates * 200
 
 
 def _map_picture(s: Sizes) -> int:
@@ -456,8 +456,12 @@ def _evolution(job: Job) -> Needs:
     s = job.sizes
     n, t = s.n_tiles, s.n_dates
     blocks, index = _series_reading(s)
-    memory = (BASE["report"] + blocks + index + n * t * 8 * 6 + 65_536 * t * 200 + 1024 * s.k * s.z_dim * 4 * 2
-              + 65_536 * t * s.k * 4 + t * n * 6 + t * _map_picture(s))
+    # the (N, T) nearest clusters and kinds (int16), the change flags and map (bytes), the kinds' GeoTIFF stack
+    # (its copy in memory and the COG's), the Parquet table's row groups of 65,536 tiles, the lasting changes'
+    # (tiles, T, K) flags by groups of as many tiles, and the figure's maps of at most FIGURE_PX on a side
+    figure = t * min(n, FIGURE_PX**2) * 64
+    memory = (BASE["report"] + blocks + index + n * t * 16 + 65_536 * t * (200 + 3 * s.k) + figure
+              + 1024 * s.k * s.z_dim * 4 * 2 + 2 * _map_picture(s))
     seconds = n * s.features * (s.store_itemsize / READ_BPS + 4 * s.k / FLOPS) + n * t * 100 / WRITE_BPS + 30 * t + 60
     return Needs(memory, seconds, n * t * 20 + t * n * 2 + 10 * MB)
 

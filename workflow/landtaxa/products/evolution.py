@@ -31,11 +31,13 @@ from landtaxa.clustering.series import Series, as_series
 from landtaxa.inputs.grid import Grid, tile_areas_km2
 from landtaxa.params import EvolutionParams
 from landtaxa.products import figures
+from landtaxa.products.page import FIGURE_PX
 from landtaxa.products.rasters import NODATA, label_image, pca_colours, write_change_map, write_cluster_map
 from landtaxa.products.styles import class_labels, write_kinds_stack, write_map_styles
 from landtaxa.storage import atomic_path, get_logger, load_npz, write_json
 
 log = get_logger()
+LABEL = np.int16  # a cluster or kind per tile and date: the maps hold them in a byte (255 = no tile)
 
 
 def closer_counts(x_t: np.ndarray, c_t: np.ndarray, labels: np.ndarray, chunk: int = 1024) -> np.ndarray:
@@ -91,7 +93,7 @@ def date_groups(x_t: np.ndarray, c_t: np.ndarray, labels: np.ndarray, merge_over
 def per_date_labels(
     series, centroids: np.ndarray, labels: np.ndarray, merge_overlap: float = 0.25
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(N, T) nearest-slice cluster and (N, T) kind of every tile on every date (module docstring).
+    """(N, T) nearest-slice cluster and (N, T) kind of every tile on every date (module docstring), as int16.
 
     ``series`` is an (N, T, D) array or a series on disk, read once, block by block.
     """
@@ -99,7 +101,7 @@ def per_date_labels(
     n, t = src.n, src.shape[1]
     k = len(centroids)
     cen = np.asarray(centroids, np.float32)
-    nearest = np.empty((n, t), np.int64)
+    nearest = np.empty((n, t), LABEL)
     closer = np.zeros((t, k, k), np.int64)
     for positions, block in src.blocks():
         lab = labels[positions]
@@ -109,7 +111,7 @@ def per_date_labels(
                 nearest[positions[start:start + len(dist)], d] = np.argmin(dist, axis=1)
             closer[d] += closer_counts(x, cen[:, d], lab)
     sizes = np.bincount(labels, minlength=k)
-    kind = np.empty((n, t), np.int64)
+    kind = np.empty((n, t), LABEL)
     for d in range(t):
         group = groups_of(closer[d], sizes, merge_overlap)
         kind[:, d] = group[nearest[:, d]]
@@ -162,7 +164,7 @@ def class_names(grid, tile_ids: np.ndarray, labels: np.ndarray, k: int, kind: np
 
 
 def read_kinds(labels_path: str, tile_ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """The (N, T) kind of ``tile_ids`` on every date, and the dates, from the evolution's Parquet table.
+    """The (N, T) kind (int16) of ``tile_ids`` on every date, and the dates, from the evolution's Parquet table.
 
     Read row group by row group (the table is written in groups of 65,536 tiles), each group's rows
     put straight into the (N, T) result: besides that array, the memory is one group, whatever the
@@ -180,7 +182,7 @@ def read_kinds(labels_path: str, tile_ids: np.ndarray) -> tuple[np.ndarray, list
         names.update(str(d) for d in pc.unique(table.read_row_group(g, columns=["date"])["date"]).to_pylist())
     dates = sorted(names)
     position = {d: i for i, d in enumerate(dates)}
-    kinds = np.full((len(wanted), len(dates)), -1, np.int64)
+    kinds = np.full((len(wanted), len(dates)), -1, LABEL)
     for g in range(table.num_row_groups):
         group = table.read_row_group(g, columns=["tile_id", "date", "kind"])
         encoded = pc.dictionary_encode(group["date"].combine_chunks())
@@ -215,7 +217,7 @@ def write_labels_table(path: str, grid, tile_ids: np.ndarray, labels: np.ndarray
         return pd.DataFrame({
             "tile_id": np.repeat(ids, n_t), "row": np.repeat(rows[s], n_t), "col": np.repeat(cols[s], n_t),
             "date": np.tile(np.asarray(dates), len(ids)), "cluster": np.repeat(labels[s], n_t),
-            "nearest": nearest[s].reshape(-1), "kind": kind[s].reshape(-1)})
+            "nearest": nearest[s].reshape(-1).astype(np.int64), "kind": kind[s].reshape(-1).astype(np.int64)})
 
     first = pa.Table.from_pandas(frame(slice(0, 0)), preserve_index=False)
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, first.schema) as writer:
@@ -241,7 +243,9 @@ def write_evolution(grid, tile_ids: np.ndarray, series, labels: np.ndarray, cent
     k, n_t = len(centroids), len(dates)
     colours = pca_colours(centroids)
     cluster, kind = per_date_labels(series, centroids, labels, merge_overlap)
-    maps = np.stack([label_image(grid, tile_ids, kind[:, t]) for t in range(n_t)])
+    # the figure's maps, every few tiles where the region is larger than the figure draws it
+    step = max(1, -(-max(grid.n_rows, grid.n_cols) // FIGURE_PX))
+    maps = np.stack([label_image(grid, tile_ids, kind[:, t])[::step, ::step] for t in range(n_t)])
     names = class_names(grid, tile_ids, labels, k, kind, dates)
     for t, date in enumerate(dates):
         write_cluster_map(grid, tile_ids, kind[:, t], colours, f"{out_dir}/{date}.tif")
@@ -263,8 +267,9 @@ def write_evolution(grid, tile_ids: np.ndarray, series, labels: np.ndarray, cent
     change = change.reshape(n_t, grid.n_rows, grid.n_cols)
     write_change_map(grid, change, names, f"{out_dir}/change.tif")
     name = f"{model} model, K={k}"
-    figures.plot_evolution(maps, change, colours, dates, f"kind of every tile on each date: {name}",
-                           f"{out_dir}/evolution.png")
+    counts = [(int((change[t] == 1).sum()), int((change[0] == t).sum())) for t in range(n_t)]
+    figures.plot_evolution(maps, change[:, ::step, ::step], colours, dates, f"kind of every tile on each date: {name}"
+                           + (f" (every {step}th tile shown)" if step > 1 else ""), f"{out_dir}/evolution.png", counts)
     figures.plot_transitions(trans, colours, dates, f"date-to-date transitions: {name}", f"{out_dir}/transitions.png")
     summary = {"dates": dates, "merge_overlap": merge_overlap,
                "changed_tiles": changed.sum(0).tolist(), "lasting_changes": lasting.sum(0).tolist(),

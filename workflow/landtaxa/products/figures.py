@@ -265,10 +265,11 @@ def plot_k_choice(table: list[dict], best: int, title: str, out_png: str | os.Pa
 
 
 def plot_evolution(maps: np.ndarray, change: np.ndarray, colours: np.ndarray, dates: Sequence[str], title: str,
-                   out_png: str | os.PathLike) -> None:
+                   out_png: str | os.PathLike, counts: Sequence[tuple[int, int]] | None = None) -> None:
     """Top row: the kind of every tile on each date. Bottom row: tiles whose kind changed since the
     date before (orange), and those among them whose change lasts (dark red). ``change`` is the
-    change map's bands: first lasting-change date index, then one 0/1 band per pair of dates."""
+    change map's bands: first lasting-change date index, then one 0/1 band per pair of dates.
+    ``counts`` (changed, lasting) per date, when the maps show only every few tiles (default: counted on them)."""
     n_t = len(dates)
     fig, axes = plt.subplots(2, n_t, figsize=(1.9 * n_t, 4.5), squeeze=False)
     for t in range(n_t):
@@ -283,7 +284,8 @@ def plot_evolution(maps: np.ndarray, change: np.ndarray, colours: np.ndarray, da
         rgb[any_change] = (1.0, 0.6, 0.1)
         rgb[lasting] = (0.6, 0.0, 0.0)
         axes[1, t].imshow(rgb, interpolation="nearest")
-        axes[1, t].set_title(f"changed {int(any_change.sum())}, lasting {int(lasting.sum())}", fontsize=7)
+        changed, lasts = counts[t] if counts is not None else (int(any_change.sum()), int(lasting.sum()))
+        axes[1, t].set_title(f"changed {changed}, lasting {lasts}", fontsize=7)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])

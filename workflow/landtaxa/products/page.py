@@ -1,4 +1,4 @@
-"""How large the offline viewer page may grow: its thumbnails' budget, and its bytes at worst.
+"""How large the products that must stay small may grow: the offline viewer page, the evolution figure.
 
 The page (:mod:`landtaxa.products.viewer`) holds the map of every tile on every date, one byte per tile
 and map, compressed, and thumbnails of a few tiles on every date in one PNG atlas. The maps are the
@@ -6,6 +6,7 @@ whole region by design; the thumbnails are what would grow without bound with ti
 pixels, so their pixels are capped at :data:`THUMB_PIXELS`: each thumbnail shrinks (down to
 :data:`MIN_THUMB` px) and, past that, fewer tiles get one. :func:`page_bytes` bounds the page from the
 run's sizes, before it is made, for the plan's disk and memory estimates; it imports nothing heavy.
+The evolution figure draws each date's map at most :data:`FIGURE_PX` on a side (every few tiles beyond).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ THUMB_PIXELS = 8_000_000  # pixels of every thumbnail together (24 MB as 8-bit R
 MAX_THUMB = 64  # px: a thumbnail's side at most (a tile's, when smaller)
 MIN_THUMB = 8  # px: below this a thumbnail shows nothing; fewer tiles get one instead
 ATLAS_MAX_WIDTH = 4096  # px of the thumbnails' atlas: within every browser's limits
+FIGURE_PX = 400  # px: the evolution figure's map of a date at most (its panels are about 190 px wide at 100 dpi)
 TEMPLATE_BYTES = 64 * 1024  # the page's HTML, CSS and script, and its small JSON fields
 
 
