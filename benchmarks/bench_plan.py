@@ -5,14 +5,18 @@ it (one source stretched over the whole region), so nothing region-sized is writ
 are read. Then plans each region as a user would, ``snakemake -n --profile workflow/profiles/slurm``
 with the defaults (tile_size 100, the paper's TileNet), and reads every job's requests from the dry
 run's output: the largest ``mem_mb`` (host), ``gpu_mem_mb`` and ``runtime`` per rule. With
-``--baseline REV`` (default: the commit before this benchmark's changes, if given as a git revision)
-the same plans are made with that revision of the code (``git archive``), and both are printed side
-by side. Also prints each plan's wall time, the viewer page's bound and the lines the run prints
+``--baseline REV`` the same plans are made with that revision of the code (``git archive``), and
+both are printed side by side. Also prints each plan's wall time and the lines the run prints
 before it starts; writes benchmarks/out/plan.json.
+
+With ``--viewer``, the viewer step itself runs on each region, as the workflow runs it: the grid, a
+clustering of every tile with smooth clusters, the kinds table of every tile on every date (written
+as the evolution step writes it) and the virtual dates as the aligned mosaics; its peak RSS (VmHWM) and
+the page's size are printed next to the estimates (the request, and the bound the disk check uses).
 
     python benchmarks/bench_plan.py                      # the paper's setting and a country
     python benchmarks/bench_plan.py --baseline fefb851   # and the same plans with that commit's code
-    python benchmarks/bench_plan.py --regions paper      # one of them
+    python benchmarks/bench_plan.py --regions paper --viewer
 """
 
 from __future__ import annotations
@@ -113,6 +117,64 @@ def _env(code: Path) -> dict:
     return {**os.environ, "PYTHONPATH": str(code / "workflow")}
 
 
+MEASURED = """
+import atexit, os, sys
+def peak():
+    with open("/proc/self/status") as status:
+        kb = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(os.environ["PEAK_FILE"], "w") as out:
+        out.write(kb)
+atexit.register(peak)
+from landtaxa.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def viewer_case(folder: Path, side: int, dates: int, k: int = 9) -> dict:
+    """Run the viewer step on a region of ``side`` px in 100 px tiles over ``dates`` virtual dates (the sheet of
+    :func:`virtual_region` in ``folder``): its peak RSS and page size, beside the estimates."""
+    import os
+
+    import pandas as pd
+
+    from landtaxa.inputs.grid import Grid
+    from landtaxa.params import ViewerParams
+    from landtaxa.products.evolution import write_labels_table
+    from landtaxa.resources import MB, Sizes, job_needs
+    from landtaxa.storage import save_npz
+
+    grid = Grid(crs=rasterio.crs.CRS.from_epsg(32630).to_wkt(), transform=(10.0, 0.0, 400000.0, 0.0, -10.0, 4800000.0),
+                width=side, height=side, tile_size=100, bands=[1, 2, 3, 4], dtype="uint16", scale_min=[0.0] * 4,
+                scale_max=[4000.0] * 4)
+    grid.save(folder / "grid.json")
+    n = grid.n_tiles
+    rng = np.random.default_rng(0)
+    rows, cols = np.divmod(np.arange(n), grid.n_cols)
+    labels = (rows // 15 * 7 + cols // 15 * 3) % k  # patches of 15 x 15 tiles, then 10% of the tiles elsewhere
+    labels = np.where(rng.uniform(size=n) < 0.1, rng.integers(0, k, n), labels)
+    kind = np.repeat(labels[:, None], dates, axis=1).astype(np.int16)
+    for t in range(1, dates):  # 2% of the tiles change kind on each date, and keep it
+        moved = rng.uniform(size=n) < 0.02
+        kind[moved, t:] = rng.integers(0, k, (int(moved.sum()), 1))
+    names = sorted(line.split("\t")[0] for line in (folder / "images.tsv").read_text().splitlines()[1:])
+    save_npz(folder / "k.npz", tile_ids=np.arange(n), labels=labels, centroids=rng.normal(0, 1, (k, 16)))
+    write_labels_table(str(folder / "labels.parquet"), grid, np.arange(n), labels, kind, kind, names)
+    pd.DataFrame({"tile_id": rng.choice(n, 3 * k, replace=False)}).to_csv(folder / "representatives.csv", index=False)
+    aligned = [str(folder / f"{d}.vrt") for d in names]
+    args = ["viewer", "--grid", str(folder / "grid.json"), "--clusters", str(folder / "k.npz"), "--kinds",
+            str(folder / "labels.parquet"), "--representatives", str(folder / "representatives.csv"), "--aligned",
+            *aligned, "--model", "geo", "--out", str(folder / "index.html")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "workflow"), "PEAK_FILE": str(folder / "peak.txt")}
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", MEASURED, *args], env=env, check=True, stderr=subprocess.DEVNULL)
+    seconds = time.perf_counter() - t0
+    sizes = Sizes(n_tiles=n, n_dates=dates, z_dim=512, n_bands=4, tile_size=100, width=side, height=side, k=k)
+    needs = job_needs("viewer", sizes, ViewerParams.from_json("{}"))
+    return {"peak_mb": int((folder / "peak.txt").read_text()) / 1024, "estimate_mb": needs.host / MB,
+            "page_mb": (folder / "index.html").stat().st_size / MB, "page_bound_mb": needs.disk / MB,
+            "seconds": seconds}
+
+
 def checkout(rev: str, folder: Path) -> Path:
     """The code of git revision ``rev``, unpacked under ``folder``."""
     folder.mkdir(parents=True)
@@ -133,6 +195,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--regions", nargs="+", default=list(REGIONS), choices=list(REGIONS))
     p.add_argument("--baseline", help="a git revision whose code is planned too (before)")
+    p.add_argument("--viewer", action="store_true", help="run the viewer step on each region too")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT / "workflow"))
     from landtaxa.products.page import page_bytes
@@ -154,6 +217,9 @@ def main() -> None:
                 print(f"{name} ({label}): planned in {seconds:.0f} s" + (f"; FAILED:\n{failed}" if failed else ""),
                       flush=True)
             results[name]["viewer_page_bound_mb"] = page_bytes(results[name]["tiles"], dates, 230, 100) / 2**20
+            if args.viewer:
+                results[name]["viewer"] = viewer_case(overlay.parent, side, dates)
+                print(f"{name}: viewer {results[name]['viewer']}", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "plan.json").write_text(json.dumps(results, indent=2) + "\n")
     for name, res in results.items():
@@ -176,6 +242,11 @@ def main() -> None:
                   f"{res[labels[-1]]['seconds']:.0f} s; the viewer page at most {res['viewer_page_bound_mb']:.0f} MB")
         for line in res[labels[-1]]["said"]:
             print("  " + line)
+        if "viewer" in res:
+            v = res["viewer"]
+            print(f"viewer step run: peak {v['peak_mb']:,.0f} MB (estimate {v['estimate_mb']:,.0f} MB before the "
+                  f"safety factor), page {v['page_mb']:.1f} MB (bound {v['page_bound_mb']:.1f} MB), "
+                  f"{v['seconds']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,10 @@ CONFIG = yaml.safe_load((SCHEMA.parents[2] / "config" / "config.yaml").read_text
     ({"images": {"stac_api": "https://x", "colections": ["a"]}}, "config key images: unknown key(s) colections;"),
     ({"images": {"collections": ["a"]}}, "config key images: 'stac_api' is a required property"),
     ({"http_headers": {"Authorization": 3}}, "config key http_headers.Authorization: 3 is not of type 'string'"),
+    ({"block_rows": 8}, "unknown key(s) block_rows; valid keys: images,"),
+    ({"block_rows": 8}, "; block_rows is now window_px (square windows, their side in pixels"),
+    ({"compute": {"gpu": "maybe"}}, "config key compute.gpu: 'maybe' is not one of ['auto', True, False]"),
+    ({"train": {"max_hours": 0}}, "config key train.max_hours: 0 is less than or equal to the minimum of 0"),
 ])
 def test_a_bad_config_is_one_line_naming_the_key(change: dict, message: str) -> None:
     config = {**copy.deepcopy(CONFIG), **change}

@@ -127,3 +127,31 @@ def test_load_checkpoint_rejects_garbage(tmp_path) -> None:
     path.write_bytes(b"this is not a torch file")
     with pytest.raises(ValueError, match=re.escape(str(path))):
         load_checkpoint(path)
+
+
+def test_an_encoder_without_costs_has_them_measured(tmp_path) -> None:
+    """A plugin encoder that declares no costs is not estimated as TileNet: its own network is measured."""
+    import torch
+
+    from landtaxa.learning.encoders import ENCODERS, EncoderSpec, encoder_costs, register_encoder
+    from landtaxa.resources import Compute, Sizes, job_needs
+
+    def build(in_channels: int, z_dim: int):
+        net = torch.nn.Sequential(torch.nn.Conv2d(in_channels, 8, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1),
+                                  torch.nn.Flatten(), torch.nn.Linear(8, z_dim))
+        net.z_dim = z_dim
+        return net
+
+    register_encoder(EncoderSpec("tiny-plugin", build))
+    try:
+        costs = encoder_costs("tiny-plugin")
+        # one 3x3 convolution, 4 -> 8 channels, on 100 x 100 px: 2 x 9 x 4 x 8 x 10,000 FLOPs, and the linear head
+        assert costs.gflop_100px == pytest.approx((2 * 9 * 4 * 8 * 100**2 + 2 * 8 * 512) / 1e9)
+        assert costs.parameters == 4 * 8 * 9 + 8 + 8 * 512 + 512
+        assert costs.infer_bytes_px > 8 * 4 and costs.train_bytes_px > costs.infer_bytes_px
+        assert encoder_costs("tilenet") is ENCODERS["tilenet"].costs  # declared: used as they are
+        sizes = Sizes(n_tiles=10_000, n_dates=10, z_dim=512, n_bands=4, tile_size=100, width=10_000, height=10_000)
+        mine, tilenet = (job_needs("embed", sizes, encoder=e, compute=Compute()) for e in ("tiny-plugin", "tilenet"))
+        assert mine.seconds < tilenet.seconds / 10 and mine.host < tilenet.host
+    finally:
+        del ENCODERS["tiny-plugin"]

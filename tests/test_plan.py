@@ -158,3 +158,33 @@ def test_a_second_seed_trains_the_chain_again(tmp_path: Path) -> None:
         assert json.loads(plan.params(step, model))["seed"] == 7
     assert json.loads(plan.params("clusters", "refined"))["seed"] == 0
     assert plan_of(tmp_path).checks == {}
+
+
+def test_a_cpu_run_is_told_how_long_it_takes_and_what_to_change(tmp_path: Path) -> None:
+    """The paper's region (22,000 px, 100 px tiles, 20 dates, TileNet) planned for this CPU: weeks of work, said
+    before any job runs, with what to change; the same on a cluster gets GPU estimates and no such line."""
+    paper = {"demo__size": 22_000, "demo__n_dates": 20, "demo__encoder": "tilenet", "tile_size": 100}
+    plan = plan_of(tmp_path, **paper, compute__gpu="auto")
+    plan.cores = 8
+    said = " | ".join(plan.time_outlook())
+    assert "without a GPU, training and refining will take about" in said and "on this CPU (tilenet" in said
+    assert "that is long: use the lighter encoder (encoder.name: tilenet-lite" in said
+    # the training budget (train.max_hours) cut the epochs or the triplets: said, with the numbers
+    assert "train: train.max_hours 8: 3 epochs of 100,000 triplets would take about" in said
+    assert plan.resources("train")["runtime"] <= 24 * 60  # within compute.max_hours
+    cluster = plan_of(tmp_path, **paper, compute__gpu="auto")
+    cluster.cluster = True
+    assert cluster.gpu and not any("without a GPU" in line for line in cluster.time_outlook())
+    cpu, gpu = plan.resources("embed", {"model": "geo"}), cluster.resources("embed", {"model": "geo"})
+    assert gpu["gpu_mem_mb"] > 0 == cpu["gpu_mem_mb"] and gpu["runtime"] < cpu["runtime"]
+    small = plan_of(tmp_path)  # the demo: minutes on any CPU, nothing to change
+    small.cores = 2
+    assert not any("that is long" in line for line in small.time_outlook())
+
+
+def test_compute_gpu_decides_where_the_gpu_rules_run(tmp_path: Path) -> None:
+    assert plan_of(tmp_path, compute__gpu=True).compute("embed").gpu
+    assert not plan_of(tmp_path, compute__gpu=False, device="cuda").compute("embed").gpu
+    plan = plan_of(tmp_path, compute__gpu="auto", device="cpu")
+    plan.cluster = True
+    assert plan.compute("train").gpu and not plan.compute("embed_baseline").gpu and not plan.compute("clusters").gpu

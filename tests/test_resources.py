@@ -17,7 +17,7 @@ from landtaxa.clustering.series import save_series
 from landtaxa.inputs.grid import Grid
 from landtaxa.params import STEP_PARAMS, schema_defaults
 from landtaxa.plan import RunPlan
-from landtaxa.resources import MB, RULES, SAFETY, Sizes, job_needs, job_resources
+from landtaxa.resources import MB, RULES, SAFETY, TIME_SAFETY, Compute, Sizes, gpu_rules, job_needs, job_resources
 
 PACKAGE = str(Path(__file__).resolve().parents[1] / "workflow")
 T, D, K = 4, 32, 6
@@ -238,3 +238,52 @@ def test_the_plan_asks_for_every_rule(tmp_path: Path) -> None:
     assert plan.sizes("spectral").z_dim == 8 and plan.sizes("geo").z_dim == 512
     assert plan.resources("embed", {"model": "geo"}, attempt=2)["mem_mb"] == 2 * plan.resources(
         "embed", {"model": "geo"})["mem_mb"]
+
+
+PAPER = Sizes(n_tiles=48_400, n_dates=20, z_dim=512, n_bands=4, tile_size=100, width=22_000, height=22_000, k=9)
+COUNTRY = Sizes(n_tiles=1_000_000, n_dates=50, z_dim=512, n_bands=4, tile_size=100, width=100_000, height=100_000,
+                k=9)
+
+
+@pytest.mark.parametrize(("sizes", "hours"), [(PAPER, 24), (COUNTRY, 48)], ids=["paper", "country"])
+def test_every_job_fits_a_cluster_at_scale(sizes: Sizes, hours: float) -> None:
+    """The paper's setting (48,400 tiles of 100 px, 20 dates) and a country (1,000,000 tiles, 50 dates), with the
+    defaults, submitted to a cluster (the GPU rules on a GPU): every job asks at most 16 GB of host memory, and
+    its time, with the safety factor but before any cap at compute.max_hours, is at most 24 h (48 h)."""
+    for rule in sorted(RULES):
+        compute = Compute(gpu=rule in gpu_rules(), threads=RULES[rule].threads)
+        baseline = rule in ("embed_baseline", "untrained")  # the spectral baseline: 2 x bands features
+        s = Sizes(**{**sizes.__dict__, "z_dim": 8}) if baseline else sizes
+        encoder = "spectral" if baseline else "tilenet"
+        req = job_resources(rule, s, encoder=encoder, compute=compute)
+        assert req["mem_mb"] <= 16_000, (rule, req)
+        assert job_needs(rule, s, encoder=encoder, compute=compute).seconds * TIME_SAFETY <= hours * 3600, (rule, req)
+
+
+def test_gpu_jobs_keep_their_activations_on_the_gpu() -> None:
+    """On a GPU, mem_mb is host memory only: the encoder's activations and the optimiser's state count apart."""
+    from dataclasses import replace
+
+    from landtaxa.learning import encoders
+
+    heavy = replace(encoders.ENCODERS["tilenet"], name="heavy",
+                    costs=replace(encoders.encoder_costs("tilenet"), infer_bytes_px=40_000, train_bytes_px=160_000))
+    encoders.register_encoder(heavy)
+    try:
+        gpu, cpu = Compute(gpu=True), Compute(threads=2)
+        for rule in ("embed", "train"):
+            light, big = (job_needs(rule, PAPER, encoder=e, compute=gpu) for e in ("tilenet", "heavy"))
+            assert light.host == big.host and big.gpu > light.gpu > 0, rule
+            on_cpu = job_needs(rule, PAPER, encoder="heavy", compute=cpu)
+            assert on_cpu.gpu == 0 and on_cpu.host > big.host - 3 * 2**30, rule  # the activations back on the host
+        assert job_needs("embed", PAPER, compute=gpu).seconds < job_needs("embed", PAPER, compute=cpu).seconds / 10
+    finally:
+        del encoders.ENCODERS["heavy"]
+
+
+def test_no_request_beyond_the_cluster_s_longest_run() -> None:
+    slow = Compute(threads=1, cpu_gflops=1, max_hours=2)
+    assert job_needs("train", COUNTRY, compute=slow).seconds < 8 * 3600 + 1  # the training fitted to its budget
+    for rule in ("train", "embed", "stability", "clusters", "align"):
+        for attempt in (1, 2):
+            assert job_resources(rule, COUNTRY, compute=slow, attempt=attempt)["runtime"] <= 120, rule

@@ -8,7 +8,9 @@ daemon it started by pid (slurmd first) and removes the ``/etc/slurm/slurm.conf`
 made. All state (keys, spool, logs, the job completion log) stays under ``base``.
 
 The node has one partition ``debug`` and a stand-in GPU (``gpu:1`` backed by ``/dev/null``) so
-that rules asking for a GPU are scheduled on a machine without one. The node's CPUs and memory
+that rules asking for a GPU are scheduled on a machine without one. The partition's ``MaxTime``
+(``max_time`` minutes; INFINITE by default) is enforced at submission (``EnforcePartLimits=ALL``):
+sbatch refuses a job that asks for longer, as a real cluster's partition does. The node's CPUs and memory
 are taken from the configuration (``SlurmdParameters=config_overrides``): memory is bookkeeping
 only here (no cgroups), so the workflow's real requests (up to 8 GB) fit on a small machine.
 Finished jobs stay visible to ``scontrol``/``squeue`` for an hour (``MinJobAge``), and every
@@ -124,10 +126,12 @@ def _stop_daemons_of(run_dir: Path) -> None:
 class SlurmCluster:
     """A one-node SLURM cluster whose state lives under ``base``; use as a context manager."""
 
-    def __init__(self, base: Path, partition: str = "debug", cluster_name: str = "ci", gpus: int = 1) -> None:
+    def __init__(self, base: Path, partition: str = "debug", cluster_name: str = "ci", gpus: int = 1,
+                 max_time: int | None = None) -> None:
         if not 1 <= gpus <= len(STAND_IN_GPUS):
             raise ValueError(f"gpus must be 1 to {len(STAND_IN_GPUS)}")
         self.gpus = gpus
+        self.max_time = max_time  # minutes, the partition's MaxTime (None: INFINITE)
         self.base = Path(base).resolve()
         self.partition = partition
         self.cluster_name = cluster_name
@@ -181,11 +185,12 @@ KillWait=5
 DefMemPerCPU=1000
 JobCompType=jobcomp/filetxt
 JobCompLoc={self.jobcomp}
+EnforcePartLimits=ALL
 GresTypes=gpu
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 NodeName={h} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} Gres=gpu:{self.gpus} State=UNKNOWN
-PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName={self.partition} Nodes=ALL Default=YES MaxTime={self.max_time or "INFINITE"} State=UP
 """
         )
         # a GPU gres without File= is dropped and the node drains: stand-in device files

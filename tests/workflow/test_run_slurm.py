@@ -6,7 +6,10 @@ config (configs/tiny.yaml) up to its maps and metrics through ``--executor slurm
 partition and account), and runs the same locally (``--cores 2``) meanwhile in another folder.
 The tests then read SLURM's own records (the jobcomp/filetxt log and ``scontrol show job``) to
 check that every snakemake job was one SLURM job, that the GPU rules and only they asked for a GPU,
-and that both runs gave the same taxonomy.
+and that both runs gave the same taxonomy. The partition has a MaxTime (:data:`MAX_MINUTES`) that
+sbatch enforces, and the run says so in its config (``compute.max_hours``): a request beyond it fails
+the run; MaxTime is below the 10 minutes every job would otherwise ask for at least, so every request
+was capped to it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ MODELS = ("spectral", "geo", "refined")
 GPU_RULES = {"train", "refine", "embed"}  # embed_baseline computes band statistics: no GPU
 TARGETS = ["results/metrics.json", *(f"results/maps/{m}_clusters.tif" for m in MODELS)]
 PARTITION, ACCOUNT = "debug", "ci"  # the test cluster's values for the profile's SITE keys
+MAX_MINUTES = 9  # the partition's MaxTime; compute.max_hours of the runs below
 # Seconds. The run takes about 4.5 minutes here and once took 5.7 on CI's machine (the local run
 # shares the node's two CPUs with the SLURM jobs, and each status check waits up to 10 s longer
 # than the last while nothing finishes); the whole module stays under 10 minutes.
@@ -66,9 +70,16 @@ def profile_overrides() -> list[str]:
     return args
 
 
+def overlay(workdir: Path) -> Path:
+    """The cluster's longest run, as a config says it (config key compute.max_hours)."""
+    path = workdir / "cluster.yaml"
+    path.write_text(json.dumps({"compute": {"max_hours": MAX_MINUTES / 60}}))
+    return path
+
+
 def snakemake_cmd(workdir: Path, timeout: int, *args: str) -> list[str]:
     run = Snakemake().command(workdir, *TARGETS, "--workflow-profile", "none", *args,
-                              configs=[CONFIGS / "tiny.yaml"])
+                              configs=[CONFIGS / "tiny.yaml", overlay(workdir)])
     return ["timeout", "-k", "30", str(timeout), *run]
 
 
@@ -80,7 +91,8 @@ def cluster(tmp_path_factory):
         pytest.skip("starting slurmctld/slurmd/munged for the test cluster needs root")
     # Two stand-in GPUs: the node's two CPUs then run two 1-CPU embedding jobs at once, as a
     # GPU node would; each GPU job still asks for one (--gpus=1), which is what is checked.
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm-cluster"), partition=PARTITION, gpus=2)
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm-cluster"), partition=PARTITION, gpus=2,
+                           max_time=MAX_MINUTES)
     with cluster:
         yield cluster
     # teardown check: nothing of the cluster is left behind
@@ -179,8 +191,9 @@ def run_plan(workdir: Path):
 
     config = merged(yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
                     yaml.safe_load((CONFIGS / "tiny.yaml").read_text()))
+    config = merged(config, json.loads(overlay(workdir).read_text()))
     check_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
-    return RunPlan.from_config(config, workdir)
+    return RunPlan.from_config(config, workdir, cluster=True)
 
 
 def test_resources_come_from_the_plan(runs: Runs) -> None:
@@ -198,6 +211,8 @@ def test_resources_come_from_the_plan(runs: Runs) -> None:
             assert (tres[job_id]["mem"], limit[job_id]) == (f"{want['mem_mb']}M", str(want["runtime"])), rule
     for job_id in by_rule["train"]:
         assert tres[job_id]["cpu"] == "2"
+    # no job asked for longer than the partition's MaxTime (sbatch would have refused it): all were capped there
+    assert {limit[job_id] for job_id in limit} == {str(MAX_MINUTES)}, limit
 
 
 @pytest.mark.parametrize("model", MODELS)

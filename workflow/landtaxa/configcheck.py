@@ -26,6 +26,10 @@ REGISTRY_ENUMS = {
 }
 
 
+# keys that were renamed: the old name -> what to write instead
+RENAMED = {"block_rows": "window_px (square windows, their side in pixels: 8 tile rows of 100 px are 800)"}
+
+
 class ConfigError(ValueError):
     """The config does not follow the schema."""
 
@@ -55,6 +59,7 @@ def first_config_error(config: dict, schema: dict) -> str | None:
         known = list(err.schema.get("properties", {}))
         unknown = sorted(set(err.instance) - set(known))
         message = f"unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(known)}"
+        message += "".join(f"; {old} is now {RENAMED[old]}" for old in unknown if old in RENAMED)
     return f"config key {key}: {message}" if key else f"config: {message}"
 
 

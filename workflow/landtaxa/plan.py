@@ -55,7 +55,17 @@ from landtaxa.inputs.stac import is_stac, read_items, vrt_name, write_vrts
 from landtaxa.inputs.vrt import parse_band_values, wrap_raster
 from landtaxa.learning.encoders import encoder_spec
 from landtaxa.learning.triplets import triplet_budget
-from landtaxa.resources import Compute, Needs, Sizes, gpu_rules, job_needs, requests, rule_params, rule_threads
+from landtaxa.resources import (
+    RULES,
+    Compute,
+    Needs,
+    Sizes,
+    gpu_rules,
+    job_needs,
+    requests,
+    rule_params,
+    rule_threads,
+)
 from landtaxa.runtime import gdal_http_options, literal_secrets, resolve_headers, use_signer
 from landtaxa.storage import get_logger
 
@@ -506,8 +516,12 @@ class RunPlan:
                     "triplets (train.triplets, refine.triplets) or epochs, or a GPU (a cluster: --profile "
                     "workflow/profiles/slurm); train.max_hours and refine.max_hours cap each training")
         limit = self.config["compute"]["max_hours"]
-        for rule, wc in [*self.encoder_jobs(), ("align", {}), ("series", {}), ("clusters", {}), ("evolution", {})]:
-            needs = self.job_needs(rule, wc)[1]
+        largest = {"model": self.main_model, "k": max(self.k_list), "date": self.dates[0],
+                   "refined": next(iter(self.parents), "")}
+        for rule in sorted(RULES):
+            if rule == "refine" and not self.parents or rule == "demo" and not self.demo:
+                continue
+            needs = self.job_needs(rule, largest)[1]
             if needs.seconds > limit * 3600:
                 lines.append(f"{rule}: a job is estimated at {_duration(needs.seconds)}, beyond compute.max_hours "
                              f"{limit:g}: its request is capped there and it may be cut short")

@@ -97,7 +97,7 @@ class Compute:
 
     gpu: bool = False
     threads: int = 1
-    gpu_tflops: float = 20.0
+    gpu_tflops: float = 25.0
     cpu_gflops: float = 10.0
     max_hours: float | None = None
 
@@ -481,9 +481,10 @@ def _viewer(job: Job) -> Needs:
     n, t = s.n_tiles, s.n_dates
     _, index = _series_reading(s)
     shown = s.k * 3 + p.viewer_tiles
-    # one tile of every date read at a time, its thumbnail kept (at most THUMB_PIXELS in all, in float32 RGB
-    # and its uint8 atlas), the maps of every date (one byte per tile), their compressed copy, and the page
-    thumbs = min(THUMB_PIXELS, shown * t * min(s.tile_size, 64) ** 2) * 3 * (4 + 1 + 1)
+    # one tile of every date read at a time, its thumbnail kept (at most THUMB_PIXELS in all): the float32 RGB
+    # images, their stretched copy, the valid pixels for the median (and its partition), the uint8 atlas and its
+    # PNG rows; the maps of every date (one byte per tile), their compressed copy, and the page
+    thumbs = min(THUMB_PIXELS, shown * t * min(s.tile_size, 64) ** 2) * 3 * (4 * 4 + 4)
     page = page_bytes(n, t, shown, s.tile_size)
     memory = BASE["report"] + _kinds_table(s) + index + _map_picture(s) + thumbs + n * (t + 1) * 3 + 3 * page
     return Needs(memory, 60 + n * t * 100 / WRITE_BPS + shown * t * 0.01, page)

@@ -21,7 +21,7 @@ from landtaxa.learning.encoders import EncoderCosts
 # (decoding) and scaling it, cutting the tiles and filling their gaps (embedding), or the float16 -> float32
 # copy, the random flips and rotations and the copy to the device (training, per epoch).
 EMBED_PREP_S = 40e-9
-TRAIN_PREP_S = 30e-9
+TRAIN_PREP_S = 5e-9
 TILE_READ_S = 3e-3  # one triplet tile read alone from a mosaic (a window of a compressed GeoTIFF), besides its pixels
 
 
@@ -90,7 +90,11 @@ def fit_training(costs: EncoderCosts, tile_size: int, n_bands: int, triplets: in
     else:
         fit_epochs, fit_triplets = 1, max(2, math.floor(budget / (read + epoch)))
     seconds = training_seconds(costs, tile_size, n_bands, fit_triplets, fit_epochs, flops)
-    note = (f"{where}.max_hours {max_hours:g}: {epochs} epochs of {triplets:,} triplets would take about "
-            f"{asked / 3600:.1f} h at {flops / 1e12:.3g} TFLOP/s; training {fit_epochs} epoch(s) of "
-            f"{fit_triplets:,} triplets instead (about {seconds / 3600:.1f} h)")
+    note = (f"{where}.max_hours {max_hours:.3g}: {epochs} epochs of {triplets:,} triplets would take about "
+            f"{_hours(asked)} at {flops / 1e9:,.0f} GFLOP/s; training {fit_epochs} epoch(s) of "
+            f"{fit_triplets:,} triplets instead (about {_hours(seconds)})")
     return TrainingFit(fit_triplets, fit_epochs, seconds, note)
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 360 else f"{seconds:.0f} s"

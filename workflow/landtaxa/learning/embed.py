@@ -25,8 +25,9 @@ from torch import nn
 
 from landtaxa.inputs.align import read_block
 from landtaxa.inputs.grid import Grid, to_tiles, window_tile_ids, windows
+from landtaxa.learning.budget import tile_flops
 from landtaxa.learning.cube import embedding_store
-from landtaxa.learning.encoders import load_checkpoint
+from landtaxa.learning.encoders import encoder_costs, load_checkpoint
 from landtaxa.learning.networks import setup_torch
 from landtaxa.params import EmbedParams
 from landtaxa.storage import get_logger, load_npz, prefetch
@@ -126,8 +127,9 @@ def embed_date(
     compile_model: bool = False,
     dtype: str = "float32",
     date: str | None = None,
-) -> None:
-    """Embed all valid tiles of one aligned date into the Zarr store ``out_path`` (:mod:`landtaxa.learning.cube`).
+) -> tuple[int, float]:
+    """Embed all valid tiles of one aligned date into the Zarr store ``out_path`` (:mod:`landtaxa.learning.cube`);
+    return the tiles embedded and the seconds it took.
 
     Each batch's embeddings go to the store as soon as they are encoded, and a chunk is written
     once complete, so the job holds a few windows and chunks, not the whole date. ``batch_size`` 0 picks
@@ -159,6 +161,7 @@ def embed_date(
             done += len(tiles)
             rate = done / max(time.perf_counter() - t0, 1e-9)
             log.info("embedded %d/%d tiles (%.0f tiles/s)", done, todo, rate)
+    return done, time.perf_counter() - t0
 
 
 def _windows(
@@ -197,7 +200,12 @@ def embed_step(*, grid: str, model: str, aligned: str, valid: str, out: str, dat
                params: EmbedParams, threads: int = 1) -> None:
     """Every valid tile of one aligned date embedded with one model, into a Zarr store (``out``, a folder)."""
     device = setup_torch(threads, params.device)
-    encoder, _ = load_checkpoint(model, device)
-    embed_date(encoder, Grid.load(grid), aligned, load_npz(valid)["fraction"], out, min_valid=params.min_valid,
-               batch_size=params.batch_size or 0, device=device, window_px=params.window_px,
-               compile_model=params.compile, dtype=params.dtype, date=date)
+    encoder, meta = load_checkpoint(model, device)
+    g = Grid.load(grid)
+    tiles, seconds = embed_date(encoder, g, aligned, load_npz(valid)["fraction"], out, min_valid=params.min_valid,
+                                batch_size=params.batch_size or 0, device=device, window_px=params.window_px,
+                                compile_model=params.compile, dtype=params.dtype, date=date)
+    # the throughput, for the estimates' settings (compute.gpu_tflops / compute.cpu_gflops): reading included
+    flops = tiles * tile_flops(encoder_costs(meta["encoder"]), g.tile_size) / max(seconds, 1e-9)
+    log.info("%d tiles in %.1f s on %s: %.3g GFLOP/s of the encoder, reading and writing included", tiles, seconds,
+             device, flops / 1e9)

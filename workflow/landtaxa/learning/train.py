@@ -28,7 +28,7 @@ from rasterio.windows import Window
 from torch import nn
 
 from landtaxa.inputs.grid import Grid
-from landtaxa.learning.budget import TrainingFit, device_flops, fit_training, triplet_tiles_bytes
+from landtaxa.learning.budget import TrainingFit, device_flops, fit_training, tile_flops, triplet_tiles_bytes
 from landtaxa.learning.encoders import build_encoder, encoder_costs, load_checkpoint, save_checkpoint
 from landtaxa.learning.networks import setup_torch, triplet_loss
 from landtaxa.learning.triplets import cluster_triplets, geographic_triplets, triplet_budget
@@ -169,8 +169,16 @@ def _fit_and_save(model: nn.Module, triplets: np.ndarray, grid: Grid, aligned: S
         model, tiles, epochs=fit.epochs, batch_size=params.batch_size, lr=params.lr, betas=tuple(params.betas),
         margin=params.margin, l2=params.l2, seed=params.seed, device=device, augmentation=params.augment,
     )
-    meta.update({"loss_history": history, "train_seconds": time.perf_counter() - t0, "n_triplets": int(len(triplets)),
-                 "epochs": fit.epochs, "estimated_seconds": fit.seconds, "budget": fit.note})
+    seconds = time.perf_counter() - t0
+    # the throughput reached, for the estimates' settings (compute.gpu_tflops / compute.cpu_gflops)
+    flops = len(triplets) * fit.epochs * 9 * tile_flops(encoder_costs(meta["encoder"]), grid.tile_size) / seconds
+    log.info("trained %d triplets x %d epochs in %.0f s on %s: %.3g GFLOP/s sustained (compute.%s assumes %g)",
+             len(triplets), fit.epochs, seconds, device, flops / 1e9,
+             "cpu_gflops" if device.type == "cpu" else "gpu_tflops",
+             params.cpu_gflops if device.type == "cpu" else params.gpu_tflops)
+    meta.update({"loss_history": history, "train_seconds": seconds, "n_triplets": int(len(triplets)),
+                 "epochs": fit.epochs, "estimated_seconds": fit.seconds, "budget": fit.note,
+                 "sustained_gflops": flops / 1e9, "device": str(device)})
     save_checkpoint(out, model, meta)
     log.info("saved %s", out)
 

@@ -83,9 +83,12 @@ def stretch_thumbnails(images: np.ndarray, gain: float = 2.5, gamma: float = 0.8
     if not finite.any():
         return np.full(images.shape, 128, np.uint8)
     hi = np.minimum(gain * np.median(flat[finite], axis=0), 1.0)
-    out = np.clip(images / np.maximum(hi, 1e-6), 0, 1) ** gamma
-    out = np.where(np.isfinite(out), out, 0.5)
-    return np.round(255 * out).astype(np.uint8)
+    out = images / np.maximum(hi, 1e-6)  # one float copy, then worked in place (the images may be 100s of MB)
+    np.clip(out, 0, 1, out=out)
+    np.power(out, gamma, out=out)
+    out[~np.isfinite(out)] = 0.5
+    out *= 255
+    return np.round(out, out=out).astype(np.uint8)
 
 
 def thumbnail_atlas(images: np.ndarray, thumb_px: int = MAX_THUMB) -> tuple[bytes, dict]:
