@@ -36,9 +36,15 @@ from typing import Any
 
 from landtaxa.clustering.series import BLOCK_BYTES, MEMORY_BYTES, SEED_BYTES, SEED_ROWS
 from landtaxa.inputs.grid import window_side
-from landtaxa.learning.budget import device_flops, embedding_seconds, fit_training, triplet_tiles_bytes
+from landtaxa.learning.budget import (
+    device_flops,
+    embedding_seconds,
+    fit_training,
+    inference_batch,
+    triplet_tiles_bytes,
+)
 from landtaxa.learning.cube import CHUNK_BYTES, chunk_tiles
-from landtaxa.learning.encoders import ENCODERS, EncoderCosts, encoder_costs
+from landtaxa.learning.encoders import EncoderCosts, encoder_costs, encoder_spec
 from landtaxa.learning.triplets import triplet_budget
 from landtaxa.params import STEP_PARAMS, ComputeParams, StepParams, schema_defaults
 from landtaxa.products.page import FIGURE_PX, THUMB_PIXELS, page_bytes
@@ -59,7 +65,6 @@ BASE = {"numpy": 90 * MB, "sklearn": 180 * MB, "report": 290 * MB, "torch": 420 
 CUDA_HOST = 2560 * MB
 CUDA_CONTEXT = 600 * MB
 BF16 = 0.5  # activations under bf16 autocast, as a share of the float32 ones (the ACTIVATIONS are float32's)
-GPU_BATCH = 512  # the embedding's batch on a GPU when embed.batch_size is null (landtaxa.learning.embed)
 
 
 @dataclass(frozen=True)
@@ -109,10 +114,6 @@ class Compute:
     def flops(self) -> float:
         return device_flops(self.gpu, self.threads, self.gpu_tflops, self.cpu_gflops)
 
-    @property
-    def where(self) -> str:
-        return "GPU" if self.gpu else f"CPU ({self.threads} thread{'s' if self.threads > 1 else ''})"
-
 
 @dataclass(frozen=True)
 class Needs:
@@ -137,7 +138,8 @@ class Job:
 
     @property
     def costs(self) -> EncoderCosts:
-        return encoder_costs(self.encoder) if self.encoder in ENCODERS else encoder_costs("tilenet")
+        """The encoder's costs, as its registry entry declares them or measured (never another encoder's)."""
+        return encoder_costs(self.encoder)
 
 
 @dataclass(frozen=True)
@@ -281,13 +283,7 @@ def _window_pixels(s: Sizes, window_px: int) -> int:
 def _embed(job: Job) -> Needs:
     s, p, c, costs = job.sizes, job.params, job.compute, job.costs
     px = s.tile_size * s.tile_size
-    if p.batch_size:
-        batch = p.batch_size
-    elif c.gpu:
-        batch = GPU_BATCH
-    else:
-        cpu_batch = ENCODERS[job.encoder].cpu_batch_size if job.encoder in ENCODERS else 8
-        batch = int(min(1024, max(1, round(cpu_batch * (100 / s.tile_size) ** 2))))
+    batch = p.batch_size or inference_batch(c.gpu, encoder_spec(job.encoder).cpu_batch_size, s.tile_size)
     side = s.window(p.window_px)
     window = side * side * s.n_bands
     tiles_per_window = (side // s.tile_size) ** 2

@@ -25,7 +25,7 @@ from torch import nn
 
 from landtaxa.inputs.align import read_block
 from landtaxa.inputs.grid import Grid, to_tiles, window_tile_ids, windows
-from landtaxa.learning.budget import tile_flops
+from landtaxa.learning.budget import inference_batch, tile_flops
 from landtaxa.learning.cube import embedding_store
 from landtaxa.learning.encoders import encoder_costs, load_checkpoint
 from landtaxa.learning.networks import setup_torch
@@ -98,20 +98,9 @@ def encode_adaptive(
 
 
 def default_batch_size(device: torch.device, model: nn.Module | None = None, tile_size: int = 100) -> int:
-    """Tiles per inference batch when the config leaves it open.
-
-    A GPU needs large batches to be kept busy. On a CPU what matters is that a batch's
-    feature maps stay in the caches, so the batch holds about as many pixels as the
-    encoder's best batch of 100 px tiles (its ``cpu_batch_size``, set by
-    :func:`landtaxa.learning.encoders.build_encoder`): the paper's TileNet runs best at 8 such tiles
-    (measured on a 2-core machine: 15.6 tiles/s at 8, 10.5 at 64), tilenet-lite at 64, and
-    smaller tiles take proportionally larger batches (TileNet on 16 px tiles: 168 tiles/s at
-    8, 331 at 312), up to 1024 tiles.
-    """
-    if device.type == "cuda":
-        return 512
-    per_100px = int(getattr(model, "cpu_batch_size", 8))
-    return int(min(1024, max(1, round(per_100px * (100 / tile_size) ** 2))))
+    """Tiles per inference batch when the config leaves it open (:func:`landtaxa.learning.budget.inference_batch`,
+    from the model's ``cpu_batch_size``, set by :func:`landtaxa.learning.encoders.build_encoder`)."""
+    return inference_batch(device.type == "cuda", int(getattr(model, "cpu_batch_size", 8)), tile_size)
 
 
 def embed_date(
