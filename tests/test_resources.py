@@ -287,3 +287,49 @@ def test_no_request_beyond_the_cluster_s_longest_run() -> None:
     for rule in ("train", "embed", "stability", "clusters", "align"):
         for attempt in (1, 2):
             assert job_resources(rule, COUNTRY, compute=slow, attempt=attempt)["runtime"] <= 120, rule
+
+
+def test_alignment_holds_a_window_whatever_the_region_s_width(tmp_path: Path) -> None:
+    """One date aligned on regions 2,048 and 16,384 px wide (512 high), GDAL's cache (the other bound, 256 MB by
+    default) at 16 MB: the peak stays put, below the estimate, which does not grow with the width beyond a few
+    bytes per tile."""
+    import rasterio
+
+    peaks, estimates = [], []
+    for width in (2048, 16_384):
+        folder = tmp_path / str(width)
+        folder.mkdir()
+        grid = Grid(crs="EPSG:32630", transform=(10.0, 0.0, 400000.0, 0.0, -10.0, 4500000.0), width=width,
+                    height=512, tile_size=16, bands=[1, 2], dtype="uint16", scale_min=[0.0, 0.0],
+                    scale_max=[1000.0, 1000.0])
+        grid.save(folder / "grid.json")
+        with rasterio.open(folder / "in.tif", "w", driver="GTiff", width=width, height=512, count=2, dtype="uint16",
+                           crs=grid.crs, transform=grid.affine, tiled=True, compress="deflate") as dst:
+            dst.write(np.random.default_rng(0).integers(1, 1000, (2, 512, width), dtype=np.uint16))
+        peaks.append(peak_mb(["align", "--grid", str(folder / "grid.json"), "--images", str(folder / "in.tif"),
+                              "--out", str(folder / "a.tif"), "--valid", str(folder / "v.npz"),
+                              "--params", '{"window_px": 512, "gdal_cache_mb": 16}'], folder))
+        sizes = Sizes(n_tiles=grid.n_tiles, n_dates=1, z_dim=512, n_bands=2, tile_size=16, width=width, height=512)
+        params = params_of("align", {"window_px": 512, "gdal_cache_mb": 16})
+        estimates.append(job_needs("align", sizes, params).host / MB)
+    print({"peaks": peaks, "estimates": estimates})
+    assert peaks[1] < 1.3 * peaks[0] and all(p < e for p, e in zip(peaks, estimates, strict=True))
+    assert estimates[1] - estimates[0] < 1  # MB: the tiles' valid fractions only
+
+
+@pytest.mark.parametrize(("rule", "setting", "moves"), [
+    ("clusters", {"cluster": {"n_init": 40}}, "seconds"),  # the schema's 20 restarts, not a literal 5
+    ("refine", {"refine": {"epochs": 20}}, "seconds"),  # the schema's 10 epochs, not a literal 3
+    ("train", {"train": {"triplets": 50_000}}, "seconds"),  # the per-tile-and-date budget, not 2000
+    ("embed", {"embed": {"batch_size": 4096}}, "host"),
+    ("align", {"window_px": 4096}, "host"),
+    ("train", {"train": {"cache_mb": 64}}, "host"),
+])
+def test_estimates_read_the_step_s_own_settings(rule: str, setting: dict, moves: str) -> None:
+    """Each estimate reads the step's parameter object: the schema's defaults unless the config says otherwise,
+    and a setting it reads moves it (no literal default of its own to drift from the schema's)."""
+    compute = Compute(gpu=rule in gpu_rules())  # the trainings on a GPU: within their time budget
+    default = job_needs(rule, PAPER, compute=compute)
+    assert default == job_needs(rule, PAPER, params_of(rule), compute=compute)
+    changed = job_needs(rule, PAPER, params_of(rule, setting), compute=compute)
+    assert getattr(changed, moves) != getattr(default, moves), (rule, setting)
