@@ -264,7 +264,7 @@ def _silhouette(s: Sizes) -> tuple[int, float]:
 def _kinds_table(s: Sizes) -> int:
     """Reading the evolution's tiles x dates table (landtaxa.products.evolution.read_kinds): the (N, T) kinds (int16),
     their uses a date at a time, and one row group of 65,536 tiles."""
-    return s.n_tiles * s.n_dates * 2 + s.n_tiles * 16 + 65_536 * s.n_dates * 200
+    return s.n_tiles * s.n_dates * 2 + s.n_tiles * 16 + min(s.n_tiles, 65_536) * s.n_dates * 200
 
 
 def _map_picture(s: Sizes) -> int:
@@ -340,9 +340,10 @@ def _untrained(job: Job) -> Needs:
 def _align(job: Job) -> Needs:
     s, p = job.sizes, job.params
     window = _window_pixels(s, p.window_px)
-    # per window: the mosaic, what is filled, and per granule its alpha, data, masks and tests (a few copies),
-    # plus GDAL's warped readers' buffers (64 MB each, a granule and its mask)
-    memory = BASE["report"] + p.gdal_cache_mb * MB + 6 * window * s.n_bands * (s.itemsize + 8) + 128 * MB
+    # per window: the mosaic, what is filled, and per granule its alpha, data, masks and tests (three copies in
+    # flight, measured), GDAL's block cache (gdal_cache_mb) and its warped readers' buffers (64 MB each, a granule
+    # and its mask)
+    memory = BASE["report"] + p.gdal_cache_mb * MB + 3 * window * s.n_bands * (s.itemsize + 8) + 128 * MB
     memory += s.n_tiles * 8
     pixels = s.width * s.height
     return Needs(memory, pixels * s.n_bands * s.itemsize * 4 / WRITE_BPS, pixels * (s.n_bands * s.itemsize + 1))
@@ -388,10 +389,10 @@ def _series(job: Job) -> Needs:
     # every kept row: the time allows that one pass
     s = job.sizes
     n, t = s.n_tiles, s.n_dates
-    blocks, _ = _series_reading(s)
     standardised = job.params.standardise == "zscore"
-    moments = 2 * blocks if standardised else 0
-    return Needs(BASE["numpy"] + n * (t * 12 + 40) + 65_536 * t * 64 + moments,
+    # the rows summed are read a piece of at most BLOCK_BYTES in float64 at a time, and a chunk of the store
+    moments = min(BLOCK_BYTES, n * s.z_dim * 8) + CHUNK_BYTES if standardised else 0
+    return Needs(BASE["numpy"] + n * (t * 12 + 40) + min(n, 65_536) * t * 16 + moments,
                  30 + n * t / 1e7 + (n * s.features * s.store_itemsize / READ_BPS if standardised else 0),
                  n * (t * 3 + 16) + MB)
 
@@ -410,7 +411,10 @@ def _clusters(job: Job) -> Needs:
 @needs("stability")
 def _stability(job: Job) -> Needs:
     s, p = job.sizes, job.params
-    return Needs(BASE["report"] + _clustering(s, p) + s.n_tiles * 8 * (p.restarts + 3), _passes(s, p, p.restarts), MB)
+    # the restarts run one after the other and free their blocks; measured at 48,400 tiles x 20 dates (bench_run),
+    # their peak above the libraries was at most 0.6 of the clustering's estimate: 0.9 of it keeps a margin
+    clustering = int(0.9 * _clustering(s, p))
+    return Needs(BASE["report"] + clustering + s.n_tiles * 8 * (p.restarts + 3), _passes(s, p, p.restarts), MB)
 
 
 @needs("metrics", "k_choice")
@@ -426,7 +430,7 @@ def _analysis(job: Job) -> Needs:
     s, p = job.sizes, job.params
     n, f = s.n_tiles, s.features
     blocks, index = _series_reading(s)
-    pca = 4 * min(n * f * 4, MEMORY_BYTES)
+    pca = 3 * min(n * f * 4, MEMORY_BYTES)  # the sample, its centred copy and the projection (measured)
     projections = p.projection_tiles * f * 4 * 3 + p.projection_tiles**2 * 8 * 8
     memory = BASE["report"] + blocks + index + max(pca, projections) + n * 3 * 8 * 4 + _map_picture(s)
     seconds = 5 * n * f * (s.store_itemsize / READ_BPS + 6 / FLOPS) + 120 + p.projection_tiles**2 * 50 * 50 / FLOPS
@@ -456,7 +460,7 @@ def _evolution(job: Job) -> Needs:
     # (its copy in memory and the COG's), the Parquet table's row groups of 65,536 tiles, the lasting changes'
     # (tiles, T, K) flags by groups of as many tiles, and the figure's maps of at most FIGURE_PX on a side
     figure = t * min(n, FIGURE_PX**2) * 64
-    memory = (BASE["report"] + blocks + index + n * t * 16 + 65_536 * t * (200 + 3 * s.k) + figure
+    memory = (BASE["report"] + blocks + index + n * t * 16 + min(n, 65_536) * t * (100 + 3 * s.k) + figure
               + 1024 * s.k * s.z_dim * 4 * 2 + 2 * _map_picture(s))
     seconds = n * s.features * (s.store_itemsize / READ_BPS + 4 * s.k / FLOPS) + n * t * 100 / WRITE_BPS + 30 * t + 60
     return Needs(memory, seconds, n * t * 20 + t * n * 2 + 10 * MB)
