@@ -1,19 +1,30 @@
-"""Is the taxonomy worth a deep network? Every model against the spectral baseline, over seeds, in one run.
+"""Is the taxonomy worth a deep network, and does it depend on the machine? Every model over seeds and thread counts.
 
-For each dataset (the built-in demo, whose region stays fixed while the method's seed varies, and
-the real Slovenia NDVI series of ../shared/data with its land-use reference), the whole workflow
-runs once per seed (0, 1, 2 by default) with the config's defaults, and this prints, per model
-(spectral, geo, refined), mean +- sd over the seeds of: ARI and NMI against the truth, silhouette
-in embedding space, geographic silhouette, the agreement between the seeds' maps (mean ARI
-between every pair of seeds' labels, over the tiles both hold) and the wall time of a run.
-Writes benchmarks/out/quality.json.
+The protocol (issue 25): for each dataset the whole method runs for every seed (0-4 by default), each seed
+twice, with torch at 1 thread and at 2 threads (training, refinement and embedding): a different order of
+float reductions, as on another machine, which with about a hundred tiles sends training down another path.
+Per dataset and model this prints the mean and sd over all those runs (10 by default) of the ARI against the
+truth, and the agreement: the mean ARI between every pair of the runs' maps (over the tiles both hold). The
+run's main map (metrics.json's ``main``) is scored the same way, as the row ``main``. A change of setting is
+an improvement only when its gain exceeds two standard errors of the difference (``--compare`` a previous
+run's benchmarks/out/quality.json to have it said).
 
-The Slovenia series here is the 36 acquisitions with at least 80 % valid pixels, its IS_VALID
-masks, 10 px tiles and K = 4, each tile scored against the majority land use of its pixels.
+Datasets:
+- ``demo``: the built-in demo (its region stays put while the method's seed varies);
+- ``slovenia``: the real Slovenia NDVI series of ../shared/data, the 36 acquisitions with at least 80 % valid
+  pixels, IS_VALID masks, 10 px tiles, K = 4, each tile scored against the majority land use of its pixels;
+- ``l1c``: the same place's 5 full-band Sentinel-2 L1C scenes as RGB + NIR (bands 4, 3, 2, 8), IS_VALID
+  masks (two dates are clouded over and kept, filled from their nearest date), 10 px tiles, K = 4: a second
+  real series that no default was tuned on.
 
-    python benchmarks/bench_quality.py                       # demo and Slovenia, seeds 0-2
-    python benchmarks/bench_quality.py --data slovenia --seeds 0 1 2 3 4
-    python benchmarks/bench_quality.py --set refine.lr=1e-4  # a candidate setting (YAML value)
+The seed-independent work (the demo's images, the grid, the alignment, the truth, the baselines' embeddings)
+runs once per dataset in a prepared folder that every run starts from (a copy, Snakemake's records included),
+and each run stops at results/metrics.json (no maps or analysis). The two 1-thread runs of a pair of seeds run
+side by side (1 core each); the 2-thread runs one at a time. Writes benchmarks/out/quality.json.
+
+    python benchmarks/bench_quality.py                                 # demo, slovenia and l1c, the protocol
+    python benchmarks/bench_quality.py --data slovenia --seeds 0 1 --threads 2
+    python benchmarks/bench_quality.py --set refine.lr=1e-4 --compare benchmarks/out/quality.json
 """
 
 from __future__ import annotations
@@ -21,11 +32,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
+import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +51,7 @@ from sklearn.metrics import adjusted_rand_score
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 SLOVENIA = ROOT.parent / "shared" / "data" / "slovenia-s2-ndvi" / "geotiff"
-MODELS = ("spectral", "geo", "refined")
-KEYS = ("ari", "nmi", "silhouette", "geo_silhouette")
+TORCH_RULES = ("train", "refine", "embed")
 
 
 def slovenia_archive(folder: Path, min_valid: float = 0.8) -> dict:
@@ -62,16 +76,72 @@ def slovenia_archive(folder: Path, min_valid: float = 0.8) -> dict:
             "masks": {"invalid": [0]}, "n_clusters": 4}
 
 
-def run(config: dict, work: Path) -> float:
-    """One whole workflow run of ``config`` (over config/config.yaml) in ``work``; its wall time."""
-    (work / "run.yaml").write_text(json.dumps(config))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
-           "--cores", "2", "--quiet", "--configfile", str(work / "run.yaml")]
+def l1c_archive(folder: Path) -> dict:
+    """The 5 full-band L1C scenes (B04, B03, B02, B08 used) with the IS_VALID mask of their dates, in a sheet."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["date\tgranule\tpath\tmask"]
+    with rasterio.open(SLOVENIA / "IS_VALID_68dates.tif") as ok:
+        band = {d[:10]: b for b, d in enumerate(ok.descriptions, start=1)}
+        for tif in sorted(SLOVENIA.glob("S2L1C_13bands_*.tif")):
+            day = tif.stem.split("_")[-1]
+            mask = folder / f"valid_{day}.tif"
+            with rasterio.open(mask, "w", **{**ok.profile, "count": 1}) as dst:
+                dst.write(ok.read(band[day]), 1)
+            rows.append(f"{day}\ts2\t{tif}\t{mask}")
+    (folder / "images.tsv").write_text("\n".join(rows) + "\n")
+    return {"images": str(folder / "images.tsv"), "truth": str(SLOVENIA / "LULC.tif"), "tile_size": 10,
+            "masks": {"invalid": [0]}, "n_clusters": 4, "bands": [4, 3, 2, 8], "empty_dates": "keep"}
+
+
+DATASETS = {"demo": lambda folder: {}, "slovenia": slovenia_archive, "l1c": l1c_archive}
+
+
+def snakemake(work: Path, config: Path, targets: list[str], cores: int, threads: int | None = None) -> float:
+    """One workflow run of ``config`` (over config/config.yaml) in ``work`` up to ``targets``; its wall time."""
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(ROOT / "Snakefile"), "--directory",
+           str(work), "--cores", str(cores), "--quiet"]
+    if threads:
+        cmd += ["--set-threads", *(f"{rule}={threads}" for rule in TORCH_RULES)]
+    cmd += ["--configfile", str(config)]
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
         raise RuntimeError(f"workflow failed in {work}:\n{proc.stderr[-3000:]}")
     return time.perf_counter() - t0
+
+
+def prepare(data: str, extra: dict, folder: Path) -> tuple[Path, dict]:
+    """The dataset's config and a results folder holding the seed-independent work, from which every run starts."""
+    config = merged(DATASETS[data](folder / "archive"), extra)
+    prep = folder / "prepared"
+    prep.mkdir(parents=True, exist_ok=True)
+    (prep / "run.yaml").write_text(json.dumps(config))
+    k = config.get("n_clusters", 7)
+    k = k[0] if isinstance(k, list) else k
+    targets = [f"results/series/{m}.npz" for m in ("spectral", "means")] + ["results/grid.json"]
+    if config.get("truth", "demo"):
+        targets.append("results/truth_tiles.npz")
+    snakemake(prep, prep / "run.yaml", targets, cores=2)
+    return prep, {**config, "_k": k}
+
+
+def one_run(prep: Path, config: dict, seed: int, threads: int, cores: int, work: Path) -> dict:
+    """A copy of the prepared folder run to metrics.json with ``seed`` and torch at ``threads``: scores and maps."""
+    shutil.copytree(prep, work, symlinks=True)
+    run_config = {key: v for key, v in config.items() if not key.startswith("_")}
+    (work / "run.yaml").write_text(json.dumps(merged(run_config, {"seed": seed})))
+    wall = snakemake(work, work / "run.yaml", ["results/metrics.json"], cores=cores, threads=threads)
+    metrics = json.loads((work / "results/metrics.json").read_text())
+    k = config["_k"]
+    models = [m for m in metrics if m != "main"]
+    maps = {m: labels_of(work, m, k) for m in models}
+    main = metrics["main"]["model"]
+    scores = {m: metrics[m].get("ari", float("nan")) for m in models}
+    scores["main"], maps["main"] = scores[main], maps[main]
+    agree = {m: metrics[m]["seed_agreement"] for m in models if "seed_agreement" in metrics[m]}
+    return {"seed": seed, "threads": threads, "wall": wall, "ari": scores, "maps": maps, "main": main,
+            "members_agree": agree}
 
 
 def labels_of(work: Path, model: str, k: int) -> dict[int, int]:
@@ -108,52 +178,75 @@ def settings(pairs: list[str]) -> dict:
     return out
 
 
-def bench(data: str, seeds: list[int], extra: dict, keep: Path | None) -> dict:
-    results: dict = {m: {k: [] for k in KEYS} for m in MODELS}
-    maps: dict = {m: [] for m in MODELS}
-    walls = []
+def bench(data: str, seeds: list[int], threads: list[int], extra: dict, keep: Path | None) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"landtaxa-quality-{data}-") as tmp:
-        base = slovenia_archive(Path(tmp) / "archive") if data == "slovenia" else {}
-        for seed in seeds:
-            work = (keep or Path(tmp)) / f"{data}-seed{seed}"
-            work.mkdir(parents=True, exist_ok=True)
-            walls.append(run(merged(merged(base, extra), {"seed": seed}), work))
-            metrics = json.loads((work / "results/metrics.json").read_text())
-            for m in MODELS:
-                for k in KEYS:
-                    results[m][k].append(metrics[m][k])
-                maps[m].append(labels_of(work, m, metrics[m]["k"]))
-            print(f"{data} seed {seed}: {walls[-1]:.0f} s "
-                  + "  ".join(f"{m} ARI {metrics[m]['ari']:.3f}" for m in MODELS), flush=True)
-    out = {m: {k: (statistics.mean(v), statistics.pstdev(v)) for k, v in results[m].items()} for m in MODELS}
-    for m in MODELS:
-        out[m]["agreement"] = agreement(maps[m])
-    out["wall_seconds"] = (statistics.mean(walls), statistics.pstdev(walls))
+        folder = (keep or Path(tmp)) / data
+        prep, config = prepare(data, extra, folder)
+        runs = []
+        for t in sorted(threads):
+            # 1-thread runs two at a time (one core each), 2-thread runs one at a time: the machine's 2 cores
+            side = max(1, 2 // t)
+            with ThreadPoolExecutor(side) as pool:
+                jobs = [pool.submit(one_run, prep, config, s, t, max(1, 2 // side), folder / f"seed{s}-t{t}")
+                        for s in seeds]
+                for job in jobs:
+                    r = job.result()
+                    runs.append(r)
+                    print(f"{data} seed {r['seed']} torch x{r['threads']}: {r['wall']:.0f} s, main {r['main']}, "
+                          + "  ".join(f"{m} {v:.3f}" for m, v in r["ari"].items()), flush=True)
+    models = list(runs[0]["ari"])
+    out: dict = {"runs": [{k: v for k, v in r.items() if k != "maps"} for r in runs]}
+    for m in models:
+        values = [r["ari"][m] for r in runs]
+        out[m] = {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                  "n": len(values), "agreement": agreement([r["maps"][m] for r in runs])}
+    out["wall_seconds"] = statistics.mean(r["wall"] for r in runs)
     return out
+
+
+def compare(now: dict, before: dict, data: str) -> list[str]:
+    """Per model: the gain in mean ARI and whether it exceeds two standard errors of the difference."""
+    lines = []
+    for m, r in now.get(data, {}).items():
+        b = before.get(data, {}).get(m)
+        if not isinstance(r, dict) or "mean" not in r or not isinstance(b, dict):
+            continue
+        se = math.sqrt(r["sd"] ** 2 / r["n"] + b["sd"] ** 2 / b["n"])
+        gain = r["mean"] - b["mean"]
+        verdict = "better" if gain > 2 * se else "worse" if gain < -2 * se else "within the spread"
+        lines.append(f"{data} {m:10} {b['mean']:.3f} -> {r['mean']:.3f}  gain {gain:+.3f}, "
+                     f"2 SE {2 * se:.3f}: {verdict}")
+    return lines
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", nargs="+", default=["demo", "slovenia"], choices=["demo", "slovenia"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--data", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="torch threads of each seed's runs")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config settings for every run")
     p.add_argument("--keep", type=Path, help="keep the runs' folders under this folder")
+    p.add_argument("--compare", type=Path, help="a previous quality.json: the gains and their two standard errors")
+    p.add_argument("--out", type=Path, default=OUT / "quality.json")
     args = p.parse_args()
     extra = settings(args.set)
-    result = {"seeds": args.seeds, "settings": extra}
+    result: dict = {"seeds": args.seeds, "threads": args.threads, "settings": extra}
     for data in args.data:
-        result[data] = bench(data, args.seeds, extra, args.keep)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nmean +- sd over seeds {args.seeds}" + (f", settings {extra}" if extra else ""))
-    print(f"{'':22}" + "".join(f"{m:>20}" for m in MODELS))
+        result[data] = bench(data, args.seeds, args.threads, extra, args.keep)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nARI over seeds {args.seeds} x torch threads {args.threads}" + (f", settings {extra}" if extra else ""))
+    print(f"{'':20}{'mean':>8}{'sd':>8}{'agreement':>11}{'n':>4}")
     for data in args.data:
-        r = result[data]
-        for key in (*KEYS, "agreement"):
-            cells = [f"{r[m][key]:.3f}" if key == "agreement" else f"{r[m][key][0]:.3f} +- {r[m][key][1]:.3f}"
-                     for m in MODELS]
-            print(f"{f'{data} {key}':22}" + "".join(f"{c:>20}" for c in cells))
-        print(f"{f'{data} wall s':22}{r['wall_seconds'][0]:>20.0f} (+- {r['wall_seconds'][1]:.0f}, whole run)")
+        for m, r in result[data].items():
+            if isinstance(r, dict) and "mean" in r:
+                print(f"{f'{data} {m}':20}{r['mean']:8.3f}{r['sd']:8.3f}{r['agreement']:11.3f}{r['n']:4d}")
+        print(f"{f'{data} wall s':20}{result[data]['wall_seconds']:8.0f}  (a run from the prepared folder)")
+    if args.compare:
+        before = json.loads(args.compare.read_text())
+        print(f"\nagainst {args.compare} (settings {before.get('settings')}):")
+        for data in args.data:
+            print("\n".join(compare(result, before, data)))
 
 
 if __name__ == "__main__":

@@ -233,14 +233,53 @@ def test_seed_agreement_over_the_tiles_both_hold() -> None:
     assert seed_agreement(a, c) < 0.1
 
 
-def test_comparison_table_says_how_each_model_compares_with_the_baseline() -> None:
+def test_comparison_table_says_how_each_model_compares_with_the_stronger_baseline() -> None:
     from landtaxa.clustering.metrics import comparison_table, gather_metrics
 
     metrics = gather_metrics({"spectral": {"ari": 0.5, "nmi": 0.6, "silhouette": 0.3, "geo_silhouette": 0.1},
+                              "means": {"ari": 0.6, "nmi": 0.5, "silhouette": 0.1, "geo_silhouette": 0.2},
                               "geo": {"ari": 0.7, "nmi": 0.6, "silhouette": 0.2, "geo_silhouette": 0.0},
                               "refined": {"ari": 0.4, "nmi": 0.5, "silhouette": 0.4, "geo_silhouette": 0.0}})
-    assert metrics["geo"]["compared_with_spectral"]["ari"] == pytest.approx(0.2)
+    # each score against the stronger of the two baselines on that score, which compared_with names
+    assert metrics["geo"]["compared_with_spectral"]["ari"] == pytest.approx(0.1)
+    assert metrics["geo"]["compared_with_spectral"]["nmi"] == pytest.approx(0.0)
+    assert metrics["geo"]["compared_with"] == {"ari": "means", "nmi": "spectral", "silhouette": "spectral",
+                                               "geo_silhouette": "means"}
+    assert "compared_with_spectral" not in metrics["means"]
+    metrics["main"] = {"model": "geo", "reason": "test"}
     rows = {r["model"]: r for r in comparison_table(metrics)}
-    assert rows["geo"]["against the baseline"] == "better than spectral in ARI (+0.200)"
-    assert rows["refined"]["against the baseline"] == "not better than spectral in ARI (-0.100)"
-    assert rows["spectral"]["against the baseline"].startswith("the baseline")
+    assert rows["geo (main)"]["against the baseline"] == "better than means in ARI (+0.100)"
+    assert rows["refined"]["against the baseline"] == "not better than means in ARI (-0.200)"
+    assert rows["spectral"]["against the baseline"].startswith("a baseline")
+
+
+def test_the_main_map_falls_back_to_the_classic_baseline_when_the_members_disagree() -> None:
+    from landtaxa.clustering.metrics import choose_main
+
+    metrics = {"consensus": {"seed_agreement": 0.82, "members": 5}, "means": {}}
+    assert choose_main(metrics, ["consensus", "means"], 0.7)["model"] == "consensus"
+    assert choose_main(metrics, ["consensus", "means"], 0.9)["model"] == "means"
+    assert "0.820" in choose_main(metrics, ["consensus", "means"], 0.9)["reason"]
+    assert choose_main({"refined": {}}, ["refined"], 0.7)["model"] == "refined"  # one member: no consensus
+
+
+def test_metrics_step_states_the_members_agreement_and_the_main_model(tmp_path) -> None:
+    from landtaxa.clustering.metrics import metrics_step
+    from landtaxa.params import MetricsParams
+    from landtaxa.storage import read_json, save_npz, write_json
+
+    tiles = np.arange(6)
+    for model, ari in (("spectral", 0.2), ("means", 0.3), ("geo", 0.4), ("consensus", 0.5)):
+        write_json(tmp_path / f"{model}.json", {"model": model, "ari": ari})
+    write_json(tmp_path / "consensus.json", {"model": "consensus", "ari": 0.5, "seed_agreement": 0.5, "members": 2})
+    save_npz(tmp_path / "a.npz", tile_ids=tiles, labels=np.array([0, 0, 1, 1, 2, 2]))
+    save_npz(tmp_path / "b.npz", tile_ids=tiles, labels=np.array([2, 2, 0, 0, 1, 1]))  # the same map, renamed
+    models = ["spectral", "means", "geo", "consensus"]
+    metrics_step(inputs=[str(tmp_path / f"{m}.json") for m in models], models=models, out=str(tmp_path / "m.json"),
+                 table=str(tmp_path / "m.csv"), chain=["geo"], member_labels=[str(tmp_path / "a.npz"),
+                                                                              str(tmp_path / "b.npz")],
+                 candidates=["consensus", "means"], params=MetricsParams(min_agreement=0.7))
+    out = read_json(tmp_path / "m.json")
+    assert out["geo"]["seed_agreement"] == pytest.approx(1.0)
+    assert out["main"]["model"] == "means"  # the consensus's members agree at 0.5 only
+    assert "means (main)" in (tmp_path / "m.csv").read_text()

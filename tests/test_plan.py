@@ -42,8 +42,12 @@ def archive(tmp_path_factory) -> Path:
 
 def test_demo_plan(tmp_path: Path) -> None:
     plan = plan_of(tmp_path)
-    assert plan.models == ["spectral", "geo", "refined"] and plan.parents == {"refined": "geo"}
-    assert plan.trained == ["geo", "refined"] and plan.encoder_of("spectral") == "spectral"
+    # the demo's 1,024 tiles get the fewest members (3): geo, geo_m1, geo_m2, each refined
+    assert plan.models == ["spectral", "means", "geo", "refined", "consensus"]
+    assert plan.parents == {"refined": "geo", "refined_m1": "geo_m1", "refined_m2": "geo_m2"}
+    assert plan.trained == ["geo", "geo_m1", "geo_m2", "refined", "refined_m1", "refined_m2"]
+    assert plan.encoder_of("spectral") == "spectral" and plan.encoder_of("means") == "means"
+    assert plan.main_candidates == ["consensus", "means"] and plan.consensus_of == "refined"
     assert plan.k_list == [7, 5, 9] and plan.k_main == 7 and plan.analysed_k == [7]
     dates = demo_dates(DemoSpec())
     assert plan.dates == dates and plan.train_dates == dates and not plan.retrain
@@ -54,16 +58,19 @@ def test_demo_plan(tmp_path: Path) -> None:
         assert f"results/maps/{model}_clusters.tif" in outputs
         assert f"results/analysis/{model}/k_choice.csv" in outputs
     assert "results/metrics.json" in outputs and "results/analysis/geo/k5/clusters.tif" not in outputs
+    assert "results/maps/consensus_confidence.tif" in outputs
     assert plan.params("evolution") == '{"merge_overlap": 0.25}'
 
 
 def test_refinement_rounds_chain_the_models(tmp_path: Path) -> None:
-    plan = plan_of(tmp_path, refine__iterations=3, analysis__all_k=True)
-    assert plan.models == ["spectral", "geo", "refined1", "refined2", "refined"]
+    plan = plan_of(tmp_path, refine__iterations=3, analysis__all_k=True, members__count=1)
+    assert plan.models == ["spectral", "means", "geo", "refined1", "refined2", "refined"]
     assert plan.parents == {"refined1": "geo", "refined2": "refined1", "refined": "refined2"}
+    assert plan.main_candidates == ["refined"]
     assert plan.refine_clusters("refined2") == "results/clusters/train/refined1/k7.npz"
     assert "results/analysis/geo/k5/clusters.tif" in plan.final_outputs()  # every K analysed, with its map
-    assert plan_of(tmp_path, refine__iterations=0).models == ["spectral", "geo"]
+    assert plan_of(tmp_path, refine__iterations=0, members__count=1).models == ["spectral", "means", "geo"]
+    assert plan_of(tmp_path, refine__iterations=0).consensus_of == "geo"
 
 
 def test_training_dates_are_fixed_by_the_first_grid(archive: Path, tmp_path: Path) -> None:
@@ -142,22 +149,33 @@ def test_the_demo_trains_its_own_encoder(archive: Path, tmp_path: Path) -> None:
     assert json.loads(own.params("train"))["encoder"] == own.encoder_of("geo") == "tilenet"
 
 
-def test_the_baseline_s_series_is_not_standardised(tmp_path: Path) -> None:
+def test_the_baselines_series_are_not_standardised(tmp_path: Path) -> None:
     plan = plan_of(tmp_path)
     assert json.loads(plan.params("series", "geo"))["standardise"] == "zscore"
     assert json.loads(plan.params("series", "spectral"))["standardise"] == "none"
+    assert json.loads(plan.params("series", "means"))["standardise"] == "none"
 
 
-def test_a_second_seed_trains_the_chain_again(tmp_path: Path) -> None:
-    plan = plan_of(tmp_path, train__second_seed=7)
-    assert plan.models == ["spectral", "geo", "refined"]  # the maps and analysis stay the first seed's
-    assert plan.checks == {"geo": "geo_seed2", "refined": "refined_seed2"}
-    assert plan.parents == {"refined": "geo", "refined_seed2": "geo_seed2"}
-    assert plan.trained == ["geo", "refined", "geo_seed2", "refined_seed2"]
-    for step, model in (("train", "geo_seed2"), ("refine", "refined_seed2"), ("clusters", "refined_seed2")):
-        assert json.loads(plan.params(step, model))["seed"] == 7
-    assert json.loads(plan.params("clusters", "refined"))["seed"] == 0
-    assert plan_of(tmp_path).checks == {}
+def test_members_train_the_chain_again_from_their_own_seeds(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, members__count=2, seed=4)
+    assert plan.members == {"geo": ["geo", "geo_m1"], "refined": ["refined", "refined_m1"]}
+    assert plan.parents == {"refined": "geo", "refined_m1": "geo_m1"}
+    for step, model in (("train", "geo_m1"), ("refine", "refined_m1"), ("clusters", "refined_m1")):
+        assert json.loads(plan.params(step, model))["seed"] == 1004  # member i: seed + 1000 i
+    assert json.loads(plan.params("clusters", "refined"))["seed"] == 4
+    # the consensus job's memory and time come from the members' labels and the combined model's series
+    assert plan.resources("consensus", {"k": "7"})["mem_mb"] > 0
+
+
+def test_small_regions_get_more_members(tmp_path: Path) -> None:
+    from landtaxa.plan import member_count
+
+    setting = {"count": None, "tiles": 2000, "min": 3, "max": 5}
+    assert member_count(setting, 1024) == 3  # the demo
+    assert member_count(setting, 110) == 5  # the Slovenia series
+    assert member_count(setting, 48_400) == 3  # the paper's region
+    assert member_count(setting, 500) == 4
+    assert member_count({**setting, "count": 1}, 110) == 1
 
 
 def test_a_cpu_run_is_told_how_long_it_takes_and_what_to_change(tmp_path: Path) -> None:

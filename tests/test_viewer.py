@@ -326,11 +326,15 @@ def test_viewer_step_reads_the_workflow_s_files(tmp_path: Path) -> None:
     aligned = [str(write_raster(tmp_path / f"{d}.tif", np.full((3, 60, 50), 500, "uint16"), "EPSG:32630",
                                 (500000, 4700000, 10))) for d in DATES]
     out = tmp_path / "viewer" / "index.html"
-    viewer_step(grid=str(tmp_path / "grid.json"), clusters=str(tmp_path / "k3.npz"),
-                kinds=str(tmp_path / "labels.parquet"), representatives=str(tmp_path / "reps.csv"), aligned=aligned,
-                model="refined", out=str(out), params=ViewerParams.from_json('{"viewer_tiles": 4}'))
+    # the page opens on the model metrics.json names as main (the other candidate's files are never read)
+    (tmp_path / "metrics.json").write_text('{"main": {"model": "consensus", "reason": "its members agree"}}')
+    viewer_step(grid=str(tmp_path / "grid.json"), clusters=["missing.npz", str(tmp_path / "k3.npz")],
+                kinds=["missing.parquet", str(tmp_path / "labels.parquet")],
+                representatives=["missing.csv", str(tmp_path / "reps.csv")], aligned=aligned,
+                model=["means", "consensus"], metrics=str(tmp_path / "metrics.json"), out=str(out),
+                params=ViewerParams.from_json('{"viewer_tiles": 4}'))
     data = _page_data(out.read_text(encoding="utf-8"))
-    assert data["dates"] == DATES and data["title"] == "landtaxa: refined model, K=3"
+    assert data["dates"] == DATES and data["title"] == "landtaxa: consensus model, K=3"
     assert {1, 14, 24} <= set(data["thumbs"]["tiles"]) and len(data["thumbs"]["tiles"]) <= 7
     assert data["labels"][1].startswith("c1: 10 tiles") and "changes on 2023-10-02" in data["labels"][1]
     maps = np.frombuffer(zlib.decompress(base64.b64decode(data["maps"])), np.uint8).reshape(4, 6, 5)

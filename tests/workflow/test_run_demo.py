@@ -24,7 +24,7 @@ from landtaxa.learning.cube import read_embeddings
 from landtaxa.storage import load_npz
 
 pytestmark = pytest.mark.slow
-MODELS = ("spectral", "geo", "refined")
+MODELS = ("spectral", "means", "geo", "refined", "consensus")  # 3 members on the demo's 1,024 tiles
 CONTRACT_KEYS = {"k", "n_tiles", "n_dates", "inertia", "silhouette", "geo_silhouette", "calinski_harabasz"}
 
 
@@ -37,16 +37,36 @@ def demo_run(snakemake, tmp_path_factory) -> Path:
 
 def test_metrics_contract_and_quality(demo_run: Path) -> None:
     metrics = json.loads((demo_run / "results/metrics.json").read_text())
+    main = metrics.pop("main")
     assert list(metrics) == list(MODELS)
     for model, m in metrics.items():
         assert CONTRACT_KEYS | {"ari", "nmi"} <= set(m)
-        n, t, d = Series(demo_run / f"results/series/{model}.npz").shape
-        assert (m["k"], m["n_tiles"], m["n_dates"], d) == (7, n, 8, 8 if model == "spectral" else 512)
+        n, t, d = Series(demo_run / f"results/series/{'refined' if model == 'consensus' else model}.npz").shape
+        assert (m["k"], m["n_tiles"], m["n_dates"], d) == (7, n, 8, {"spectral": 8, "means": 4}.get(model, 512))
         assert -1 <= m["silhouette"] <= 1 and -1 <= m["geo_silhouette"] <= 1 and 0 <= m["nmi"] <= 1
         assert m["inertia"] > 0 and m["calinski_harabasz"] > 0 and sum(m["cluster_sizes"]) == n
-        if model != "spectral":  # each model says how it compares with the baseline
-            assert m["compared_with_spectral"]["ari"] == pytest.approx(m["ari"] - metrics["spectral"]["ari"])
-    assert metrics["refined"]["ari"] >= 0.6, metrics
+        if model not in ("spectral", "means"):  # each model says how it compares with the stronger baseline
+            stronger = max(metrics["spectral"]["ari"], metrics["means"]["ari"])
+            assert m["compared_with_spectral"]["ari"] == pytest.approx(m["ari"] - stronger)
+    for model in ("geo", "refined", "consensus"):  # the members' agreement, 1 = the same map whatever the seed
+        assert 0 < metrics[model]["seed_agreement"] <= 1
+    assert metrics["consensus"]["members"] == 3 and 0 < metrics["consensus"]["confidence"] <= 1
+    assert main["model"] in ("consensus", "means") and main["reason"]
+    assert metrics["refined"]["ari"] >= 0.6 and metrics["consensus"]["ari"] >= 0.6, metrics
+
+
+def test_confidence_map_and_the_viewer_on_the_main_model(demo_run: Path) -> None:
+    metrics = json.loads((demo_run / "results/metrics.json").read_text())
+    grid = Grid.load(demo_run / "results/grid.json")
+    c = load_npz(demo_run / "results/clusters/consensus/k7_confidence.npz")
+    with rasterio.open(demo_run / "results/maps/consensus_confidence.tif") as src:
+        assert src.transform == grid.tile_transform and src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        flat = src.read(1).reshape(-1)
+    np.testing.assert_array_equal(flat[c["tile_ids"]], np.round(100 * c["confidence"]))
+    outside = np.setdiff1d(np.arange(grid.n_tiles), c["tile_ids"])
+    assert flat[c["tile_ids"]].max() <= 100 and (flat[outside] == 255).all()
+    page = (demo_run / "results/viewer/index.html").read_text(encoding="utf-8")
+    assert f"landtaxa: {metrics['main']['model']} model, K=7" in page
 
 
 def test_grid_covers_the_demo_region(demo_run: Path) -> None:

@@ -35,6 +35,7 @@ RUN = {
     "train": {"triplets": 300, "epochs": 2},
     "refine": {"triplets": 200, "epochs": 1},
     "cluster": {"n_init": 3},
+    "members": {"count": 1},
     "analysis": {"restarts": 2, "projection_tiles": 100},
 }
 
@@ -115,9 +116,9 @@ def test_real_series_taxonomy(slovenia: dict) -> None:
         img = src.read(1)
     metrics = json.loads((work / "results/metrics.json").read_text())
     print({m: {k: round(v, 3) for k, v in x.items() if k in ("ari", "nmi", "silhouette", "n_tiles")}
-           for m, x in metrics.items()})
-    assert list(metrics) == ["spectral", "geo", "refined"]
-    for m in metrics.values():
+           for m, x in metrics.items() if m != "main"})
+    assert list(metrics) == ["spectral", "means", "geo", "refined", "main"] and metrics["main"]["model"] == "refined"
+    for m in (metrics[model] for model in ("spectral", "means", "geo", "refined")):
         assert m["n_dates"] == 14 and m["k"] == 4 and m["n_tiles"] == int((img != 255).sum())
         assert {"ari", "nmi"} <= set(m) and 0 <= m["nmi"] <= 1
     # the clouded acquisitions were masked: some dates have no valid tile at all, others are fully valid

@@ -16,7 +16,7 @@ from landtaxa.clustering.series import Series
 from landtaxa.storage import read_json
 
 pytestmark = pytest.mark.slow
-MODELS = ("spectral", "geo", "refined")
+MODELS = ("spectral", "means", "geo", "refined", "consensus")  # configs/onedate.yaml: two members
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +36,11 @@ def two_dates_toy_encoder(snakemake, plugin_overlay: Path, tmp_path_factory) -> 
 
 def test_one_date_runs_every_step(one_date: Path) -> None:
     metrics = json.loads((one_date / "results/metrics.json").read_text())
-    assert list(metrics) == list(MODELS)
-    for model in ("geo", "refined"):  # trained again from the second seed: the two taxonomies compared
+    assert list(metrics) == [*MODELS, "main"]
+    for model in ("geo", "refined", "consensus"):  # two members: the two taxonomies compared
         assert -1 <= metrics[model]["seed_agreement"] <= 1
-    assert "seed_agreement" not in metrics["spectral"]
+    assert "seed_agreement" not in metrics["spectral"] and metrics["consensus"]["members"] == 2
+    assert (one_date / "results/maps/consensus_confidence.tif").stat().st_size > 0
     for model in MODELS:
         assert metrics[model]["n_dates"] == 1 and metrics[model]["k"] == 3
         out = one_date / f"results/evolution/{model}/k3"
@@ -66,4 +67,4 @@ def test_a_plugin_encoder_runs_the_whole_method_on_two_dates(two_dates_toy_encod
         with rasterio.open(work / f"results/evolution/{model}/k3/change.tif") as src:
             assert src.count == 2
     metrics = json.loads((work / "results/metrics.json").read_text())
-    assert [metrics[m]["n_dates"] for m in MODELS] == [2, 2, 2]
+    assert [metrics[m]["n_dates"] for m in ("spectral", "means", "geo", "refined")] == [2, 2, 2, 2]

@@ -36,7 +36,7 @@ from landtaxa.storage import load_npz
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
-MODELS = ("spectral", "geo", "refined")
+MODELS = ("spectral", "means", "geo", "refined")  # configs/tiny.yaml: one member
 GPU_RULES = {"train", "refine", "embed"}  # embed_baseline computes band statistics: no GPU
 TARGETS = ["results/metrics.json", *(f"results/maps/{m}_clusters.tif" for m in MODELS)]
 PARTITION, ACCOUNT = "debug", "ci"  # the test cluster's values for the profile's SITE keys

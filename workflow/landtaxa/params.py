@@ -208,6 +208,11 @@ class ClusterParams(StepParams):
 
 
 @dataclasses.dataclass(frozen=True)
+class MetricsParams(StepParams):
+    min_agreement: float = setting("members.min_agreement")
+
+
+@dataclasses.dataclass(frozen=True)
 class StabilityParams(ClusterParams):
     restarts: int = setting("analysis.restarts")
 
@@ -264,5 +269,6 @@ STEP_PARAMS: dict[str, type[StepParams]] = {
     "demo": DemoParams, "grid": GridParams, "align": AlignParams, "train": TrainParams, "refine": RefineParams,
     "embed": EmbedParams, "series": SeriesParams, "clusters": ClusterParams, "truth": TruthParams,
     "coverage": CoverageParams, "analysis": AnalysisParams, "representatives": RepresentativesParams,
-    "stability": StabilityParams, "evolution": EvolutionParams, "viewer": ViewerParams,
+    "stability": StabilityParams, "metrics": MetricsParams, "evolution": EvolutionParams,
+    "viewer": ViewerParams,
 }

@@ -71,10 +71,21 @@ from landtaxa.storage import get_logger
 
 STEP_PARAMS = P.STEP_PARAMS
 log = get_logger()
-BASELINE = "spectral"  # the model that needs no training, run beside the method's models
 SEARCH_LOG = "logs/stac_search.log"  # the searches of a STAC API given as images, relative to the run's folder
 LONG_HOURS = 3  # a run whose training and embedding on this machine's CPU take longer is told what to change
-CHECK = "_seed2"  # suffix of the models trained again from train.second_seed
+BASELINE = "spectral"  # the baseline every model is compared with: per-date band means and standard deviations
+CLASSIC = "means"  # the classic baseline: per-date band means alone (the main map when the members disagree)
+BASELINES = (BASELINE, CLASSIC)  # the models that need no training, run beside the method's models
+CONSENSUS = "consensus"  # the members' taxonomies combined into one (members.count > 1)
+MEMBER = "_m"  # member i's models: geo_m1, refined_m1, ... (member 0's are geo, refined themselves)
+MEMBER_SEED_STEP = 1000  # member i trains, refines and clusters from seed + 1000 i
+
+
+def member_count(setting: dict, n_tiles: int) -> int:
+    """The number of members: ``members.count``, or clip(ceil(members.tiles / tiles), members.min, members.max)."""
+    if setting["count"] is not None:
+        return int(setting["count"])
+    return int(min(setting["max"], max(setting["min"], -(-setting["tiles"] // max(n_tiles, 1)))))
 
 
 class PlanError(ValueError):
@@ -143,19 +154,20 @@ class RunPlan:
     demo: DemoSpec | None = None
     cluster: bool = False  # the jobs are submitted to a cluster (its GPU rules' jobs get a GPU)
     cores: int | None = None  # the cores of a local run (its jobs' threads are capped there)
-    models: list[str] = field(init=False)
-    parents: dict[str, str] = field(init=False)
-    checks: dict[str, str] = field(init=False)  # trained model -> its copy trained with train.second_seed
+    models: list[str] = field(init=False)  # every model with maps and analysis: baselines, chain, consensus
+    parents: dict[str, str] = field(init=False)  # refined model -> the model it is refined from
+    members: dict[str, list[str]] = field(init=False)  # model of the chain -> its members' models (itself first)
 
     def __post_init__(self) -> None:
         n = self.config["refine"]["iterations"]
         refined = [f"refined{i}" for i in range(1, n)] + (["refined"] if n > 0 else [])
-        self.models = [BASELINE, "geo", *refined]
-        self.parents = dict(zip(refined, ["geo", *refined][: len(refined)], strict=True))
-        self.checks = {}
-        if self.config["train"]["second_seed"] is not None:  # the whole chain again, from the second seed
-            self.checks = {m: f"{m}{CHECK}" for m in ["geo", *refined]}
-            self.parents.update({self.checks[m]: self.checks[p] for m, p in list(self.parents.items())})
+        chain = ["geo", *refined]
+        count = member_count(self.config["members"], self.region.n_tiles(self.config["tile_size"]))
+        self.members = {m: [m] + [f"{m}{MEMBER}{i}" for i in range(1, count)] for m in chain}
+        self.parents = {}
+        for child, parent in zip(refined, chain, strict=False):
+            self.parents.update(dict(zip(self.members[child], self.members[parent], strict=True)))
+        self.models = [*BASELINES, *chain] + ([CONSENSUS] if count > 1 else [])
 
     # ------------------------------------------------------------------ building
 
@@ -305,15 +317,24 @@ class RunPlan:
     def params(self, step: str, model: str | None = None) -> str:
         """The parameters of ``step`` (of ``model``'s job) as JSON: the config keys that step reads, and only those.
 
-        The baseline's series is never standardised: its features are band statistics in one unit,
-        and z-scoring them weakens it (demo ARI 0.73 -> 0.58), while it is meant as the bar to beat.
+        The baselines' series are never standardised: their features are band statistics in one unit,
+        and z-scoring them weakens them (demo ARI 0.73 -> 0.58), while they are meant as the bar to beat.
+        Member i's models train, refine and cluster from ``seed + 1000 i``.
         """
         params = STEP_PARAMS[step].from_config(self.config)
-        if step == "series" and model == BASELINE:
+        if step == "series" and model in BASELINES:
             params = dataclasses.replace(params, standardise="none")
-        if model in self.checks.values() and hasattr(params, "seed"):
-            params = dataclasses.replace(params, seed=self.config["train"]["second_seed"])
+        index = self.member_index(model)
+        if index and hasattr(params, "seed"):
+            params = dataclasses.replace(params, seed=params.seed + MEMBER_SEED_STEP * index)
         return params.to_json()
+
+    def member_index(self, model: str | None) -> int:
+        """0 for the run's own models, i for member i's (``geo_m2``: 2)."""
+        for members in self.members.values():
+            if model in members:
+                return members.index(model)
+        return 0
 
     def images_of(self, date: str) -> list[str]:
         return self.inventory.loc[self.inventory["date"] == date, "path"].tolist()
@@ -340,24 +361,45 @@ class RunPlan:
         return rows["path"].tolist()
 
     @property
-    def baseline(self) -> str:
-        return BASELINE
+    def baselines(self) -> tuple[str, ...]:
+        return BASELINES
+
+    @property
+    def chain(self) -> list[str]:
+        """The method's models in order: geo, then each refinement (member 0's)."""
+        return list(self.members)
 
     @property
     def trained(self) -> list[str]:
-        """The models whose encoder learns (all but the baseline), their second-seed copies included."""
-        return [m for m in self.models if m != BASELINE] + list(self.checks.values())
+        """The models whose encoder learns, every member's included."""
+        return [m for members in self.members.values() for m in members]
 
     @property
-    def second_seed_suffix(self) -> str:
-        return CHECK
+    def geo_members(self) -> list[str]:
+        return self.members["geo"]
+
+    @property
+    def embedded(self) -> list[str]:
+        """The models with embeddings, series and K-means clusterings of their own."""
+        return [*BASELINES, *self.trained]
 
     @property
     def all_models(self) -> list[str]:
-        return self.models + list(self.checks.values())
+        return self.embedded + ([CONSENSUS] if CONSENSUS in self.models else [])
+
+    @property
+    def consensus_of(self) -> str:
+        """The model whose members the consensus combines (the chain's last: refined, or geo)."""
+        return self.chain[-1]
+
+    @property
+    def main_candidates(self) -> list[str]:
+        """The models the run may recommend (metrics.json's ``main``): the consensus, or the classic baseline when
+        its members disagree; without members the chain's last model."""
+        return [CONSENSUS, CLASSIC] if CONSENSUS in self.models else [self.chain[-1]]
 
     def encoder_of(self, model: str) -> str:
-        return BASELINE if model == BASELINE else self.config["encoder"]["name"]
+        return model if model in BASELINES else self.config["encoder"]["name"]
 
     def refine_clusters(self, model: str) -> str:
         """The clustering that guides a refinement: of the training dates, unless they follow every run."""
@@ -372,12 +414,14 @@ class RunPlan:
 
     @property
     def main_model(self) -> str:
-        """The method's last model (the refined one, or geo without refinement): the viewer's."""
-        return self.models[-1]
+        """The model the run recommends unless its members disagree (the viewer's; metrics.json says which)."""
+        return self.main_candidates[0]
 
     def final_outputs(self) -> list[str]:
         r = self.results
         out = [f"{r}/metrics.json", f"{r}/maps/coverage.tif", f"{r}/tiles.parquet", f"{r}/viewer/index.html"]
+        if CONSENSUS in self.models:
+            out.append(f"{r}/maps/{CONSENSUS}_confidence.tif")
         for model in self.models:
             out += [f"{r}/maps/{model}_clusters.tif"]
             for k in self.analysed_k:
@@ -428,7 +472,7 @@ class RunPlan:
         """The sizes that set a job's needs (:mod:`landtaxa.resources`): of ``model``'s embeddings (default:
         the method's), at ``k`` (default: the largest K), over ``dates`` (default: every date)."""
         c, reg = self.config, self.region
-        z_dim = 2 * reg.n_bands if model == BASELINE else c["encoder"]["z_dim"]
+        z_dim = {BASELINE: 2 * reg.n_bands, CLASSIC: reg.n_bands}.get(model or "", c["encoder"]["z_dim"])
         return Sizes(n_tiles=reg.n_tiles(c["tile_size"]), n_dates=len(dates if dates is not None else self.dates),
                      z_dim=z_dim, n_bands=reg.n_bands, tile_size=c["tile_size"], width=reg.width, height=reg.height,
                      itemsize=reg.itemsize, store_itemsize=2 if c["embed"]["dtype"] == "float16" else 4,
@@ -460,18 +504,20 @@ class RunPlan:
     def job_needs(self, rule: str, wildcards=None) -> tuple[str, Needs]:
         """(the rule as estimated, the needs of one job of ``rule``) for its ``wildcards`` (model or refined, k)."""
         wc = dict(wildcards.items()) if hasattr(wildcards, "items") else dict(wildcards or {})
-        if rule == "train_second_seed":  # the geographic training again, from the second seed
-            rule, wc = "train", {**wc, "model": f"geo{CHECK}"}
-        model = wc.get("model") or wc.get("refined") or ("geo" if rule == "train" else self.main_model)
-        if rule == "untrained" or rule == "embed_baseline":
-            model = BASELINE
+        model = (wc.get("model") or wc.get("refined") or wc.get("geo") or wc.get("baseline")
+                 or ("geo" if rule == "train" else self.consensus_of))
+        if model == CONSENSUS:  # read through the series of the model whose members it combines
+            model = self.consensus_of
         dates = self.train_dates if rule in ("series_train", "clusters_train", "train", "refine") else None
         k = int(wc["k"]) if "k" in wc else (self.k_main if rule in ("map", "viewer", "tiles", "metrics") else None)
         try:
             params = rule_params(rule, self.config)
         except KeyError as err:
             raise PlanError(f"rule {rule}: {err.args[0]}") from err
-        return rule, job_needs(rule, self.sizes(model, k, dates), params, self.encoder_of(model), self.compute(rule))
+        sizes = self.sizes(model, k, dates)
+        if rule == "consensus":
+            sizes = dataclasses.replace(sizes, members=len(self.members[self.consensus_of]))
+        return rule, job_needs(rule, sizes, params, self.encoder_of(model), self.compute(rule))
 
     def resources(self, rule: str, wildcards=None, attempt: int = 1) -> dict[str, int]:
         """``mem_mb`` (host), ``runtime`` (minutes, at most compute.max_hours), ``disk_mb`` and ``gpu_mem_mb`` of one
@@ -484,9 +530,7 @@ class RunPlan:
 
     def encoder_jobs(self) -> list[tuple[str, dict]]:
         """The jobs of the GPU rules: (rule, wildcards) of every training, refinement and embedding job."""
-        jobs: list[tuple[str, dict]] = [("train", {})]
-        if self.checks:
-            jobs.append(("train_second_seed", {}))
+        jobs: list[tuple[str, dict]] = [("train", {"geo": g}) for g in self.geo_members]
         jobs += [("refine", {"refined": m}) for m in self.parents]
         jobs += [("embed", {"model": m, "date": d}) for m in self.trained for d in self.dates]
         return jobs

@@ -29,6 +29,7 @@ estimate, before the safety factor, is above the peak RSS the step reached.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ class Sizes:
     itemsize: int = 2  # bytes per pixel and band of the images
     store_itemsize: int = 4  # bytes per embedding value on disk (embed.dtype)
     k: int = 10  # the job's K (the largest of n_clusters when it has none)
+    members: int = 1  # the members a consensus job combines
 
     @property
     def n_cols(self) -> int:
@@ -406,6 +408,28 @@ def _clusters(job: Job) -> Needs:
     memory = BASE["sklearn"] + max(_clustering(s, job.params), blocks + index + sil_mem) + n * 48
     return Needs(memory, _passes(s, job.params) + sil_time + n * s.features * s.store_itemsize / READ_BPS,
                  n * 16 + n * s.k * 4 + s.k * s.features * 4 + MB)
+
+
+@needs("consensus", step="clusters")
+def _consensus(job: Job) -> Needs:
+    # K-means on the members' one-hot labels, (N, members x K) float32 built block by block from their (N,
+    # members) labels: the labels, three blocks, the seeding sample and the distances; then one pass over the
+    # series for the centroids and one for every tile's distances, and the silhouettes
+    s, p = job.sizes, job.params
+    n, f = s.n_tiles, s.features
+    blocks, index = _series_reading(s)
+    onehot = dataclasses.replace(s, n_dates=s.members, z_dim=s.k, store_itemsize=0)
+    labels = n * s.members * 8 * 2
+    sil_mem, sil_time = _silhouette(s)
+    memory = BASE["sklearn"] + labels + max(_clustering(onehot, p), blocks + index + sil_mem) + n * s.k * 8 + n * 48
+    seconds = _passes(onehot, p) + 2 * n * f * (s.store_itemsize / READ_BPS + 2 * s.k / FLOPS) + sil_time
+    return Needs(memory, seconds, n * 16 + n * s.k * 4 + s.k * f * 4 + n * 8 + MB)
+
+
+@needs("confidence")
+def _confidence(job: Job) -> Needs:
+    n = job.sizes.n_tiles
+    return Needs(BASE["report"] + n * 24 + 30 * MB, 30 + n / 1e6, n + MB)
 
 
 @needs("stability")

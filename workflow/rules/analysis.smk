@@ -7,7 +7,7 @@
 rule analysis:
     input:
         grid=rules.grid.output.grid,
-        series=f"{R}/series/{{model}}.npz",
+        series=series_of,
         clusters=f"{R}/clusters/{{model}}/k{{k}}.npz",
     output:
         series_tif=f"{R}/analysis/{{model}}/k{{k}}/series_pca.tif",
@@ -39,7 +39,7 @@ rule analysis:
 rule representatives:
     input:
         grid=rules.grid.output.grid,
-        series=f"{R}/series/{{model}}.npz",
+        series=series_of,
         clusters=f"{R}/clusters/{{model}}/k{{k}}.npz",
         distances=f"{R}/clusters/{{model}}/k{{k}}_distances.npz",
         aligned=PLAN.aligned(PLAN.dates),
@@ -67,7 +67,7 @@ rule representatives:
 
 rule stability:
     input:
-        series=f"{R}/series/{{model}}.npz",
+        series=series_of,
         clusters=f"{R}/clusters/{{model}}/k{{k}}.npz",
     output:
         json=f"{R}/analysis/{{model}}/k{{k}}/stability.json",
@@ -92,7 +92,7 @@ rule stability:
 rule evolution:
     input:
         grid=rules.grid.output.grid,
-        series=f"{R}/series/{{model}}.npz",
+        series=series_of,
         clusters=f"{R}/clusters/{{model}}/k{{k}}.npz",
     output:
         maps=expand(f"{R}/evolution/{{{{model}}}}/k{{{{k}}}}/{{date}}.tif", date=PLAN.dates),
@@ -153,7 +153,7 @@ rule k_choice:
 rule kinds:
     input:
         grid=rules.grid.output.grid,
-        series=f"{R}/series/{{model}}.npz",
+        series=series_of,
         clusters=f"{R}/clusters/{{model}}/k{{k}}.npz",
         stability=rules.stability.output.json,
         kinds=rules.evolution.output.labels,

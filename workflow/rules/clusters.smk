@@ -33,6 +33,8 @@ rule clusters:
         clusters=f"{R}/clusters/{{model}}/k{{k}}.npz",
         metrics=f"{R}/clusters/{{model}}/k{{k}}.json",
         distances=f"{R}/clusters/{{model}}/k{{k}}_distances.npz",
+    wildcard_constraints:
+        model="|".join(PLAN.embedded),
     params:
         truth=lambda wc, input: f"--truth {shlex.quote(input.truth)}" if PLAN.truth else "",
         p=p("clusters", "model"),
@@ -77,22 +79,55 @@ use rule clusters as clusters_train with:
         f"{R}/benchmarks/clusters_train/{{model}}/k{{k}}.tsv"
 
 
+# The members' taxonomies combined into one (K-means on their one-hot labels), with every tile's confidence;
+# read through the series of the model whose members it combines (member 0's), like any other model.
+rule consensus:
+    input:
+        grid=rules.grid.output.grid,
+        series=f"{R}/series/{PLAN.consensus_of}.npz",
+        members=lambda wc: expand(f"{R}/clusters/{{model}}/k{wc.k}.npz", model=PLAN.members[PLAN.consensus_of]),
+        truth=rules.truth.output.classes if PLAN.truth else [],
+    output:
+        clusters=f"{R}/clusters/consensus/k{{k}}.npz",
+        metrics=f"{R}/clusters/consensus/k{{k}}.json",
+        distances=f"{R}/clusters/consensus/k{{k}}_distances.npz",
+        confidence=f"{R}/clusters/consensus/k{{k}}_confidence.npz",
+    params:
+        truth=lambda wc, input: f"--truth {shlex.quote(input.truth)}" if PLAN.truth else "",
+        p=p("clusters"),
+    threads: 1
+    log:
+        "logs/consensus/k{k}.log",
+    benchmark:
+        f"{R}/benchmarks/consensus/k{{k}}.tsv"
+    conda:
+        "../../envs/cluster.yaml"
+    resources:
+        mem_mb=mem("consensus"),
+        runtime=runtime("consensus"),
+        disk_mb=disk("consensus"),
+    shell:
+        "python -m landtaxa consensus --grid {input.grid:q} --series {input.series:q} --members {input.members:q}"
+        " --k {wildcards.k} --model consensus {params.truth} --out {output.clusters:q} --metrics {output.metrics:q}"
+        " --distances {output.distances:q} --confidence {output.confidence:q} --threads {threads}"
+        " --params {params.p:q} 2> {log:q}"
+
+
 rule metrics:
     input:
         metrics=expand(f"{R}/clusters/{{model}}/k{PLAN.k_main}.json", model=PLAN.models),
-        labels=expand(f"{R}/clusters/{{model}}/k{PLAN.k_main}.npz", model=PLAN.checks),
-        seed2=expand(f"{R}/clusters/{{model}}/k{PLAN.k_main}.npz", model=PLAN.checks.values()),
+        members=expand(f"{R}/clusters/{{model}}/k{PLAN.k_main}.npz",
+                       model=[m for c in PLAN.chain for m in PLAN.members[c]] if CONSENSUS_RUN else []),
     output:
         metrics=report(f"{R}/metrics.json", caption="../report/metrics.rst", category="Metrics"),
         table=report(f"{R}/metrics.csv", caption="../report/baseline.rst", category="Metrics"),
     params:
         models=PLAN.models,
-        seed2=lambda wc, input: " ".join(
-            ["--checked", *PLAN.checks, "--labels", *map(shlex.quote, input.labels), "--seed2",
-             *map(shlex.quote, input.seed2)]
-        )
-        if PLAN.checks
+        members=lambda wc, input: " ".join(["--chain", *PLAN.chain, "--member-labels", *map(shlex.quote, input.members)])
+        if CONSENSUS_RUN
         else "",
+        candidates=PLAN.main_candidates,
+        p=p("metrics"),
     log:
         "logs/metrics/metrics.log",
     conda:
@@ -102,5 +137,6 @@ rule metrics:
         runtime=runtime("metrics"),
         disk_mb=disk("metrics"),
     shell:
-        "python -m landtaxa metrics --inputs {input.metrics:q} --models {params.models} {params.seed2}"
-        " --out {output.metrics:q} --table {output.table:q} 2> {log:q}"
+        "python -m landtaxa metrics --inputs {input.metrics:q} --models {params.models} {params.members}"
+        " --candidates {params.candidates} --out {output.metrics:q} --table {output.table:q} --params {params.p:q}"
+        " 2> {log:q}"

@@ -30,6 +30,7 @@ except (ConfigError, PlanError) as err:
 expose_package()
 export_http(config["http_headers"], config["http"], config["sign_hrefs"])
 R = PLAN.results
+CONSENSUS_RUN = "consensus" in PLAN.models  # several members, combined into the consensus model
 
 
 wildcard_constraints:
@@ -37,6 +38,12 @@ wildcard_constraints:
     model="|".join(PLAN.all_models),
     refined="|".join(PLAN.parents) or "__none__",
     k=r"\d+",
+
+
+def series_of(wc):
+    """The series a model's clusters are read through: its own, or for the consensus the series of the model
+    whose members it combines."""
+    return f"{R}/series/{PLAN.consensus_of if wc.model == 'consensus' else wc.model}.npz"
 
 
 def p(step, wildcard=None):

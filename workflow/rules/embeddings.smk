@@ -34,19 +34,21 @@ rule embed:
         " --params {params.p:q} 2> {log:q}"
 
 
-# The baseline's features come from the pixels alone: no GPU.
+# The baselines' features come from the pixels alone: no GPU.
 use rule embed as embed_baseline with:
     input:
         grid=rules.grid.output.grid,
-        model=rules.untrained.output.model,
+        model=f"{R}/models/{{baseline}}.pt",
         aligned=f"{R}/aligned/{{date}}.tif",
         valid=f"{R}/aligned/{{date}}_valid.npz",
     output:
-        embeddings=directory(f"{R}/embeddings/{PLAN.baseline}/{{date}}.zarr"),
+        embeddings=directory(f"{R}/embeddings/{{baseline}}/{{date}}.zarr"),
+    wildcard_constraints:
+        baseline="|".join(PLAN.baselines),
     log:
-        f"logs/embed/{PLAN.baseline}/{{date}}.log",
+        "logs/embed/{baseline}/{date}.log",
     benchmark:
-        f"{R}/benchmarks/embed/{PLAN.baseline}/{{date}}.tsv"
+        f"{R}/benchmarks/embed/{{baseline}}/{{date}}.tsv"
     resources:
         mem_mb=mem("embed_baseline"),
         runtime=runtime("embed_baseline"),
@@ -59,6 +61,8 @@ rule series:
     output:
         series=f"{R}/series/{{model}}.npz",
         cube=directory(f"{R}/embeddings/{{model}}.zarr"),
+    wildcard_constraints:
+        model="|".join(PLAN.embedded),
     params:
         dates=PLAN.dates,
         p=p("series", "model"),

@@ -110,17 +110,40 @@ rule tiles:
         " --models {params.models} --out {output.parquet:q} 2> {log:q}"
 
 
+rule confidence:
+    input:
+        grid=rules.grid.output.grid,
+        confidence=f"{R}/clusters/consensus/k{PLAN.k_main}_confidence.npz",
+    output:
+        tif=report(f"{R}/maps/consensus_confidence.tif", caption="../report/confidence.rst", category="Maps",
+                   labels={"model": "consensus", "figure": "confidence (GeoTIFF)"}),
+    log:
+        "logs/confidence/confidence.log",
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=mem("confidence"),
+        runtime=runtime("confidence"),
+        disk_mb=disk("confidence"),
+    shell:
+        "python -m landtaxa confidence --grid {input.grid:q} --confidence {input.confidence:q} --out {output.tif:q}"
+        " 2> {log:q}"
+
+
+# The page opens on the run's main model (metrics.json names it): every candidate's files are its inputs.
 rule viewer:
     input:
         grid=rules.grid.output.grid,
-        clusters=f"{R}/clusters/{PLAN.main_model}/k{PLAN.k_main}.npz",
-        kinds=f"{R}/evolution/{PLAN.main_model}/k{PLAN.k_main}/labels.parquet",
-        representatives=f"{R}/analysis/{PLAN.main_model}/k{PLAN.k_main}/representatives.csv",
+        metrics=rules.metrics.output.metrics,
+        clusters=expand(f"{R}/clusters/{{model}}/k{PLAN.k_main}.npz", model=PLAN.main_candidates),
+        kinds=expand(f"{R}/evolution/{{model}}/k{PLAN.k_main}/labels.parquet", model=PLAN.main_candidates),
+        representatives=expand(f"{R}/analysis/{{model}}/k{PLAN.k_main}/representatives.csv",
+                               model=PLAN.main_candidates),
         aligned=PLAN.aligned(PLAN.dates),
     output:
         html=report(f"{R}/viewer/index.html", caption="../report/viewer.rst", category="Viewer"),
     params:
-        model=PLAN.main_model,
+        models=PLAN.main_candidates,
         p=p("viewer"),
     log:
         "logs/viewer/viewer.log",
@@ -131,6 +154,6 @@ rule viewer:
         runtime=runtime("viewer"),
         disk_mb=disk("viewer"),
     shell:
-        "python -m landtaxa viewer --grid {input.grid:q} --clusters {input.clusters:q} --kinds {input.kinds:q}"
-        " --representatives {input.representatives:q} --aligned {input.aligned:q} --model {params.model}"
-        " --out {output.html:q} --params {params.p:q} 2> {log:q}"
+        "python -m landtaxa viewer --grid {input.grid:q} --metrics {input.metrics:q} --clusters {input.clusters:q}"
+        " --kinds {input.kinds:q} --representatives {input.representatives:q} --aligned {input.aligned:q}"
+        " --model {params.models} --out {output.html:q} --params {params.p:q} 2> {log:q}"

@@ -1,5 +1,6 @@
-# The encoders: f^g trained on geographic triplets (Tile2Vec), each refined model fine-tuned
-# from its parent on triplets guided by the parent's clusters, and the baseline's (nothing to learn).
+# The encoders: f^g trained on geographic triplets (Tile2Vec) once per member (geo, geo_m1, ...: member i from
+# seed + 1000 i), each refined model fine-tuned from its parent on triplets guided by the parent's clusters, and
+# the baselines' (nothing to learn).
 
 
 rule train:
@@ -8,14 +9,16 @@ rule train:
         aligned=PLAN.aligned(PLAN.train_dates),
         valid=PLAN.valid(PLAN.train_dates),
     output:
-        model=f"{R}/models/geo.pt",
+        model=f"{R}/models/{{geo}}.pt",
+    wildcard_constraints:
+        geo="|".join(PLAN.geo_members),
     params:
-        p=p("train"),
+        p=p("train", "geo"),
     threads: threads("train")
     log:
-        "logs/train/geo.log",
+        "logs/train/{geo}.log",
     benchmark:
-        f"{R}/benchmarks/train/geo.tsv"
+        f"{R}/benchmarks/train/{{geo}}.tsv"
     conda:
         "../../envs/torch.yaml"
     resources:
@@ -63,11 +66,13 @@ rule untrained:
     input:
         grid=rules.grid.output.grid,
     output:
-        model=f"{R}/models/{PLAN.baseline}.pt",
+        model=f"{R}/models/{{baseline}}.pt",
+    wildcard_constraints:
+        baseline="|".join(PLAN.baselines),
     params:
-        encoder=PLAN.encoder_of(PLAN.baseline),
+        encoder=lambda wc: PLAN.encoder_of(wc.baseline),
     log:
-        f"logs/untrained/{PLAN.baseline}.log",
+        "logs/untrained/{baseline}.log",
     conda:
         "../../envs/torch.yaml"
     resources:
@@ -77,15 +82,3 @@ rule untrained:
     shell:
         "python -m landtaxa untrained --grid {input.grid:q} --encoder {params.encoder} --out {output.model:q}"
         " 2> {log:q}"
-
-
-# The geographic encoder again from train.second_seed (its refinement follows through `refine`).
-use rule train as train_second_seed with:
-    output:
-        model=f"{R}/models/geo{PLAN.second_seed_suffix}.pt",
-    params:
-        p=PLAN.params("train", f"geo{PLAN.second_seed_suffix}"),
-    log:
-        f"logs/train/geo{PLAN.second_seed_suffix}.log",
-    benchmark:
-        f"{R}/benchmarks/train/geo{PLAN.second_seed_suffix}.tsv"

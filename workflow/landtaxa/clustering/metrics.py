@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
@@ -27,7 +28,7 @@ from sklearn.metrics import (
 
 from landtaxa.clustering.series import as_series
 from landtaxa.inputs.grid import Grid, tile_areas_km2, window_tile_ids, windows
-from landtaxa.params import TruthParams
+from landtaxa.params import MetricsParams, TruthParams
 from landtaxa.storage import atomic_path, get_logger, load_npz, read_json, save_npz, write_json
 
 WORKING_MB = 64  # scikit-learn's working memory for the pairwise distances of the silhouettes (its default: 1 GB)
@@ -138,23 +139,29 @@ def truth_step(*, grid: str, truth: str, out: str, params: TruthParams) -> None:
                       int((classes >= 0).sum()), len(np.unique(classes[classes >= 0])))
 
 
-BASELINE = "spectral"  # the model every other one is compared with (needs no training)
+BASELINES = ("spectral", "means")  # the models every other one is compared with (they need no training)
+BASELINE = BASELINES[0]  # the name of the comparison: compared_with_spectral
 COMPARED = ("ari", "nmi", "silhouette", "geo_silhouette")
 
 
 def gather_metrics(per_model: dict[str, dict]) -> dict[str, dict]:
-    """One object per model; each model other than the baseline says how it compares with it.
+    """One object per model; each model other than the baselines says how it compares with them.
 
     ``compared_with_spectral`` holds, for ARI and NMI (when a truth is known) and the two
-    silhouettes, the model's value minus the baseline's: above 0, the model does better than
-    clustering plain per-band statistics of the same pixels.
+    silhouettes, the model's value minus the stronger baseline's on that score (the higher of
+    ``spectral``, per-date band means and standard deviations, and ``means``, the band means
+    alone), and ``compared_with`` names that baseline per score: above 0, the model does better
+    than clustering plain per-band statistics of the same pixels.
     """
     out = {}
-    base = per_model.get(BASELINE)
+    bases = {b: per_model[b] for b in BASELINES if b in per_model}
     for model, m in per_model.items():
         m = {key: v for key, v in m.items() if key != "model"}
-        if base is not None and model != BASELINE:
-            m[f"compared_with_{BASELINE}"] = {key: m[key] - base[key] for key in COMPARED if key in m and key in base}
+        if bases and model not in BASELINES:
+            keys = [key for key in COMPARED if key in m and all(key in b for b in bases.values())]
+            stronger = {key: max(bases, key=lambda b, key=key: bases[b][key]) for key in keys}
+            m[f"compared_with_{BASELINE}"] = {key: m[key] - bases[stronger[key]][key] for key in keys}
+            m["compared_with"] = stronger
         out[model] = m
     return out
 
@@ -165,35 +172,69 @@ def seed_agreement(a: dict, b: dict) -> float:
     return float(adjusted_rand_score(a["labels"][ia], b["labels"][ib])) if len(common) else float("nan")
 
 
+def members_agreement(runs: list[dict]) -> float:
+    """Mean :func:`seed_agreement` over every pair of the members' clusterings (NaN with one member)."""
+    pairs = [seed_agreement(a, b) for a, b in itertools.combinations(runs, 2)]
+    return float(np.mean(pairs)) if pairs else float("nan")
+
+
+def choose_main(metrics: dict[str, dict], candidates: list[str], min_agreement: float) -> dict:
+    """The model whose map the run recommends, and why: the first candidate (the consensus), unless it is the
+    consensus and its members agree less than ``min_agreement`` (mean pairwise ARI): then the next one (the
+    classic baseline). Unsupervised: no truth is read."""
+    first = candidates[0]
+    agree = metrics[first].get("seed_agreement")
+    if first == "consensus" and len(candidates) > 1 and not (agree is not None and agree >= min_agreement):
+        return {"model": candidates[1], "reason": f"the members of the consensus agree at ARI {agree:.3f}, below "
+                f"members.min_agreement {min_agreement}: their map is not trusted over {candidates[1]}'s"}
+    if first == "consensus":
+        return {"model": first, "reason": f"its {metrics[first].get('members')} members agree at ARI {agree:.3f} "
+                f"(members.min_agreement {min_agreement})"}
+    return {"model": first, "reason": "the method's last model (a single member: no consensus)"}
+
+
 def comparison_table(metrics: dict[str, dict]) -> list[dict]:
-    """One row per model: its scores, and in words how it compares with the baseline (for the report)."""
+    """One row per model: its scores, and in words how it compares with the baselines (for the report)."""
     rows = []
+    main = metrics.get("main", {}).get("model")
     for model, m in metrics.items():
-        row = {"model": model, **{key: round(m[key], 4) for key in (*COMPARED, "seed_agreement") if key in m}}
+        if model == "main":
+            continue
+        row = {"model": model + (" (main)" if model == main else ""),
+               **{key: round(m[key], 4) for key in (*COMPARED, "seed_agreement", "confidence") if key in m}}
         diff = m.get(f"compared_with_{BASELINE}")
-        if model == BASELINE:
-            row["against the baseline"] = "the baseline: per-band statistics of the pixels, no network"
+        if model in BASELINES:
+            row["against the baseline"] = "a baseline: per-band statistics of the pixels, no network"
         elif diff:
             key = "ari" if "ari" in diff else "silhouette"
-            row["against the baseline"] = (f"{'better' if diff[key] > 0 else 'not better'} than {BASELINE} in "
+            row["against the baseline"] = (f"{'better' if diff[key] > 0 else 'not better'} than "
+                                           f"{m['compared_with'][key]} in "
                                            f"{key.upper() if key == 'ari' else key} ({diff[key]:+.3f})")
         rows.append(row)
     return rows
 
 
 def metrics_step(*, inputs: list[str], models: list[str], out: str, table: str | None = None,
-                 checked: list[str] | None = None, labels: list[str] | None = None,
-                 seed2: list[str] | None = None) -> None:
-    """``results/metrics.json``: the metrics of every model at the main K, side by side, and ``table``
-    (CSV, for the report): each model's scores and how it compares with the spectral baseline.
+                 chain: list[str] | None = None, member_labels: list[str] | None = None,
+                 candidates: list[str] | None = None, params: MetricsParams) -> None:
+    """``results/metrics.json``: the metrics of every model at the main K, side by side, and ``main``, the model
+    whose map the run recommends (:func:`choose_main`); ``table`` (CSV, for the report): each model's scores
+    and how it compares with the baselines.
 
-    With ``train.second_seed``, ``checked`` models (their clusterings ``labels``) were trained, refined
-    and clustered again from the second seed (``seed2``): each states ``seed_agreement``, the ARI
-    between the two taxonomies (1 = the same; how far one run can be trusted)."""
+    With several members, each model of the ``chain`` states ``seed_agreement``, the mean ARI between its
+    members' taxonomies (``member_labels``: their clusterings, as many per model, in the chain's order; 1 =
+    the same map whatever the seed; how far one run can be trusted)."""
 
     out_metrics = gather_metrics({m: read_json(p) for m, p in zip(models, inputs, strict=True)})
-    for model, a, b in zip(checked or [], labels or [], seed2 or [], strict=True):
-        out_metrics[model]["seed_agreement"] = seed_agreement(load_npz(a), load_npz(b))
+    labels = member_labels or []
+    if chain and labels:
+        if len(labels) % len(chain):
+            raise ValueError(f"{len(labels)} member clusterings for the {len(chain)} models {', '.join(chain)}")
+        per = len(labels) // len(chain)
+        for i, model in enumerate(chain):
+            runs = [load_npz(p) for p in labels[i * per:(i + 1) * per]]
+            out_metrics[model]["seed_agreement"] = members_agreement(runs)
+    out_metrics["main"] = choose_main(out_metrics, candidates or [models[-1]], params.min_agreement)
     write_json(out, out_metrics)
     if table:
         import pandas as pd

@@ -136,6 +136,12 @@ def _spectral(in_channels: int, z_dim: int) -> Any:
     return SpectralStats(in_channels)
 
 
+def _means(in_channels: int, z_dim: int) -> Any:
+    from landtaxa.learning.networks import SpectralStats
+
+    return SpectralStats(in_channels, stds=False)
+
+
 # Costs: FLOPs and parameters counted (FlopCounterMode, 4 bands, z_dim 512); activations calibrated on
 # the peak RSS of embedding and training jobs on the demo's 16 px tiles (tests/test_resources.py).
 register_encoder(EncoderSpec("tilenet", _tilenet, cpu_batch_size=8,
@@ -143,6 +149,8 @@ register_encoder(EncoderSpec("tilenet", _tilenet, cpu_batch_size=8,
 register_encoder(EncoderSpec("tilenet-lite", _tilenet_lite, cpu_batch_size=64,
                              costs=EncoderCosts(0.28, 11_200_000, 700, 3_000)))
 register_encoder(EncoderSpec("spectral", _spectral, cpu_batch_size=1024, trains=False, fills_gaps=False,
+                             costs=EncoderCosts(0.001, 0, 64, 0)))
+register_encoder(EncoderSpec("means", _means, cpu_batch_size=1024, trains=False, fills_gaps=False,
                              costs=EncoderCosts(0.001, 0, 64, 0)))
 
 

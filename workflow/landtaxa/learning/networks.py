@@ -4,7 +4,7 @@
   five residual stages of two basic blocks with widths 64-128-256-512-``z_dim`` and strides
   1-2-2-2-2, and an average pool over the whole final feature map, so any tile size works.
 - :class:`SpectralStats`: no weights: each band's mean and standard deviation over the tile's
-  valid pixels, the baseline every run is compared with.
+  valid pixels (or the means alone: the classic baseline), the baselines every run is compared with.
 """
 
 from __future__ import annotations
@@ -80,15 +80,17 @@ class TileNet(nn.Module):
 
 
 class SpectralStats(nn.Module):
-    """Per-band mean and standard deviation of each tile's valid pixels (NaN = missing): (B, 2C).
+    """Per-band mean and standard deviation of each tile's valid pixels (NaN = missing): (B, 2C); with
+    ``stds`` False the means alone, (B, C).
 
     Has no weights. A tile without any valid pixel gives zeros (the workflow never embeds one).
     """
 
-    def __init__(self, in_channels: int, z_dim: int = 0) -> None:
+    def __init__(self, in_channels: int, z_dim: int = 0, stds: bool = True) -> None:
         super().__init__()
         self.in_channels = in_channels
-        self.z_dim = 2 * in_channels
+        self.stds = stds
+        self.z_dim = (2 if stds else 1) * in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float().flatten(2)
@@ -96,6 +98,8 @@ class SpectralStats(nn.Module):
         n = ok.sum(-1).clamp(min=1)
         v = torch.where(ok, x, torch.zeros((), dtype=x.dtype, device=x.device))
         mean = v.sum(-1) / n
+        if not self.stds:
+            return mean
         var = (torch.where(ok, x - mean[..., None], torch.zeros((), dtype=x.dtype, device=x.device)) ** 2).sum(-1) / n
         return torch.cat([mean, var.sqrt()], dim=1)
 

@@ -1,5 +1,6 @@
-"""The map steps: the taxonomy of one model and K as a styled COG with its picture and legend, and the
-coverage map (how many dates each tile holds valid data)."""
+"""The map steps: the taxonomy of one model and K as a styled COG with its picture and legend, the
+coverage map (how many dates each tile holds valid data) and the consensus's confidence map (how many
+members agree with it on each tile)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from landtaxa.inputs.grid import Grid
 from landtaxa.params import CoverageParams
 from landtaxa.products import figures
 from landtaxa.products.evolution import class_names, read_kinds
-from landtaxa.products.rasters import pca_colours, write_cluster_map, write_coverage_map
+from landtaxa.products.rasters import pca_colours, write_cluster_map, write_confidence_map, write_coverage_map
 from landtaxa.products.styles import write_map_styles
 from landtaxa.storage import get_logger, load_npz
 
@@ -35,3 +36,11 @@ def coverage_step(*, grid: str, valid: list[str], out: str, params: CoveragePara
     counts = write_coverage_map(g, [load_npz(p)["fraction"] for p in valid], params.min_valid, out)
     log.info("coverage: %d of %d tiles valid on at least one date; %d valid on every date",
              int((counts > 0).sum()), counts.size, int((counts == len(valid)).sum()))
+
+
+def confidence_step(*, grid: str, confidence: str, out: str) -> None:
+    """Per tile, the share of the members that put it in its consensus cluster (%, a COG beside the maps)."""
+    c = load_npz(confidence)
+    write_confidence_map(Grid.load(grid), c["tile_ids"], c["confidence"], out)
+    log.info("confidence: mean %.3f; %d of %d tiles where every member agrees", float(c["confidence"].mean()),
+             int((c["confidence"] >= 1).sum()), len(c["tile_ids"]))

@@ -93,6 +93,20 @@ def write_coverage_map(
     return counts
 
 
+def write_confidence_map(grid: Grid, tile_ids: np.ndarray, confidence: np.ndarray, out_tif: str | os.PathLike) -> None:
+    """Per tile, the share of the members that agree with the consensus, in percent (uint8 COG, 255 = no tile)."""
+    img = np.full(grid.n_tiles, NODATA, np.uint8)
+    img[tile_ids] = np.round(100 * np.asarray(confidence, np.float64))
+    profile = {"driver": "GTiff", "width": grid.n_cols, "height": grid.n_rows, "count": 1, "dtype": "uint8",
+               "crs": grid.crs, "transform": grid.tile_transform, "nodata": NODATA}
+
+    def fill(ds) -> None:
+        ds.write(img.reshape(grid.n_rows, grid.n_cols), 1)
+        ds.set_band_description(1, "members that put the tile in its consensus cluster, %")
+
+    _write_cog(profile, fill, out_tif, overview_resampling="average")
+
+
 def write_rgb_map(grid: Grid, tile_ids: np.ndarray, rgb: np.ndarray, out_tif: str | os.PathLike) -> None:
     """A 3-band uint8 Cloud-Optimized GeoTIFF with one pixel per tile (alpha 0 where no tile)."""
     img = np.zeros((4, grid.n_tiles), np.uint8)

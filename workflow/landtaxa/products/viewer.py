@@ -40,7 +40,7 @@ from landtaxa.products.figures import tile_images
 from landtaxa.products.page import ATLAS_MAX_WIDTH, MAX_THUMB, thumb_layout
 from landtaxa.products.rasters import NODATA, label_image, pca_colours
 from landtaxa.products.styles import colour_hex
-from landtaxa.storage import atomic_path, get_logger, load_npz
+from landtaxa.storage import atomic_path, get_logger, load_npz, read_json
 
 
 def _b64(data: bytes) -> str:
@@ -186,10 +186,12 @@ def write_viewer(out_html: str | os.PathLike, grid: Grid, tile_ids: np.ndarray, 
     return Path(out_html)
 
 
-def viewer_step(*, grid: str, clusters: str, kinds: str, representatives: str, aligned: list[str], model: str,
-                out: str, params: ViewerParams) -> None:
-    """``results/viewer/index.html``: the map of one model with its kinds by date, legend and tiles' images.
+def viewer_step(*, grid: str, clusters: list[str], kinds: list[str], representatives: list[str], aligned: list[str],
+                model: list[str], out: str, metrics: str | None = None, params: ViewerParams) -> None:
+    """``results/viewer/index.html``: the map of the run's main model with its kinds by date, legend and tiles' images.
 
+    ``model`` lists the models the run may recommend, with their ``clusters``, ``kinds`` and ``representatives``
+    in the same order; the page shows the one ``metrics`` (metrics.json) names as ``main`` (the first without).
     Images are shown for the representatives of every cluster and up to ``analysis.viewer_tiles``
     more tiles drawn with the seed (read from the aligned dates, each shrunk as it is read), within the
     page's thumbnail budget (:func:`landtaxa.products.page.thumb_layout`: the representatives first);
@@ -197,6 +199,11 @@ def viewer_step(*, grid: str, clusters: str, kinds: str, representatives: str, a
     """
     import pandas as pd
 
+    main = read_json(metrics).get("main", {}).get("model", model[0]) if metrics else model[0]
+    if main not in model:
+        raise ValueError(f"{metrics}: main model {main!r} is none of the viewer's models {', '.join(model)}")
+    i = model.index(main)
+    model, clusters, kinds, representatives = main, clusters[i], kinds[i], representatives[i]
     g = Grid.load(grid)
     c = load_npz(clusters)
     tile_ids, labels = c["tile_ids"], c["labels"]
