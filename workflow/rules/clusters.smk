@@ -94,7 +94,7 @@ rule consensus:
         confidence=f"{R}/clusters/consensus/k{{k}}_confidence.npz",
     params:
         truth=lambda wc, input: f"--truth {shlex.quote(input.truth)}" if PLAN.truth else "",
-        p=p("clusters"),
+        p=p("consensus"),
     threads: 1
     log:
         "logs/consensus/k{k}.log",
