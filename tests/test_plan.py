@@ -56,7 +56,7 @@ def test_demo_plan(tmp_path: Path) -> None:
     outputs = plan.final_outputs()
     for model in plan.models:  # the contracts every run writes
         assert f"results/maps/{model}_clusters.tif" in outputs
-        assert f"results/analysis/{model}/k_choice.csv" in outputs
+        assert (f"results/analysis/{model}/k_choice.csv" in outputs) == (model != "consensus")
     assert "results/metrics.json" in outputs and "results/analysis/geo/k5/clusters.tif" not in outputs
     assert "results/maps/consensus_confidence.tif" in outputs
     assert plan.params("evolution") == '{"merge_overlap": 0.25}'

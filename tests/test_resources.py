@@ -4,6 +4,8 @@ the estimate the rules request, before the safety factor."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import subprocess
@@ -94,7 +96,7 @@ def params_of(rule: str, overrides: dict | None = None):
     return STEP_PARAMS[step].from_config(config)
 
 
-SERIES_STEPS = ("series", "clusters", "analysis", "evolution")  # what reads the series: measured at both sizes
+SERIES_STEPS = ("series", "clusters", "analysis", "evolution", "consensus")  # what reads the series: at both sizes
 
 
 @pytest.mark.parametrize(("rows", "cols"), [(50, 60), (300, 200)])  # 3,000 and 60,000 tiles
@@ -126,11 +128,26 @@ def test_requests_are_above_the_measured_peaks(tmp_path: Path, rows: int, cols: 
                   str(an / "stability.json"), "--kinds", str(ev / "labels.parquet"), "--model", "geo",
                   "--csv", str(tmp_path / "kinds.csv"), "--json", str(tmp_path / "kinds.json")],
     }
+    members = [str(tmp_path / f"member{i}.npz") for i in range(3)]
+    steps["consensus"] = ["consensus", "--grid", str(g), "--series", str(s), "--members", *members, "--k", str(K),
+                          "--model", "consensus", "--out", str(tmp_path / "cons.npz"), "--metrics",
+                          str(tmp_path / "cons.json"), "--distances", str(tmp_path / "consd.npz"), "--confidence",
+                          str(tmp_path / "conf.npz"), "--params", cluster]
     if rows * cols < 10_000:  # the steps that do not read the series, at the larger size only
         steps = {step: args for step, args in steps.items() if step in SERIES_STEPS}
     sizes = _sizes(grid)
-    report = {step: (round(peak_mb(args, tmp_path)), round(job_needs(step, sizes, params_of(step, CONFIG)).host / MB))
-              for step, args in steps.items()}
+    report = {}
+    for step, args in steps.items():
+        if step == "consensus":  # three members: the clustering's labels, renamed and partly shuffled
+            c_ = np.load(c)
+            rng = np.random.default_rng(0)
+            for i, path in enumerate(members):
+                lab = (c_["labels"] + i) % K
+                lab[rng.random(len(lab)) < 0.2] = rng.integers(0, K)
+                np.savez(path, tile_ids=c_["tile_ids"], labels=lab)
+        need = job_needs(step, dataclasses.replace(sizes, members=3) if step == "consensus" else sizes,
+                         params_of(step, CONFIG))
+        report[step] = (round(peak_mb(args, tmp_path)), round(need.host / MB))
     print(report)
     for step, (measured, estimate) in report.items():
         assert measured < estimate, f"{step}: measured {measured} MB, estimated {estimate} MB ({report})"

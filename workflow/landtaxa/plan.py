@@ -430,8 +430,8 @@ class RunPlan:
                         f"{folder}/kinds.csv", f"{r}/evolution/{model}/k{k}/summary.json"]
                 if k != self.k_main:
                     out.append(f"{folder}/clusters.tif")
-            if len(self.k_list) > 1:
-                out.append(f"{r}/analysis/{model}/k_choice.csv")
+            if len(self.k_list) > 1 and model != CONSENSUS:  # the consensus at the analysed K only: its members
+                out.append(f"{r}/analysis/{model}/k_choice.csv")  # are not clustered at every K of a sweep
         return out
 
     # ------------------------------------------------------------------ disk

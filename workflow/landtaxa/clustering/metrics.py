@@ -186,7 +186,7 @@ def choose_main(metrics: dict[str, dict], candidates: list[str], min_agreement: 
     agree = metrics[first].get("seed_agreement")
     if first == "consensus" and len(candidates) > 1 and not (agree is not None and agree >= min_agreement):
         return {"model": candidates[1], "reason": f"the members of the consensus agree at ARI {agree:.3f}, below "
-                f"members.min_agreement {min_agreement}: their map is not trusted over {candidates[1]}'s"}
+                f"members.min_agreement {min_agreement}: the main map is {candidates[1]}, which no seed changes"}
     if first == "consensus":
         return {"model": first, "reason": f"its {metrics[first].get('members')} members agree at ARI {agree:.3f} "
                 f"(members.min_agreement {min_agreement})"}
