@@ -47,7 +47,7 @@ def test_a_step_reads_only_its_own_keys() -> None:
     changed["cluster"]["n_init"] = 2
     moved = {step for step, cls in STEP_PARAMS.items()
              if cls.from_config(base).to_json() != cls.from_config(changed).to_json()}
-    assert moved == {"clusters", "stability"}
+    assert moved == {"clusters", "consensus", "stability"}
 
 
 def test_training_sections_share_one_definition() -> None:

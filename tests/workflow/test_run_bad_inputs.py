@@ -45,8 +45,8 @@ def run_until_failure(work: Path, images: str, failing_log: str) -> str:
     proc = snakemake(work, images)
     assert proc.returncode != 0
     assert failing_log in proc.stdout + proc.stderr
-    # the untrained baseline needs only the grid and may be built alongside; nothing is trained
-    trained = [m.name for m in (work / "results" / "models").glob("*.pt") if m.stem != "spectral"]
+    # the untrained baselines need only the grid and may be built alongside; nothing is trained
+    trained = [m.name for m in (work / "results" / "models").glob("*.pt") if m.stem not in ("spectral", "means")]
     assert not trained, f"the run went on past the failure: {trained}"
     assert not list((work / "results").rglob(".*tmp*")), "a temporary file was left behind"
     return (work / failing_log).read_text()
