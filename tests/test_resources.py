@@ -5,7 +5,6 @@ the estimate the rules request, before the safety factor."""
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import subprocess
