@@ -51,14 +51,14 @@ def rule_of(step: str, args: list[str]) -> tuple[str, dict]:
             wc.update({k: v for k, v in m.groupdict().items() if k not in wc})
     out = next((args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--out", "--out-dir", "--tif", "--csv")), "")
     rule = step
-    if step == "embed" and wc.get("model") == "spectral":
+    if step == "embed" and wc.get("model") in ("spectral", "means"):
         rule = "embed_baseline"
     elif step in ("series", "clusters") and f"results/{step}/train/" in out:
         rule = f"{step}_train"
     elif step == "map" and "/analysis/" in out:
         rule = "map_k"
-    elif step == "train" and "_seed2" in out:
-        rule = "train_second_seed"
+    elif step == "train":
+        wc = {"geo": Path(out).stem}
     elif step == "refine":
         wc = {"refined": Path(out).stem}
     if step in ("align", "embed") and "date" not in wc:
