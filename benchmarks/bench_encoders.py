@@ -19,6 +19,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "workflow"))  # the workflow runner the tests use
+
+from runner import Snakemake  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "out"
 SLOVENIA = ROOT.parent / "shared" / "data" / "slovenia-s2-ndvi" / "geotiff"
 ENCODERS = ("tilenet", "tilenet-lite")
@@ -49,8 +53,7 @@ def slovenia_config(work: Path) -> dict:
 
 def run_workflow(config: dict, work: Path) -> tuple[dict, float]:
     (work / "run.yaml").write_text(json.dumps(config))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
-           "--configfile", str(work / "run.yaml"), "--cores", "2", "--quiet"]
+    cmd = Snakemake().command(work, "--cores", "2", "--quiet", configs=[work / "run.yaml"])
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)
     metrics = json.loads((work / "results" / "metrics.json").read_text())

@@ -36,6 +36,13 @@ from rasterio.transform import from_origin
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
+sys.path.insert(0, str(ROOT / "workflow"))
+sys.path.insert(0, str(ROOT / "tests" / "workflow"))  # the workflow runner the tests use
+
+from runner import Snakemake  # noqa: E402
+
+from landtaxa.peaks import run_step  # noqa: E402
+
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 SOURCE_PX = 512
 # name: (side in px, dates): the paper's four granules (22,000 px, 48,400 tiles of 100 px, 20 dates) and a
@@ -89,8 +96,8 @@ def virtual_region(folder: Path, side: int, dates: int) -> Path:
 def dry_run(code: Path, workdir: Path, overlay: Path) -> tuple[float, dict[str, dict], list[str], str]:
     """``snakemake -n --profile <code's slurm profile>``: (seconds, rule -> jobs and largest requests, the lines
     landtaxa printed, the output's tail when it failed)."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(code / "Snakefile"), "--directory", str(workdir),
-           "-n", "--profile", str(code / "workflow" / "profiles" / "slurm"), "--configfile", str(overlay)]
+    cmd = Snakemake(code).command(workdir, "-n", "--profile", str(code / "workflow" / "profiles" / "slurm"),
+                                  configs=[overlay])
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**_env(code)}, timeout=1800)
     seconds = time.perf_counter() - t0
@@ -117,23 +124,9 @@ def _env(code: Path) -> dict:
     return {**os.environ, "PYTHONPATH": str(code / "workflow")}
 
 
-MEASURED = """
-import atexit, os, sys
-def peak():
-    with open("/proc/self/status") as status:
-        kb = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-    with open(os.environ["PEAK_FILE"], "w") as out:
-        out.write(kb)
-atexit.register(peak)
-from landtaxa.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def viewer_case(folder: Path, side: int, dates: int, k: int = 9) -> dict:
     """Run the viewer step on a region of ``side`` px in 100 px tiles over ``dates`` virtual dates (the sheet of
     :func:`virtual_region` in ``folder``): its peak RSS and page size, beside the estimates."""
-    import os
 
     import pandas as pd
 
@@ -164,15 +157,12 @@ def viewer_case(folder: Path, side: int, dates: int, k: int = 9) -> dict:
     args = ["viewer", "--grid", str(folder / "grid.json"), "--clusters", str(folder / "k.npz"), "--kinds",
             str(folder / "labels.parquet"), "--representatives", str(folder / "representatives.csv"), "--aligned",
             *aligned, "--model", "geo", "--out", str(folder / "index.html")]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "workflow"), "PEAK_FILE": str(folder / "peak.txt")}
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", MEASURED, *args], env=env, check=True, stderr=subprocess.DEVNULL)
-    seconds = time.perf_counter() - t0
+    run = run_step(args, folder / "peaks.jsonl", {"PYTHONPATH": str(ROOT / "workflow")})
     sizes = Sizes(n_tiles=n, n_dates=dates, z_dim=512, n_bands=4, tile_size=100, width=side, height=side, k=k)
     needs = job_needs("viewer", sizes, ViewerParams.from_json("{}"))
-    return {"peak_mb": int((folder / "peak.txt").read_text()) / 1024, "estimate_mb": needs.host / MB,
+    return {"peak_mb": run["peak_mb"], "estimate_mb": needs.host / MB,
             "page_mb": (folder / "index.html").stat().st_size / MB, "page_bound_mb": needs.disk / MB,
-            "seconds": seconds}
+            "seconds": run["seconds"]}
 
 
 def checkout(rev: str, folder: Path) -> Path:

@@ -49,6 +49,10 @@ import yaml
 from sklearn.metrics import adjusted_rand_score
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "workflow"))  # the workflow runner the tests use
+
+from runner import Snakemake  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "out"
 SLOVENIA = ROOT.parent / "shared" / "data" / "slovenia-s2-ndvi" / "geotiff"
 TORCH_RULES = ("train", "refine", "embed")
@@ -98,11 +102,8 @@ DATASETS = {"demo": lambda folder: {}, "slovenia": slovenia_archive, "l1c": l1c_
 
 def snakemake(work: Path, config: Path, targets: list[str], cores: int, threads: int | None = None) -> float:
     """One workflow run of ``config`` (over config/config.yaml) in ``work`` up to ``targets``; its wall time."""
-    cmd = [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(ROOT / "Snakefile"), "--directory",
-           str(work), "--cores", str(cores), "--quiet"]
-    if threads:
-        cmd += ["--set-threads", *(f"{rule}={threads}" for rule in TORCH_RULES)]
-    cmd += ["--configfile", str(config)]
+    per_rule = ["--set-threads", *(f"{rule}={threads}" for rule in TORCH_RULES)] if threads else []
+    cmd = Snakemake().command(work, *targets, "--cores", str(cores), "--quiet", *per_rule, configs=[config])
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)

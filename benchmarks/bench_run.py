@@ -1,8 +1,8 @@
 """A whole run on this CPU, every job's measured peak memory and run time beside what it asked for.
 
 Runs ``snakemake --cores N`` with a config (default: the paper's tile count with small tiles, the demo grown
-to 220 x 220 tiles of 16 px = 48,400 tiles on 20 dates, tilenet-lite), polls every job's ``VmHWM`` from /proc
-every 50 ms (Snakemake's ``benchmark:`` samples every 30 s and misses short peaks; see bench_demo.JobPeaks),
+to 220 x 220 tiles of 16 px = 48,400 tiles on 20 dates, tilenet-lite), with every job's ``VmHWM`` as the job
+records it when it exits (landtaxa.peaks; Snakemake's ``benchmark:`` samples every 30 s and misses short peaks),
 then builds the run's plan as the workflow does (landtaxa.plan.RunPlan, a local run on N cores) and prints,
 job by job and per rule, the peak next to ``mem_mb`` and the run time next to ``runtime``, with the ratios.
 The criterion the requests are held to: peak <= request <= 3 x peak. Times are noisy on a shared machine,
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -33,7 +34,11 @@ OUT = ROOT / "benchmarks" / "out"
 sys.path.insert(0, str(ROOT / "workflow"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_demo import JobPeaks  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests" / "workflow"))  # the workflow runner the tests use
+
+from runner import Snakemake  # noqa: E402
+
+from landtaxa.peaks import ENV, read_peaks  # noqa: E402
 
 PAPER_TILES = {"demo": {"size": 3520, "n_dates": 20}}  # 220 x 220 tiles of the demo's 16 px, 20 dates
 
@@ -87,8 +92,9 @@ def report(jobs: list[dict], plan) -> dict:
     for job in jobs:
         rule, wc = rule_of(job["step"], job["args"])
         req = plan.resources(rule, wc)
+        seconds = job.get("seconds", job.get("last", 0) - job.get("first", 0))  # run.json of earlier versions: polled
         rows.append({"rule": rule, "wildcards": wc, "peak_mb": job["peak_mb"], "mem_mb": req["mem_mb"],
-                     "seconds": job["last"] - job["first"], "runtime_min": req["runtime"]})
+                     "seconds": seconds, "runtime_min": req["runtime"]})
     per_rule: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "peak_mb": 0.0, "mem_mb": 0, "min_ratio": 1e9,
                                                      "max_ratio": 0.0, "max_seconds": 0.0, "runtime_min": 0})
     for r in rows:
@@ -132,17 +138,18 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="landtaxa-run-"))
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "overlay.yaml").write_text(yaml.safe_dump(overlay))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--cores", str(args.cores), "--configfile", str(workdir / "overlay.yaml")]
+    cmd = Snakemake().command(workdir, "--cores", str(args.cores), configs=[workdir / "overlay.yaml"])
+    peaks = workdir / "peaks.jsonl"
+    peaks.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    with JobPeaks(cwd=workdir) as peaks, open(workdir / "snakemake.log", "w") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+    with open(workdir / "snakemake.log", "w") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, ENV: str(peaks)})
     wall = time.perf_counter() - t0
-    measured = list(peaks.jobs.values())
+    measured = read_peaks(peaks, cwd=workdir)
     (workdir / "run.json").write_text(json.dumps({"overlay": overlay, "cores": args.cores, "wall_seconds": wall,
                                                   "returncode": proc.returncode, "measured": measured}, indent=1))
     print(f"run in {workdir}: exit {proc.returncode}, {wall / 3600:.2f} h on {args.cores} cores, "
-          f"{len(measured)} jobs polled")
+          f"{len(measured)} jobs measured")
     if proc.returncode != 0:
         sys.exit(f"the run failed: see {workdir / 'snakemake.log'}")
     result = report(measured, plan_of(workdir, overlay, args.cores))

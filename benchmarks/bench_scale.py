@@ -4,9 +4,9 @@ Writes synthetic embeddings (N tiles x T dates x D, default 24 x 512) straight t
 date, in blocks, as the embedding jobs do (never the whole array in memory), then runs the
 series, clustering (with its metrics), analysis (series PCA, graph, projections),
 representatives, stability, evolution, map and kinds steps as separate processes, exactly as
-the workflow does (``python -m landtaxa <step> ...``). The peak RSS of each process is read by
-polling its ``VmHWM`` in ``/proc/<pid>/status`` every 20 ms, and once more as it exits;
-Snakemake's ``benchmark:`` samples too rarely for that.
+the workflow does (``python -m landtaxa <step> ...``). The peak RSS of each process is its
+``VmHWM`` as it exits (landtaxa.peaks, whichever revision of the code runs); Snakemake's
+``benchmark:`` samples too rarely for that.
 
 By default (``--cache cold``) every step starts with the embeddings dropped from the page cache
 (written back, then ``POSIX_FADV_DONTNEED`` on every file; not timed), so that each size reads its
@@ -36,7 +36,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -48,6 +47,7 @@ sys.path.insert(0, str(ROOT / "workflow"))
 
 from landtaxa.inputs.grid import Grid  # noqa: E402
 from landtaxa.learning.cube import embedding_store  # noqa: E402
+from landtaxa.peaks import run_step  # noqa: E402
 from landtaxa.resources import MB, Sizes, job_needs  # noqa: E402
 
 WIDTH = 625  # tiles per row of the synthetic grid
@@ -150,21 +150,6 @@ def write_aligned(folder: Path, n: int, t: int) -> list[Path]:
 # --------------------------------------------------------------------------- measuring
 
 
-# ``python -m landtaxa ARGS`` that also writes its own peak RSS (VmHWM) to $PEAK_FILE as it exits: the
-# kernel's maxrss of a child (os.wait4) counts the memory of the process it was forked from (this one).
-MEASURED = """
-import atexit, os, sys
-def peak():
-    with open("/proc/self/status") as status:
-        kb = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-    with open(os.environ["PEAK_FILE"], "w") as out:
-        out.write(kb)
-atexit.register(peak)
-from landtaxa.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def evict(folders: list[Path]) -> None:
     """Drop every file under ``folders`` from the page cache (``POSIX_FADV_DONTNEED``; no root needed), once
     written back to disk (the kernel keeps pages not yet written)."""
@@ -184,41 +169,18 @@ COLD: list[Path] = []  # with --cache cold: the folders evicted from the page ca
 
 
 def run(args: list[str], code: Path, log: Path) -> tuple[float, float]:
-    """Run the step ``args`` with the package in ``code``, as ``python -m landtaxa`` would: (seconds, peak RSS
-    MB), the peak polled from /proc/<pid>/status (VmHWM) every 20 ms and read once more as the step exits.
+    """Run the step ``args`` with the package in ``code``, as ``python -m landtaxa`` would: (seconds, peak RSS MB).
     With ``--cache cold`` the embeddings are first dropped from the page cache (not timed)."""
     evict(COLD)
-    peak_file = log.with_name("peak.txt")
-    env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "2", "PEAK_FILE": str(peak_file)}
-    t0 = time.perf_counter()
     with open(log, "a") as err:
         err.write(f"\n$ landtaxa {' '.join(args)}\n")
         err.flush()
-        proc = subprocess.Popen([sys.executable, "-c", MEASURED, *args], env=env, stderr=err,
-                                stdout=subprocess.DEVNULL)
-        peak = [0]
-        finished = threading.Event()
-
-        def poll() -> None:  # reads /proc only: the process is reaped by proc.wait below, not here
-            status, cmdline = Path(f"/proc/{proc.pid}/status"), Path(f"/proc/{proc.pid}/cmdline")
-            while not finished.is_set():
-                try:  # after the exec only: until then the child is a copy of this process
-                    if b"landtaxa.cli" in cmdline.read_bytes():
-                        for line in status.read_text().splitlines():
-                            if line.startswith("VmHWM:"):
-                                peak[0] = max(peak[0], int(line.split()[1]))
-                except (FileNotFoundError, ProcessLookupError, ValueError):
-                    pass
-                time.sleep(0.02)
-
-        poller = threading.Thread(target=poll, daemon=True)
-        poller.start()
-        status = proc.wait()
-        finished.set()
-        poller.join()
-    if status != 0:
-        raise RuntimeError(f"landtaxa {args[0]} failed; see {log}")
-    return time.perf_counter() - t0, max(peak[0], int(peak_file.read_text())) / 1024
+        try:
+            record = run_step(args, log.with_name("peaks.jsonl"), {"PYTHONPATH": str(code), "OMP_NUM_THREADS": "2"},
+                              stderr=err)
+        except RuntimeError as failed:
+            raise RuntimeError(f"{failed}; see {log}") from None
+    return record["seconds"], record["peak_mb"]
 
 
 def pipeline(work: Path, embeddings: list[Path], dates: list[str], aligned: list[Path], code: Path, k: int,

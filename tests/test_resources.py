@@ -1,14 +1,11 @@
 """Tests of the jobs' resource requests (landtaxa.resources): each step run on synthetic data at a few
-sizes, as the workflow runs it, and its peak RSS (the kernel's own account, os.wait4) compared with
-the estimate the rules request, before the safety factor."""
+sizes, as the workflow runs it, and its peak RSS (VmHWM, recorded by the step itself: landtaxa.peaks)
+compared with the estimate the rules request, before the safety factor."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +14,7 @@ import pytest
 from landtaxa.clustering.series import save_series
 from landtaxa.inputs.grid import Grid
 from landtaxa.params import STEP_PARAMS, schema_defaults
+from landtaxa.peaks import run_step
 from landtaxa.plan import RunPlan
 from landtaxa.resources import MB, RULES, SAFETY, TIME_SAFETY, Compute, Sizes, gpu_rules, job_needs, job_resources
 
@@ -24,29 +22,9 @@ PACKAGE = str(Path(__file__).resolve().parents[1] / "workflow")
 T, D, K = 4, 32, 6
 
 
-# ``python -m landtaxa ARGS`` that writes its peak RSS (VmHWM) to $PEAK_FILE as it exits. (The kernel's
-# maxrss of a child counts the memory of the process it was forked from, here the test's.)
-MEASURED = """
-import atexit, os, sys
-def peak():
-    with open("/proc/self/status") as status:
-        kb = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-    with open(os.environ["PEAK_FILE"], "w") as out:
-        out.write(kb)
-atexit.register(peak)
-from landtaxa.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def peak_mb(args: list[str], tmp: Path) -> float:
-    """Run the step ``args`` as the workflow does (its own process); its peak RSS in MB."""
-    peak = tmp / "peak.txt"
-    env = {**os.environ, "PYTHONPATH": PACKAGE, "OMP_NUM_THREADS": "1", "PEAK_FILE": str(peak)}
-    proc = subprocess.run([sys.executable, "-c", MEASURED, *args], env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return int(peak.read_text()) / 1024
+    """Run the step ``args`` as the workflow does (its own process); its peak RSS in MB (landtaxa.peaks)."""
+    return run_step(args, tmp / "peaks.jsonl", {"PYTHONPATH": PACKAGE, "OMP_NUM_THREADS": "1"})["peak_mb"]
 
 
 def _region(tmp: Path, rows: int, cols: int) -> tuple[Grid, Path, list[str], list[Path]]:

@@ -1,4 +1,5 @@
-"""The one way whole-workflow tests run snakemake (the ``snakemake`` fixture of conftest.py)."""
+"""The one way whole-workflow tests and the benchmarks run snakemake (the ``snakemake`` fixture of conftest.py;
+benchmarks/ import it too)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,15 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 class Snakemake:
-    """``snakemake --snakefile <repo>/Snakefile --directory <workdir> [--configfile ...] <args>``."""
+    """``snakemake --snakefile <repo>/Snakefile --directory <workdir> <args> [--configfile ...]``, ``repo`` this
+    checkout by default (a benchmark may plan another revision's)."""
+
+    def __init__(self, repo: Path = REPO) -> None:
+        self.repo = Path(repo)
 
     def command(self, workdir: Path, *args: str, configs: Sequence[str | Path] = ()) -> list[str]:
         files = ["--configfile", *map(str, configs)] if configs else []  # last: it takes every word after it
-        return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+        return [sys.executable, "-m", "snakemake", "--snakefile", str(self.repo / "Snakefile"), "--directory",
                 str(workdir), *args, *files]
 
     def __call__(self, workdir: Path, *args: str, configs: Sequence[str | Path] = (), timeout: float = 900,

@@ -19,6 +19,7 @@ import sys
 import typing
 
 from landtaxa.params import schema_property
+from landtaxa.peaks import record_at_exit
 from landtaxa.runtime import apply_http, inherited_plugins, load_plugins
 from landtaxa.storage import get_logger
 
@@ -119,6 +120,7 @@ def run(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    record_at_exit(argv)  # with $LANDTAXA_PEAKS set (benchmarks, tests): this step's peak memory and run time
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: landtaxa <step> [options]   (landtaxa <step> --help for a step's options)\n\nsteps:")
         for step in STEPS:
