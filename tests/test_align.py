@@ -269,7 +269,7 @@ def test_granule_errors_name_the_file(tmp_path):
     nocrs = write_raster(tmp_path / "nocrs.tif", np.ones((2, 8, 8), "uint16"), None, (X0, Y0, RES))
     one = write_raster(tmp_path / "one.tif", np.ones((1, 8, 8), "uint16"), UTM31, (X0, Y0, RES))
     grid = make_grid("uint16")
-    with pytest.raises(ValueError, match=r"nocrs\.tif: raster has no CRS"):
+    with pytest.raises(ValueError, match=r"nocrs\.tif: image: no CRS; georeference it"):
         align_date(grid, [good, nocrs], tmp_path / "o.tif", tmp_path / "o.npz")
     with pytest.raises(ValueError, match=r"one\.tif: has 1 bands, the grid uses band 2"):
         align_date(grid, [good, one], tmp_path / "o.tif", tmp_path / "o.npz")
@@ -422,6 +422,6 @@ def test_nodata_override(tmp_path: Path) -> None:
 def test_mask_without_crs_is_refused(tmp_path: Path) -> None:
     img = mask_image(tmp_path, "img.tif", 500)
     msk = write_raster(tmp_path / "nocrs.tif", np.zeros((16, 16), "uint8"), None, (X0, Y0, RES))
-    with pytest.raises(ValueError, match="nocrs.tif: mask raster has no CRS"):
+    with pytest.raises(ValueError, match=r"nocrs\.tif: mask of image .*img\.tif: no CRS"):
         align_date(mask_grid(), [img], tmp_path / "a.tif", tmp_path / "a.npz", masks=[msk], invalid_values=[1])
     assert not (tmp_path / "a.tif").exists()

@@ -315,7 +315,7 @@ def test_raster_without_crs_names_the_file(tmp_path):
     good = write_raster(tmp_path / "good.tif", np.ones((1, 20, 20), "uint8"), UTM31, (0.0, 200.0, 10.0))
     bad = write_raster(tmp_path / "nocrs.tif", np.ones((1, 20, 20), "uint8"), None, (0.0, 200.0, 10.0))
     for paths in ([bad, good], [good, bad]):
-        with pytest.raises(ValueError, match=r"nocrs\.tif: raster has no CRS"):
+        with pytest.raises(ValueError, match=r"nocrs\.tif: image: no CRS"):
             build_grid(paths, tile_size=16)
 
 

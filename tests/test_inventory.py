@@ -296,8 +296,8 @@ def test_check_images_accepts_a_consistent_archive_and_checks_its_bands(tmp_path
         (lambda p: write_raster(p / "b.tif", np.ones((2, 16, 16), "float32"), CHECK_UTM, (500000, 4000000, 10)),
          "b.tif: data type float32 differs from .*a.tif \\(uint16\\)"),
         (lambda p: write_raster(p / "b.tif", np.ones((2, 16, 16), "uint16"), None, (500000, 4000000, 10)),
-         "b.tif: raster has no CRS"),
-        (lambda p: junk(p / "b.tif"), "b.tif: not a readable raster"),
+         "b.tif: image: no CRS"),
+        (lambda p: junk(p / "b.tif"), "b.tif: image: not a readable raster \\(GDAL: "),
     ],
 )
 def test_check_images_names_the_file_and_problem(tmp_path: Path, make_second, message: str) -> None:
@@ -312,5 +312,5 @@ def test_check_images_band_beyond_count_and_bad_mask(tmp_path: Path) -> None:
     with pytest.raises(InventoryError, match="a.tif: has 2 bands, the config asks for band 3"):
         check_images(sheet(a), mask_band=3)
     (tmp_path / "m.tif").write_text("junk")
-    with pytest.raises(InventoryError, match="m.tif: not a readable mask raster"):
+    with pytest.raises(InventoryError, match=r"m.tif: mask of image .*a\.tif: not a readable raster"):
         check_images(sheet(a, masks=[str(tmp_path / "m.tif")]))

@@ -354,6 +354,6 @@ def test_missing_or_non_stac_sources_are_named(archive, tmp_path: Path) -> None:
 def test_write_vrts_checks_every_item_before_writing_any(archive, tmp_path: Path) -> None:
     found = stac.read_items(archive.item_collection, ["B04"])
     found.items.at[4, "band_hrefs"] = [str(tmp_path / "gone.tif")]
-    with pytest.raises(InventoryError, match=r"gone.tif: raster file not found"):
+    with pytest.raises(InventoryError, match=r"gone.tif: asset B04: file not found"):
         stac.write_vrts(found, tmp_path / "vrt")
     assert not (tmp_path / "vrt").exists()

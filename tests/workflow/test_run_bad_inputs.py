@@ -67,13 +67,13 @@ def test_non_raster_matched_by_the_glob(tmp_path: Path) -> None:
     img(tmp_path / "in" / "2020-01-01_a.tif")
     (tmp_path / "in" / "2020-02-01_a.tif").write_text("this is not a GeoTIFF")
     out = run(tmp_path, str(tmp_path / "in" / "*.tif"))
-    assert "2020-02-01_a.tif: not a readable raster" in out
+    assert "2020-02-01_a.tif: image: not a readable raster" in out
 
 
 def test_granule_without_crs(tmp_path: Path) -> None:
     img(tmp_path / "in" / "2020-01-01_a.tif", crs=None)
     out = run(tmp_path, str(tmp_path / "in"))
-    assert "2020-01-01_a.tif: raster has no CRS" in out
+    assert "2020-01-01_a.tif: image: no CRS" in out
 
 
 @pytest.mark.parametrize(

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.warp import transform_bounds
 
-from landtaxa.inputs.datasets import InventoryError
+from landtaxa.inputs.datasets import InventoryError, open_georeferenced
 from landtaxa.inputs.grid import Region, footprint
 from landtaxa.learning.encoders import build_encoder
 
@@ -78,13 +77,8 @@ def check_k(ks: Iterable[int], n_tiles: int, where: str) -> None:
 
 def check_truth_overlap(truth: str, region: Region) -> None:
     """Refuse a truth raster that is not a readable, georeferenced raster over the region."""
-    try:
-        with rasterio.open(truth) as src:
-            if src.crs is None:
-                raise InventoryError(f"{truth}: truth raster has no CRS (config key truth)")
-            b = transform_bounds(src.crs, region.crs, *src.bounds, densify_pts=21)
-    except rasterio.errors.RasterioIOError as err:
-        raise InventoryError(f"{truth}: truth is not a readable raster (config key truth; {err})") from err
+    with open_georeferenced(truth, "truth raster (config key truth)") as src:
+        b = transform_bounds(src.crs, region.crs, *src.bounds, densify_pts=21)
     r = region.bounds
     if b[0] >= r[2] or b[2] <= r[0] or b[1] >= r[3] or b[3] <= r[1]:
         raise InventoryError(

@@ -15,7 +15,6 @@ import itertools
 import os
 
 import numpy as np
-import rasterio
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from sklearn import config_context
@@ -27,6 +26,7 @@ from sklearn.metrics import (
 )
 
 from landtaxa.clustering.series import as_series
+from landtaxa.inputs.datasets import open_georeferenced
 from landtaxa.inputs.grid import Grid, tile_areas_km2, window_tile_ids, windows
 from landtaxa.params import MetricsParams, TruthParams
 from landtaxa.storage import atomic_path, get_logger, load_npz, read_json, save_npz, write_json
@@ -40,9 +40,7 @@ def truth_tiles(grid: Grid, truth_path: str | os.PathLike, window_px: int = 1024
     The truth is read onto the grid window by window (:func:`landtaxa.inputs.grid.windows`): the job holds one."""
     out = np.full(grid.n_tiles, -1, np.int64)
     ts = grid.tile_size
-    with rasterio.open(truth_path) as src:
-        if src.crs is None:
-            raise ValueError(f"{truth_path}: truth raster has no CRS")
+    with open_georeferenced(truth_path, "truth raster") as src:
         nodata = src.nodata
         with WarpedVRT(
             src, crs=grid.crs, transform=grid.affine, width=grid.width, height=grid.height,

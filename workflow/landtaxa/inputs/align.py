@@ -30,7 +30,7 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from landtaxa.inputs.datasets import openable
+from landtaxa.inputs.datasets import open_georeferenced
 from landtaxa.inputs.grid import Grid, io_block, tile_fractions, unreadable_pixels, windows
 from landtaxa.inputs.vrt import remote_read_failure
 from landtaxa.params import AlignParams
@@ -82,21 +82,21 @@ def align_date(
         "predictor": 2 if np.issubdtype(np.dtype(grid.dtype), np.integer) else 3,
         "BIGTIFF": "IF_SAFER",
     }
-    sources = [_open(p) for p in paths]
-    mask_sources = [_open(p, m) if m else None for p, m in zip(paths, masks, strict=True)]
+    sources: list[rasterio.DatasetReader] = []
+    mask_sources: list[rasterio.DatasetReader | None] = []
     vrts = []
     mask_vrts: list[WarpedVRT | None] = []
     warp = {"crs": grid.crs, "transform": grid.affine, "width": grid.width, "height": grid.height}
     try:
-        for m, msrc in zip(masks, mask_sources, strict=True):
-            if msrc is not None and msrc.crs is None:
-                raise ValueError(f"{m}: mask raster has no CRS")
+        for p in paths:
+            sources.append(_open(p))
+        for p, m in zip(paths, masks, strict=True):
+            mask_sources.append(_open(p, m) if m else None)
+        for msrc in mask_sources:
             mask_vrts.append(
                 None if msrc is None else WarpedVRT(msrc, resampling=Resampling.nearest, add_alpha=True, **warp)
             )
         for path, src in zip(paths, sources, strict=True):
-            if src.crs is None:
-                raise ValueError(f"{path}: raster has no CRS")
             if max(grid.bands) > src.count:
                 raise ValueError(f"{path}: has {src.count} bands, the grid uses band {max(grid.bands)}")
             if mask_band is not None and mask_band > src.count:
@@ -151,15 +151,11 @@ def align_date(
 
 
 def _open(path: str | os.PathLike, mask: str | os.PathLike | None = None) -> rasterio.DatasetReader:
-    """Open an image (or, given ``mask``, the mask of image ``path``), signed when a signing hook is in use; a
-    remote one that cannot be fetched names its item and asset."""
-    try:
-        return rasterio.open(openable(mask or path))
-    except rasterio.errors.RasterioIOError as err:
-        failure = remote_read_failure(path, err, str(mask) if mask else None)
-        if failure is None:
-            raise
-        raise failure from err
+    """Open an image (or, given ``mask``, the mask of image ``path``), georeferenced, signed when a signing hook is
+    in use (:func:`landtaxa.inputs.datasets.open_georeferenced`); a remote one that cannot be fetched names its
+    item and asset."""
+    what = f"mask of image {path}" if mask else "image"
+    return open_georeferenced(mask or path, what, lambda err: remote_read_failure(path, err, str(mask or "") or None))
 
 
 def _valid_block(

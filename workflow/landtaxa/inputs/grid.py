@@ -23,7 +23,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from landtaxa.inputs.datasets import is_gdal_path, openable
+from landtaxa.inputs.datasets import is_gdal_path, open_georeferenced
 from landtaxa.inputs.vrt import remote_read_failure
 from landtaxa.params import GridParams
 from landtaxa.storage import get_logger, read_json, write_json
@@ -175,9 +175,7 @@ def footprint(
     """The footprint of ``paths`` on the grid they will share (see :class:`Footprint`)."""
     if not paths:
         raise ValueError("no images to build the grid from")
-    with rasterio.open(paths[0]) as first:
-        if first.crs is None:
-            raise ValueError(f"{paths[0]}: raster has no CRS")
+    with open_georeferenced(paths[0], "image") as first:
         dst_crs = CRS.from_user_input(crs) if crs else first.crs
         res = float(resolution) if resolution else abs(first.transform.a)
         keeps_lattice = crs is None or CRS.from_user_input(crs) == first.crs
@@ -186,9 +184,7 @@ def footprint(
         dtype = first.dtypes[0]
     boxes = []
     for path in paths:
-        with rasterio.open(path) as src:
-            if src.crs is None:
-                raise ValueError(f"{path}: raster has no CRS")
+        with open_georeferenced(path, "image") as src:
             if max(band_list) > src.count:
                 raise ValueError(f"{path}: has {src.count} bands, config asks for band {max(band_list)}")
             boxes.append(tuple(transform_bounds(src.crs, dst_crs, *src.bounds, densify_pts=21)))
@@ -407,7 +403,7 @@ def _scaling(
     """Per-band percentiles of valid pixels from a decimated read of every raster."""
     samples: list[np.ndarray] = []
     for path in paths:
-        with rasterio.open(openable(path)) as src:
+        with open_georeferenced(path, "image") as src:
             f = max(1, math.ceil(max(src.width, src.height) / max_side))
             shape = (len(bands), max(1, src.height // f), max(1, src.width // f))
             try:

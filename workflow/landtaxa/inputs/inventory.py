@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from landtaxa.inputs.datasets import InventoryError, exists, is_gdal_path, local_file, openable
+from landtaxa.inputs.datasets import InventoryError, exists, is_gdal_path, local_file, open_georeferenced
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
 # Digits only: pandas would otherwise read "", "nan", "NaT" as NaT and "today"/"now" as dates.
@@ -156,22 +156,14 @@ def check_images(df: pd.DataFrame, bands: list[int] | None = None, mask_band: in
     same number of bands and data type (the encoder's input must mean the same on every
     date), that the configured bands exist, and that masks are single rasters with a CRS.
     """
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
     first: tuple[str, int, str] | None = None
     items = df["item_id"] if "item_id" in df else [None] * len(df)
     for path, mask, item in zip(df["path"], df.get("mask", [""] * len(df)), items, strict=True):
-        try:
-            with rasterio.open(openable(path)) as src:
-                count, dtype, crs = src.count, src.dtypes[0], src.crs
-                if src.width < 1 or src.height < 1:
-                    raise InventoryError(f"{path}: raster is empty")
-                check_blocks(src, path)
-        except RasterioIOError as err:
-            raise InventoryError(f"{path}: not a readable raster ({err})") from err
-        if crs is None:
-            raise InventoryError(f"{path}: raster has no CRS (georeference it, e.g. with gdal_edit -a_srs)")
+        with open_georeferenced(path, "image") as src:
+            count, dtype = src.count, src.dtypes[0]
+            if src.width < 1 or src.height < 1:
+                raise InventoryError(f"{path}: raster is empty")
+            check_blocks(src, path)
         if first is None:
             first = (path, count, dtype)
         elif count != first[1]:
@@ -184,14 +176,7 @@ def check_images(df: pd.DataFrame, bands: list[int] | None = None, mask_band: in
         if wanted > count:
             raise InventoryError(f"{path}: has {count} bands, the config asks for band {wanted}")
         if mask:
-            try:
-                with rasterio.open(openable(mask)) as msk:
-                    if msk.crs is None:
-                        raise InventoryError(f"{mask}: mask raster has no CRS")
-            except RasterioIOError as err:
-                of = f" (the mask asset of item {item})" if item else ""
-                raise InventoryError(f"{mask}: not a readable mask raster{of} ({err})") from err
-
+            open_georeferenced(mask, f"mask asset of item {item}" if item else f"mask of image {path}").close()
 
 
 def check_blocks(src, path: str) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from landtaxa.inputs.datasets import InventoryError, is_gdal_path, openable
+from landtaxa.inputs.datasets import InventoryError, is_gdal_path, open_georeferenced, unsigned
 from landtaxa.storage import atomic_path
 
 #: Resampling methods a VRT source accepts for sources coarser than the finest band.
@@ -52,21 +52,16 @@ class _Source:
     blocks: tuple[tuple[int, int], ...]
 
 
-def _open_source(href: str) -> _Source:
-    import rasterio
-    from rasterio.errors import RasterioIOError
+def _open_source(href: str, what: str) -> _Source:
+    def remote(err: Exception) -> InventoryError | None:
+        if not href.startswith(_REMOTE_PREFIXES):
+            return None
+        return InventoryError(f"{href}: {what}: cannot read the remote raster's header ({unsigned(str(err))}; "
+                              f"transient errors are retried {_retries()} times)")
 
-    if not is_gdal_path(href) and not os.path.exists(href):
-        raise InventoryError(f"{href}: raster file not found")
-    try:
-        with rasterio.open(openable(href)) as src:
-            return _Source(src.crs, src.transform, src.width, src.height, src.count, tuple(src.dtypes),
-                           tuple(src.nodatavals), tuple(src.scales), tuple(src.offsets), tuple(src.block_shapes))
-    except RasterioIOError as err:
-        if href.startswith(_REMOTE_PREFIXES):
-            raise InventoryError(f"{href}: cannot read the remote raster's header ({unsigned(str(err))}; transient "
-                                 f"errors are retried {_retries()} times)") from err
-        raise InventoryError(f"{href}: not a readable raster ({unsigned(str(err))})") from err
+    with open_georeferenced(href, what, remote) as src:
+        return _Source(src.crs, src.transform, src.width, src.height, src.count, tuple(src.dtypes),
+                       tuple(src.nodatavals), tuple(src.scales), tuple(src.offsets), tuple(src.block_shapes))
 
 
 def _per_band(values: Sequence[Any] | None, n: int, what: str) -> list[Any]:
@@ -115,14 +110,9 @@ def vrt_xml(
     sources = {}
     for href, name in zip(hrefs, names, strict=True):
         if href not in sources:
-            try:
-                sources[href] = _open_source(href)
-            except InventoryError as err:
-                raise InventoryError(f"{err} (asset {name})" if name else str(err)) from err
+            sources[href] = _open_source(href, f"asset {name}" if name else "raster")
     first_href, first = next(iter(sources.items()))
     for href, src in sources.items():
-        if src.crs is None:
-            raise InventoryError(f"{href}: raster has no CRS")
         if src.crs != first.crs:
             raise InventoryError(
                 f"{href}: its CRS ({src.crs.to_string()}) differs from {first_href}'s ({first.crs.to_string()}); "
@@ -220,17 +210,9 @@ def wrap_raster(
     scale/offset). A class band used as ``masks.band`` should get scale 1 and offset 0 so its
     classes keep their values. ``nodata`` overrides the file's nodata (which becomes NaN).
     """
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
     path = str(path)
-    if not is_gdal_path(path) and not os.path.exists(path):
-        raise InventoryError(f"{path}: image file not found")
-    try:
-        with rasterio.open(path) as src:
-            count = src.count
-    except RasterioIOError as err:
-        raise InventoryError(f"{path}: not a readable raster ({err})") from err
+    with open_georeferenced(path, "image") as src:
+        count = src.count
 
     def spread(values: Sequence[float | None] | float | None, what: str) -> list[float | None]:
         if values is None or isinstance(values, (int, float)):
@@ -270,15 +252,6 @@ def vrt_sources(path: str | os.PathLike) -> dict[str, str]:
         for source in band.iter("SourceFilename"):
             out.setdefault((source.text or "").strip(), name)
     return out
-
-
-_QUERY = re.compile(r"(/vsi[a-z0-9_]+/[a-z0-9+.-]+://[^\s?'`\"]+)\?[^\s'`\"]*", re.I)
-
-
-def unsigned(message: str) -> str:
-    """``message`` with the query string of every remote URL in it cut (``?...``): a signed URL carries its
-    token there, and messages go to logs."""
-    return _QUERY.sub(r"\1?...", message)
 
 
 def _messages(err: BaseException) -> str:
