@@ -23,14 +23,15 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
 from landtaxa.clustering.clusters import cluster_series, flat_blocks, sq_distance_blocks
-from landtaxa.clustering.series import MEMORY_BYTES, ArraySeries, Series, as_series, sample_rows
-from landtaxa.inputs.grid import Grid, tile_areas_km2
+from landtaxa.clustering.series import MEMORY_BYTES, ArraySeries, as_series, sample_rows
+from landtaxa.inputs.grid import tile_areas_km2
 from landtaxa.params import AnalysisParams, ClusterParams, RepresentativesParams, StabilityParams
 from landtaxa.products import figures
-from landtaxa.products.evolution import class_names, read_kinds, transitions
+from landtaxa.products.evolution import transitions
 from landtaxa.products.figures import plot_k_choice
-from landtaxa.products.rasters import pca_colours, write_rgb_map
+from landtaxa.products.rasters import write_rgb_map
 from landtaxa.products.tables import write_kinds_table
+from landtaxa.products.taxonomy import Taxonomy
 from landtaxa.storage import atomic_path, get_logger, load_npz, read_json, write_json
 
 log = get_logger()
@@ -273,13 +274,6 @@ def _csv(frame, path: str | os.PathLike) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def _loaded(series: str, clusters: str) -> tuple[Series, dict]:
-    s, c = Series(series), load_npz(clusters)
-    if not np.array_equal(c["tile_ids"], s.tile_ids):
-        raise ValueError(f"{clusters} and {series} hold different tiles")
-    return s, c
-
-
 def write_series_pca(grid, tile_ids: np.ndarray, series, seed: int, title: str, out_tif: str,
                      out_png: str) -> None:
     """Every tile coloured by a 3-component PCA of its whole series: RGBA COG and picture."""
@@ -379,19 +373,16 @@ def analysis_step(*, grid: str, series: str, clusters: str, model: str, out_dir:
     import time
 
     t0 = time.perf_counter()
-    g = Grid.load(grid)
-    x, c = _loaded(series, clusters)
-    tile_ids, labels, cen = c["tile_ids"], c["labels"], c["centroids"]
-    colours, k = pca_colours(cen), len(cen)
-    name = f"{model} model, K={k}"
+    t = Taxonomy.load(grid=grid, series=series, clusters=clusters)
+    x, name = t.series, t.title(model)
     os.makedirs(out_dir, exist_ok=True)
-    write_series_pca(g, tile_ids, x, params.seed, f"PCA colours of every tile's series: {name}",
+    write_series_pca(t.grid, t.tile_ids, x, params.seed, f"PCA colours of every tile's series: {name}",
                      f"{out_dir}/series_pca.tif", f"{out_dir}/series_pca.png")
-    write_graph(cen, np.bincount(labels, minlength=k), colours, params.seed,
+    write_graph(t.centroids, np.bincount(t.labels, minlength=t.k), t.colours, params.seed,
                 f"semantic graph (MST of centroid distances): {name}", out_dir)
     log.info("series PCA and graph done (%.1f s)", time.perf_counter() - t0)
     sub = subsample(x.n, params.projection_tiles, params.seed)
-    figures.plot_projections(projections(x.take(sub), params.seed), labels[sub], colours,
+    figures.plot_projections(projections(x.take(sub), params.seed), t.labels[sub], t.colours,
                              f"{len(sub)} of {x.n} series: {name}", f"{out_dir}/projections.png")
     log.info("projections of %d series done (%.1f s)", len(sub), time.perf_counter() - t0)
 
@@ -404,14 +395,12 @@ def representatives_step(*, grid: str, series: str, clusters: str, distances: st
     written by the clustering's last pass): the series itself is not read again.
     """
 
-    g = Grid.load(grid)
-    x, c = _loaded(series, clusters)
-    tile_ids, labels, cen = c["tile_ids"], c["labels"], c["centroids"]
+    t = Taxonomy.load(grid=grid, series=series, clusters=clusters)
+    g, tile_ids, labels, cen, dates = t.grid, t.tile_ids, t.labels, t.centroids, t.dates
     dist_all = load_npz(distances)["distances"]
     if dist_all.shape != (len(labels), len(cen)):
         raise ValueError(f"{distances}: distances of {dist_all.shape[0]} tiles to {dist_all.shape[1]} centroids, but "
                          f"{clusters} holds {len(labels)} tiles and {len(cen)} centroids; rerun the clustering")
-    dates = [str(d) for d in x.dates]
     if len(aligned) != len(dates):
         raise ValueError(f"{len(aligned)} aligned images for the series' {len(dates)} dates")
     rgb_bands = params.rgb_bands
@@ -420,13 +409,13 @@ def representatives_step(*, grid: str, series: str, clusters: str, distances: st
         rgb_bands = None
     if rgb_bands and max(rgb_bands) > g.n_bands:
         raise ValueError(f"analysis.rgb_bands {rgb_bands} asks for band {max(rgb_bands)} of {g.n_bands}")
-    name = f"{model} model, K={len(cen)}"
+    name = t.title(model)
     os.makedirs(out_dir, exist_ok=True)
     pair = params.interpolate or [0, 1]
     weights = interpolation_weights(len(cen), pair, params.weights)
     reps = representatives_from_distances(labels, dist_all, params.representatives)
     idx, dist = closest_on_segment(dist_all, cen, pair[0], pair[1], weights)
-    write_representatives(g, aligned, tile_ids, reps, dates, rgb_bands, pca_colours(cen), f"representatives: {name}",
+    write_representatives(g, aligned, tile_ids, reps, dates, rgb_bands, t.colours, f"representatives: {name}",
                           out_dir)
     write_interpolation(g, aligned, tile_ids, labels, pair, weights, idx, dist, dates, rgb_bands, name, out_dir)
     log.info("representatives and interpolation: tiles read on %d dates", len(dates))
@@ -435,10 +424,8 @@ def representatives_step(*, grid: str, series: str, clusters: str, distances: st
 def stability_step(*, series: str, clusters: str, model: str, out: str, png: str, params: StabilityParams) -> None:
     """How much of the clustering comes back from other K-means seeds (ARI, per-cluster Jaccard)."""
 
-    s, c = _loaded(series, clusters)
-    k = len(c["centroids"])
-    st = write_stability(s, c["labels"], k, params, pca_colours(c["centroids"]),
-                         f"{model} model, K={k}", out, png)
+    t = Taxonomy.load(series=series, clusters=clusters)
+    st = write_stability(t.series, t.labels, t.k, params, t.colours, t.title(model), out, png)
     log.info("stability over %d re-runs: mean ARI %.3f", params.restarts, st["mean_ari"])
 
 
@@ -452,13 +439,9 @@ def kinds_step(*, grid: str, series: str, clusters: str, stability: str, kinds: 
                json: str) -> None:
     """One row per kind of land: tiles, km2, share, mean valid dates, stability and its usual changes."""
 
-    g = Grid.load(grid)
-    s, c = _loaded(series, clusters)
-    kind, dates = read_kinds(kinds, c["tile_ids"])
-    k = len(c["centroids"])
+    t = Taxonomy.load(grid=grid, series=series, clusters=clusters, kinds=kinds)
     table = write_kinds_table(
-        csv, json, c["labels"], k, tile_areas_km2(g, c["tile_ids"]), s.valid.sum(axis=1),
-        np.asarray(read_json(stability)["jaccard"]), transitions(kind, k), dates,
-        class_labels=class_names(g, c["tile_ids"], c["labels"], k, kind, dates), colours=pca_colours(c["centroids"]),
-        meta={"model": model, "k": k})
-    log.info("kinds of %s, K=%d: %s km2 in all", model, k, f"{table['km2'].sum():.1f}")
+        csv, json, t.labels, t.k, tile_areas_km2(t.grid, t.tile_ids), t.series.valid.sum(axis=1),
+        np.asarray(read_json(stability)["jaccard"]), transitions(t.kind, t.k), t.dates, class_labels=t.names,
+        colours=t.colours, meta={"model": model, "k": t.k})
+    log.info("kinds of %s, K=%d: %s km2 in all", model, t.k, f"{table['km2'].sum():.1f}")

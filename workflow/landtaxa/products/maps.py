@@ -7,9 +7,9 @@ from __future__ import annotations
 from landtaxa.inputs.grid import Grid
 from landtaxa.params import CoverageParams
 from landtaxa.products import figures
-from landtaxa.products.evolution import class_names, read_kinds
-from landtaxa.products.rasters import pca_colours, write_cluster_map, write_confidence_map, write_coverage_map
+from landtaxa.products.rasters import write_cluster_map, write_confidence_map, write_coverage_map
 from landtaxa.products.styles import write_map_styles
+from landtaxa.products.taxonomy import Taxonomy
 from landtaxa.storage import get_logger, load_npz
 
 log = get_logger()
@@ -19,15 +19,11 @@ def map_step(*, grid: str, clusters: str, kinds: str, model: str, tif: str, png:
     """The cluster map of one model and K: COG with colour table, the class names (GDAL's ``.aux.xml``)
     and a QGIS style (``.qml``) beside it, its picture and its legend. ``kinds`` is the evolution's
     table of every tile's kind on every date (the names say on which dates a cluster changes)."""
-    g = Grid.load(grid)
-    c = load_npz(clusters)
-    colours = pca_colours(c["centroids"])
-    img = write_cluster_map(g, c["tile_ids"], c["labels"], colours, tif)
-    names = class_names(g, c["tile_ids"], c["labels"], len(colours), *read_kinds(kinds, c["tile_ids"]))
-    write_map_styles(tif, colours, names)
-    title = f"{model} model, K={len(colours)}"
-    figures.plot_cluster_map(img, colours, f"landtaxa taxonomy: {title}", png)
-    figures.plot_legend(colours, names, title, legend)
+    t = Taxonomy.load(grid=grid, clusters=clusters, kinds=kinds)
+    img = write_cluster_map(t.grid, t.tile_ids, t.labels, t.colours, tif)
+    write_map_styles(tif, t.colours, t.names)
+    figures.plot_cluster_map(img, t.colours, f"landtaxa taxonomy: {t.title(model)}", png)
+    figures.plot_legend(t.colours, t.names, t.title(model), legend)
 
 
 def coverage_step(*, grid: str, valid: list[str], out: str, params: CoverageParams) -> None:

@@ -35,12 +35,12 @@ import numpy as np
 from landtaxa.inputs.grid import Grid, tile_areas_km2
 from landtaxa.params import ViewerParams
 from landtaxa.products.analysis import subsample
-from landtaxa.products.evolution import class_names, read_kinds
 from landtaxa.products.figures import tile_images
 from landtaxa.products.page import ATLAS_MAX_WIDTH, MAX_THUMB, thumb_layout
-from landtaxa.products.rasters import NODATA, label_image, pca_colours
+from landtaxa.products.rasters import NODATA, label_image
 from landtaxa.products.styles import colour_hex
-from landtaxa.storage import atomic_path, get_logger, load_npz, read_json
+from landtaxa.products.taxonomy import Taxonomy
+from landtaxa.storage import atomic_path, get_logger, read_json
 
 
 def _b64(data: bytes) -> str:
@@ -204,13 +204,10 @@ def viewer_step(*, grid: str, clusters: list[str], kinds: list[str], representat
         raise ValueError(f"{metrics}: main model {main!r} is none of the viewer's models {', '.join(model)}")
     i = model.index(main)
     model, clusters, kinds, representatives = main, clusters[i], kinds[i], representatives[i]
-    g = Grid.load(grid)
-    c = load_npz(clusters)
-    tile_ids, labels = c["tile_ids"], c["labels"]
-    kind, dates = read_kinds(kinds, tile_ids)
+    t = Taxonomy.load(grid=grid, clusters=clusters, kinds=kinds)
+    g, tile_ids, dates = t.grid, t.tile_ids, t.dates
     if len(aligned) != len(dates):
         raise ValueError(f"{len(aligned)} aligned images for the {len(dates)} dates of {kinds}")
-    k = len(c["centroids"])
     shown = pd.read_csv(representatives)["tile_id"].to_numpy()
     if params.viewer_tiles:
         shown = np.concatenate([shown, tile_ids[subsample(len(tile_ids), params.viewer_tiles, params.seed)]])
@@ -218,9 +215,8 @@ def viewer_step(*, grid: str, clusters: list[str], kinds: list[str], representat
     side, kept = thumb_layout(len(shown), len(dates), g.tile_size)
     shown = np.sort(shown[:kept])
     rgb = params.rgb_bands if params.rgb_bands and g.n_bands >= 3 and max(params.rgb_bands) <= g.n_bands else None
-    write_viewer(out, g, tile_ids, labels, kind, pca_colours(c["centroids"]), dates,
-                 class_names(g, tile_ids, labels, k, kind, dates),
+    write_viewer(out, g, tile_ids, t.labels, t.kind, t.colours, dates, t.names,
                  thumbnails=tile_images(g, aligned, shown, rgb, size=side), thumb_tile_ids=shown,
-                 title=f"landtaxa: {model} model, K={k}", thumb_px=side)
+                 title=f"landtaxa: {t.title(model)}", thumb_px=side)
     get_logger().info("viewer: %d tiles, images of %d on %d dates at %d px; %.1f MB", len(tile_ids), len(shown),
                       len(dates), side, os.path.getsize(out) / 2**20)
