@@ -170,14 +170,16 @@ def test_finished_run_is_cached(demo_run: Path, snakemake) -> None:
 
 
 @pytest.mark.parametrize(("setting", "reruns"), [
-    # read by the analysis step only
-    ({"analysis": {"projection_tiles": 500}}, {"analysis": 3}),
+    # read by the analysis step only: once per model (spectral, means, geo, refined, consensus)
+    ({"analysis": {"projection_tiles": 500}}, {"analysis": 5}),
     # the merged classes name the map's categories, the kinds and the viewer's legend
-    ({"analysis": {"merge_overlap": 0.3}}, {"evolution": 3, "map": 3, "kinds": 3, "viewer": 1}),
-    # a clustering setting: every clustering and what depends on it (the refinement learns from one)
-    ({"cluster": {"n_init": 2}}, {"clusters": 9, "clusters_train": 1, "refine": 1, "embed": 8, "series": 1,
-                                  "map": 3, "metrics": 1, "analysis": 3, "representatives": 3, "stability": 3,
-                                  "evolution": 3, "k_choice": 3, "kinds": 3, "tiles": 1, "viewer": 1}),
+    ({"analysis": {"merge_overlap": 0.3}}, {"evolution": 5, "map": 5, "kinds": 5, "viewer": 1}),
+    # a clustering setting: every clustering and what depends on it (each member's refinement learns from its
+    # own geographic clustering: 3 refinements, their 3 x 8 embeddings and series; the consensus of them)
+    ({"cluster": {"n_init": 2}}, {"clusters": 16, "clusters_train": 3, "refine": 3, "embed": 24, "series": 3,
+                                  "consensus": 1, "confidence": 1, "map": 5, "metrics": 1, "analysis": 5,
+                                  "representatives": 5, "stability": 5, "evolution": 5, "k_choice": 4, "kinds": 5,
+                                  "tiles": 1, "viewer": 1}),
 ])
 def test_a_setting_reruns_exactly_the_steps_that_read_it(demo_run: Path, snakemake, tmp_path: Path, setting: dict,
                                                          reruns: dict) -> None:

@@ -180,7 +180,8 @@ def test_new_items_plan_only_their_clear_date_and_no_training(route, snakemake) 
     proc = route["new"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = snakemake.jobs(proc.stdout + proc.stderr)
-    assert jobs["align"] == 1 and jobs["embed"] == 1 and jobs["embed_baseline"] == 1
+    # the new date's mosaic, its geographic embedding, and the two baselines' band statistics (spectral, means)
+    assert jobs["align"] == 1 and jobs["embed"] == 1 and jobs["embed_baseline"] == 2
     assert not {"grid", "train", "untrained", "refine", "series_train", "clusters_train"} & set(jobs), jobs
     new = route["new_date"]
     assert f"results/aligned/{new}.tif" in proc.stdout
