@@ -15,6 +15,16 @@ for _folder in (ROOT / "workflow", Path(__file__).resolve().parent):
 
 import logging  # noqa: E402
 
+# The whole-workflow modules, longest first (minutes each on 2 cores). Started first, they overlap the rest of
+# the suite in the two test processes (pyproject.toml's addopts) instead of running alone at its end.
+LONGEST_FIRST = ("test_run_demo.py", "test_run_slurm.py", "test_run_real_data.py", "test_run_stac_api.py",
+                 "test_run_short_series.py", "test_run_stac.py", "test_run_faults.py")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the others keep their order
+
 from rasters import write_raster  # noqa: E402
 
 
