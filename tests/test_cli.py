@@ -73,3 +73,18 @@ def test_help_lists_every_step(capsys) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert all(f"  {step} " in out for step in STEPS)
+
+
+def test_steps_that_draw_products_start_without_scikit_learn_or_torch() -> None:
+    """Each job is a new process: scikit-learn (with scipy.stats) and torch take about 1 s each to load, paid by
+    every map, figure and table job of a run unless only the steps that compute with them import them."""
+    import subprocess
+    import sys
+
+    light = ["grid", "align", "series", "map", "coverage", "confidence", "evolution", "kinds", "tiles", "viewer",
+             "representatives", "analysis", "k_choice"]
+    code = ("import sys; from landtaxa.cli import step_function\n"
+            f"for step in {light!r}: step_function(step)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'torch'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -62,7 +62,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.cluster import MiniBatchKMeans, kmeans_plusplus
 
 from landtaxa.clustering.metrics import taxonomy_metrics
 from landtaxa.clustering.series import MEMORY_BYTES, SEED_BYTES, SEED_ROWS, ArraySeries, Series, as_series, sample_rows
@@ -141,6 +140,8 @@ def seeding_sample(src, k: int, rng: np.random.RandomState) -> np.ndarray:
 
 
 def _fit_kmeans(series, k: int, p: ClusterParams, init: np.ndarray | None, tol: float | None) -> Clustering:
+    from sklearn.cluster import kmeans_plusplus  # here: scikit-learn takes about 1 s to load (module docstring)
+
     src = as_series(series)
     rng = np.random.RandomState(p.seed)
 
@@ -197,6 +198,8 @@ def polish_samples(n: int, largest: int, rng: np.random.RandomState) -> list[np.
 def _fit_minibatch(series, k: int, p: ClusterParams, init: np.ndarray | None, tol: float | None) -> Clustering:
     if p.batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {p.batch_size}")
+    from sklearn.cluster import MiniBatchKMeans
+
     src = as_series(series)
     if isinstance(src, ArraySeries) or src.nbytes <= MEMORY_BYTES:
         flat = src.load().reshape(src.n, -1)
@@ -221,6 +224,8 @@ def _fit_minibatch(series, k: int, p: ClusterParams, init: np.ndarray | None, to
 
 def _minibatch_streamed(src, k: int, p: ClusterParams, init: np.ndarray | None, tol: float) -> tuple[np.ndarray, int]:
     """Centres and passes of mini-batch K-means streamed over a series on disk (module docstring)."""
+    from sklearn.cluster import kmeans_plusplus
+
     rng = np.random.RandomState(p.seed)
     if init is None:
         sample = seeding_sample(src, k, rng)

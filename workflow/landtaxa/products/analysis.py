@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from xml.sax.saxutils import escape
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score
 
 from landtaxa.clustering.clusters import cluster_series, flat_blocks, sq_distance_blocks
 from landtaxa.clustering.series import MEMORY_BYTES, ArraySeries, as_series, sample_rows
@@ -198,6 +197,7 @@ def stability(series, labels: np.ndarray, k: int, seeds: list[int], params: Clus
     ``jaccard`` (K,): for each cluster, the mean over re-runs of its best Jaccard overlap with
     a cluster of the re-run (1 = found again every time; below about 0.5 = not reproducible).
     """
+    from sklearn.metrics import adjusted_rand_score  # here: scikit-learn takes about 1 s to load
 
     runs = [labels] + [cluster_series(series, k, dataclasses.replace(params, seed=s)).labels for s in seeds]
     r = len(runs)

@@ -16,7 +16,6 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from rasterio.io import MemoryFile
-from sklearn.decomposition import PCA
 
 from landtaxa.inputs.grid import Grid
 from landtaxa.storage import atomic_path
@@ -26,6 +25,8 @@ NODATA = 255
 
 def pca_colours(centroids: np.ndarray, seed: int = 0) -> np.ndarray:
     """(K, ...) centroids -> (K, 3) RGB in [0, 1] from their first three principal components."""
+    from sklearn.decomposition import PCA  # here: scikit-learn takes about 1 s to load, and most map jobs need none
+
     k = centroids.shape[0]
     flat = centroids.reshape(k, -1).astype(np.float64)
     n_comp = min(3, k, flat.shape[1])
