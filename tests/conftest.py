@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+# The suite runs two test processes (pyproject.toml), each starting workflow runs whose jobs use two threads,
+# on two CPUs. OpenMP's threads then spin at every barrier while their partner waits for a CPU: a small torch
+# training took 11x longer beside two busy processes, 2.7x with passive waiting (set before torch loads; the
+# workflow runs inherit it). A run on its own cores is not oversubscribed and keeps OpenMP's default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parents[1]
 for _folder in (ROOT / "workflow", Path(__file__).resolve().parent):
