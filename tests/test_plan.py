@@ -206,3 +206,17 @@ def test_compute_gpu_decides_where_the_gpu_rules_run(tmp_path: Path) -> None:
     plan = plan_of(tmp_path, compute__gpu="auto", device="cpu")
     plan.cluster = True
     assert plan.compute("train").gpu and not plan.compute("embed_baseline").gpu and not plan.compute("clusters").gpu
+
+
+def test_only_jobs_estimated_beyond_the_cap_are_named(tmp_path: Path) -> None:
+    """A country (100,000 px, 50 dates) on a cluster: a baseline's embedding computes band statistics, so it is
+    not estimated (and named as too long) as if it ran the run's TileNet on a CPU."""
+    country = {"demo__size": 100_000, "demo__n_dates": 50, "demo__encoder": "tilenet", "tile_size": 100}
+    plan = plan_of(tmp_path, **country, compute__gpu="auto")
+    plan.cluster = True
+    named = {line.split(":")[0] for line in plan.time_outlook() if "beyond compute.max_hours" in line}
+    cap = 24 * 60
+    for rule in ("embed_baseline", "embed", "train", "refine"):
+        wildcards = {"baseline": "spectral"} if rule == "embed_baseline" else {"model": "geo", "refined": "refined"}
+        assert (rule in named) == (plan.resources(rule, {**wildcards, "date": plan.dates[0]})["runtime"] >= cap), rule
+    assert plan.resources("embed_baseline", {"baseline": "spectral", "date": plan.dates[0]})["runtime"] < cap / 4

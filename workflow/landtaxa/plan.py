@@ -565,7 +565,9 @@ class RunPlan:
         for rule in sorted(RULES):
             if rule == "refine" and not self.parents or rule == "demo" and not self.demo:
                 continue
-            needs = self.job_needs(rule, largest)[1]
+            cases = ([{"baseline": b, "date": self.dates[0]} for b in BASELINES] if rule == "embed_baseline"
+                     else [largest])  # a baseline's embedding computes band statistics, not the run's encoder
+            needs = max((self.job_needs(rule, wc)[1] for wc in cases), key=lambda n: n.seconds)
             if needs.seconds > limit * 3600:
                 lines.append(f"{rule}: a job is estimated at {_duration(needs.seconds)}, beyond compute.max_hours "
                              f"{limit:g}: its request is capped there and it may be cut short")
