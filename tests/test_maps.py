@@ -10,7 +10,7 @@ from rasterio.crs import CRS
 
 from landtaxa.inputs.grid import Grid
 from landtaxa.products.maps import map_step
-from landtaxa.products.rasters import NODATA, pca_colours, write_cluster_map
+from landtaxa.products.rasters import NODATA, pca_colours, principal_components, write_cluster_map
 from landtaxa.storage import save_npz
 
 
@@ -36,6 +36,17 @@ def test_pca_colours_range_and_similarity() -> None:
     assert dist[np.triu_indices(6, 1)].min() > 0.1
     assert np.ptp(col, axis=0).max() == pytest.approx(0.8)
     np.testing.assert_array_equal(pca_colours(cent), col)  # deterministic
+
+
+@pytest.mark.parametrize("shape", [(7, 8 * 512), (10, 40), (3, 8), (2, 5)])
+def test_principal_components_are_scikit_learns(shape: tuple[int, int]) -> None:
+    """The colours' components, computed without scikit-learn, equal its PCA's (values and signs)."""
+    from sklearn.decomposition import PCA
+
+    flat = np.random.default_rng(sum(shape)).normal(size=shape) * np.linspace(3, 1, shape[1])
+    n_comp = min(3, *shape)
+    np.testing.assert_allclose(principal_components(flat, n_comp),
+                               PCA(n_components=n_comp, random_state=0).fit_transform(flat), atol=1e-9)
 
 
 def test_pca_colours_near_duplicate_in_low_rank_set() -> None:
@@ -152,3 +163,14 @@ def test_map_step_writes_map_picture_and_legend_in_one_colour_table(tmp_path) ->
     qml = (tmp_path / "maps" / "x_tif.qml").read_text()
     for name in ("c0: 2 tiles, 0.0512 km2, 33%, stable", "c2: 2 tiles, 0.0512 km2, 33%, changes on 2020-06-01 (50%)"):
         assert name in aux and name in qml
+
+
+def test_pca_colours_run_without_loading_scikit_learn() -> None:
+    """Every map, viewer, kinds and evolution job computes its colours: scikit-learn (about 1 s to load) stays out."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from landtaxa.products.rasters import pca_colours\n"
+            "pca_colours(np.random.default_rng(0).normal(size=(7, 8, 16))); print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

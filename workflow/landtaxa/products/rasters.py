@@ -23,14 +23,22 @@ from landtaxa.storage import atomic_path
 NODATA = 255
 
 
-def pca_colours(centroids: np.ndarray, seed: int = 0) -> np.ndarray:
-    """(K, ...) centroids -> (K, 3) RGB in [0, 1] from their first three principal components."""
-    from sklearn.decomposition import PCA  # here: scikit-learn takes about 1 s to load, and most map jobs need none
+def principal_components(flat: np.ndarray, n_comp: int) -> np.ndarray:
+    """The first ``n_comp`` principal components of the rows of ``flat`` (K, F), K small: one SVD of the centred
+    rows, each axis signed so that its largest loading is positive (scikit-learn's PCA convention; the same
+    values, without loading scikit-learn in every map, viewer and kinds job)."""
+    u, s, vt = np.linalg.svd(flat - flat.mean(axis=0), full_matrices=False)
+    signs = np.sign(vt[np.arange(n_comp), np.abs(vt[:n_comp]).argmax(axis=1)])
+    signs[signs == 0] = 1.0
+    return u[:, :n_comp] * s[:n_comp] * signs
 
+
+def pca_colours(centroids: np.ndarray) -> np.ndarray:
+    """(K, ...) centroids -> (K, 3) RGB in [0, 1] from their first three principal components."""
     k = centroids.shape[0]
     flat = centroids.reshape(k, -1).astype(np.float64)
     n_comp = min(3, k, flat.shape[1])
-    comps = PCA(n_components=n_comp, random_state=seed).fit_transform(flat)
+    comps = principal_components(flat, n_comp)
     rgb = np.full((k, 3), 0.5)
     lo, hi = comps.min(axis=0), comps.max(axis=0)
     span = float((hi - lo).max())
