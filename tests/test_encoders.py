@@ -155,3 +155,45 @@ def test_an_encoder_without_costs_has_them_measured(tmp_path) -> None:
         assert mine.seconds < tilenet.seconds / 10 and mine.host < tilenet.host
     finally:
         del ENCODERS["tiny-plugin"]
+
+
+def _values(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters()) + sum(b.numel() for b in net.buffers())
+
+
+@pytest.mark.parametrize("name", ["tilenet", "tilenet-lite", "spectral", "means"])
+@pytest.mark.parametrize(("channels", "z_dim"), [(1, 16), (4, 512), (13, 700)])
+def test_declared_values_are_those_of_the_built_network(name: str, channels: int, z_dim: int) -> None:
+    """The disk check sizes the saved encoders without torch: the declared counts must be the built networks'."""
+    from landtaxa.learning.encoders import encoder_values
+
+    assert ENCODERS[name].values is not None
+    assert encoder_values(name, channels, z_dim) == _values(build_encoder(name, channels, z_dim))
+
+
+def test_an_encoder_without_declared_values_is_counted_on_its_network(monkeypatch) -> None:
+    from landtaxa.learning.encoders import encoder_values
+
+    monkeypatch.setitem(ENCODERS, "conv", ENCODERS["tilenet"])  # restored after the test
+    register_encoder(EncoderSpec("conv", lambda c, z: torch.nn.Sequential(torch.nn.Conv2d(c, z, 3),
+                                                                           torch.nn.BatchNorm2d(z))))
+    assert encoder_values("conv", 3, 5) == 3 * 5 * 9 + 5 + 4 * 5 + 1
+
+
+def test_planning_a_run_does_not_load_torch(tmp_path) -> None:
+    """Every snakemake process (a run, a dry run, each cluster job) plans the run: torch would add about 1.5 s."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys, yaml; from pathlib import Path; from landtaxa.plan import RunPlan\n"
+            "from landtaxa.configcheck import check_config\n"
+            f"root = Path({str(root)!r})\n"
+            "config = yaml.safe_load((root / 'config' / 'config.yaml').read_text())\n"
+            "check_config(config, root / 'workflow' / 'schemas' / 'config.schema.yaml')\n"
+            f"plan = RunPlan.from_config(config, {str(tmp_path)!r}); plan.check_disk({str(tmp_path)!r})\n"
+            "list(plan.time_outlook()); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "False"

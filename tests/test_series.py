@@ -460,3 +460,32 @@ def test_a_pass_reads_the_cached_blocks_first_and_every_block_once(tmp_path, mon
     _evict(first_rows)
     reordered = cluster_series(s, 4, params)
     np.testing.assert_array_equal(reordered.labels, cluster_series(x, 4, params).labels)
+
+
+def test_a_series_of_at_most_two_blocks_is_read_once_and_kept(tmp_path, monkeypatch) -> None:
+    """K-means passes over a small series many times: it is read from the cube once, its blocks shared and
+    read-only; a larger one is read at every pass, and a subset keeps its own blocks."""
+    x, streamed = _on_disk(tmp_path, block_bytes=12_000)  # 115 KB: 10 blocks, streamed
+    kept = Series(tmp_path / "s.npz", block_bytes=x.nbytes // 2)  # two blocks' bytes: kept
+    reads = {"n": 0}
+    original = Series._read_block
+
+    def counting(self, pieces):
+        reads["n"] += 1
+        return original(self, pieces)
+
+    monkeypatch.setattr(Series, "_read_block", counting)
+    for series, per_pass in ((streamed, streamed.n_blocks()), (kept, 0)):
+        reads["n"] = 0
+        first = _read_all(series)
+        np.testing.assert_array_equal(first[1][np.argsort(first[0])], x)
+        for _ in range(3):
+            again = _read_all(series, order=np.arange(series.n_blocks())[::-1])
+            np.testing.assert_array_equal(again[1][np.argsort(again[0])], x)
+        assert reads["n"] == series.n_blocks() + 3 * per_pass
+    _, block = next(kept.blocks())
+    with pytest.raises(ValueError, match="read-only"):
+        block[0] = 0
+    rows = np.arange(10, 400, 3)
+    positions, values = _read_all(kept.subset(rows))
+    np.testing.assert_array_equal(values[np.argsort(positions)], x[rows])

@@ -22,7 +22,7 @@ from rasterio.warp import transform_bounds
 
 from landtaxa.inputs.datasets import InventoryError, open_georeferenced
 from landtaxa.inputs.grid import Region, footprint
-from landtaxa.learning.encoders import build_encoder
+from landtaxa.learning.encoders import encoder_values
 
 
 class RunCheckError(ValueError):
@@ -183,18 +183,13 @@ def _gb(n: float) -> str:
 
 
 def encoder_bytes(name: str, in_channels: int, z_dim: int) -> int:
-    """Size of a saved encoder: its parameters and buffers in float32, counted without allocating.
-
-    Where snakemake itself runs without torch (rules in conda envs), a bound for the
-    paper's TileNet is used: its stages up to 512 channels, then the last stage of ``z_dim``.
+    """Size of a saved encoder: its parameters and buffers in float32 (:func:`encoder_values`), plus the file's
+    framing. A plugin encoder that declares no ``values`` is counted on its network, which needs torch: where
+    snakemake itself runs without it (rules in conda envs), a bound for the paper's TileNet is used instead,
+    its stages up to 512 channels, then the last stage of ``z_dim``.
     """
     try:
-        import torch
-
+        n = encoder_values(name, in_channels, z_dim)
     except ImportError:
         return 4 * (12_000_000 + 9 * (512 * z_dim + 3 * z_dim * z_dim)) + 64 * 1024
-
-    with torch.device("meta"):
-        model = build_encoder(name, in_channels, z_dim)
-    n = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
     return 4 * n + 64 * 1024

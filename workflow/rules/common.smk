@@ -20,9 +20,10 @@ try:
     PLAN = RunPlan.from_config(config, search=workflow.is_main_process,
                                cluster=workflow.resource_settings.nodes is not None,
                                cores=workflow.resource_settings.cores)
-    print(f"landtaxa: {PLAN.check_disk()}", file=sys.stderr)
-    for line in PLAN.time_outlook():
-        print(f"landtaxa: {line}", file=sys.stderr)
+    if workflow.is_main_process:  # the run's own checks; a job that plans again (a cluster job) repeats neither
+        print(f"landtaxa: {PLAN.check_disk()}", file=sys.stderr)
+        for line in PLAN.time_outlook():
+            print(f"landtaxa: {line}", file=sys.stderr)
 except (ConfigError, PlanError) as err:
     raise WorkflowError(f"landtaxa: {err}")
 # Jobs inherit the environment: `python -m landtaxa` finds this checkout, inside a conda env too; the

@@ -42,6 +42,10 @@ BLOCK_BYTES = 32 << 20  # float32 bytes of one block of tiles read from the cube
 # A series up to this size (float32) is read whole where a step needs every series at once (k-means++
 # seeding, PCA colours, mini-batch K-means in memory); a larger one is sampled there (see each step).
 MEMORY_BYTES = 256 << 20
+# A series of at most this many blocks' bytes (float32; its passes held that much in flight anyway) is kept in
+# memory as its first pass read it: K-means makes one pass per iteration, and the restarts of a clustering
+# and of the stability check dozens of passes, each otherwise a new read and standardisation of every block.
+KEEP_BLOCKS = 2
 # k-means++ seeds from every series up to SEED_ROWS of them, else from a sample of that many (at most SEED_BYTES)
 SEED_ROWS = 4096
 SEED_BYTES = MEMORY_BYTES
@@ -329,6 +333,7 @@ class Series:
         self._col_chunks = self.array.n_chunks(2)
         self._block_bytes = block_bytes
         self._plan = self._planned()
+        self._kept: list[tuple[np.ndarray, np.ndarray]] | None = None  # the blocks of a small series, once read
 
     def _planned(self) -> list[list[np.ndarray]]:
         """The blocks of a pass: pieces (tiles of one chunk, at most a block's worth: a piece reads its span of the
@@ -348,6 +353,7 @@ class Series:
         for name in ("tile_ids", "valid", "source", "_chunk", "_local"):
             setattr(view, name, getattr(self, name)[positions])
         view._plan = view._planned()
+        view._kept = None
         return view
 
     @staticmethod
@@ -425,7 +431,15 @@ class Series:
     def blocks(self, order: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(positions (m,), series (m, T, D) float32) for every block, in ``order`` (a permutation of
         ``range(n_blocks())``) or else cached first (:meth:`cached_first`); the next block is read while this
-        one is used."""
+        one is used. A series of at most :data:`KEEP_BLOCKS` blocks' bytes is read once and its blocks kept
+        (read-only), in tile order."""
+        if self.nbytes <= KEEP_BLOCKS * self._block_bytes:  # kept in memory: passes after the first read nothing
+            if self._kept is None:
+                self._kept = [self._read_block(pieces) for pieces in self._plan]
+                for positions, x in self._kept:  # shared by every pass: a step must not change them
+                    positions.flags.writeable = x.flags.writeable = False
+            yield from (self._kept[i] for i in (range(len(self._kept)) if order is None else order))
+            return
         if order is None:
             order = self.cached_first()
         plan = self._plan if order is None else [self._plan[i] for i in order]

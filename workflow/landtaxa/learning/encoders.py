@@ -51,6 +51,9 @@ class EncoderSpec:
     trains: bool = True  # learned from triplets; False: computed from the pixels (nothing to train)
     fills_gaps: bool = True  # missing pixels reach it as the tile's band means; False: as NaN
     costs: EncoderCosts | None = None  # None: measured from the built network when first asked (encoder_costs)
+    # (input channels, z_dim) -> values the saved network holds (parameters and buffers), without building it;
+    # None: counted on the network built on torch's meta device (see encoder_values)
+    values: Callable[[int, int], int] | None = None
 
 
 ENCODERS: dict[str, EncoderSpec] = {}
@@ -107,6 +110,42 @@ def _measure(spec: EncoderSpec) -> EncoderCosts:
                         infer_bytes_px=2.5 * per_px, train_bytes_px=10 * per_px)
 
 
+def encoder_values(name: str, in_channels: int, z_dim: int) -> int:
+    """Values (parameters and buffers) of the encoder's saved state: from its spec's ``values`` without torch,
+    else counted on the network built on torch's meta device (nothing allocated)."""
+    spec = encoder_spec(name)
+    if spec.values is not None:
+        return spec.values(in_channels, z_dim)
+    import torch
+
+    with torch.device("meta"):
+        model = build_encoder(name, in_channels, z_dim)
+    return sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+
+
+def tilenet_values(in_channels: int, z_dim: int, widths: tuple[int, ...] = (64, 128, 256, 512),
+                   strides: tuple[int, ...] = (1, 2, 2, 2, 2), blocks_per_stage: int = 2) -> int:
+    """Values of :class:`landtaxa.learning.networks.TileNet`'s state, counted from its shape (the snakemake
+    process plans without importing torch; tests/test_encoders.py checks it against the built networks): a
+    bias-free 3x3 convolution per stem and block half, a 1x1 projection where a block changes width or
+    stride, and per batch norm a weight, a bias, two running moments per channel and a batch counter."""
+
+    def norm(ch: int) -> int:
+        return 4 * ch + 1
+
+    def block(c_in: int, c_out: int, stride: int) -> int:
+        n = 9 * c_in * c_out + 9 * c_out * c_out + 2 * norm(c_out)
+        return n + (c_in * c_out + norm(c_out) if stride != 1 or c_in != c_out else 0)
+
+    stages = [*widths, z_dim]
+    n = 9 * in_channels * stages[0] + norm(stages[0])
+    ch = stages[0]
+    for width, stride in zip(stages, strides, strict=True):
+        n += block(ch, width, stride) + (blocks_per_stage - 1) * block(width, width, 1)
+        ch = width
+    return n
+
+
 def build_encoder(name: str, in_channels: int, z_dim: int) -> Any:
     """Build a registered encoder; the module carries ``cpu_batch_size`` and ``fills_gaps`` from its spec."""
     spec = encoder_spec(name)
@@ -145,13 +184,14 @@ def _means(in_channels: int, z_dim: int) -> Any:
 # Costs: FLOPs and parameters counted (FlopCounterMode, 4 bands, z_dim 512); activations calibrated on
 # the peak RSS of embedding and training jobs on the demo's 16 px tiles (tests/test_resources.py).
 register_encoder(EncoderSpec("tilenet", _tilenet, cpu_batch_size=8,
-                             costs=EncoderCosts(12.0, 21_000_000, 4_000, 16_000)))
+                             costs=EncoderCosts(12.0, 21_000_000, 4_000, 16_000), values=tilenet_values))
 register_encoder(EncoderSpec("tilenet-lite", _tilenet_lite, cpu_batch_size=64,
-                             costs=EncoderCosts(0.28, 11_200_000, 700, 3_000)))
+                             costs=EncoderCosts(0.28, 11_200_000, 700, 3_000),
+                             values=lambda c, z: tilenet_values(c, z, (32, 64, 128, 256), (2, 2, 2, 2, 2))))
 register_encoder(EncoderSpec("spectral", _spectral, cpu_batch_size=1024, trains=False, fills_gaps=False,
-                             costs=EncoderCosts(0.001, 0, 64, 0)))
+                             costs=EncoderCosts(0.001, 0, 64, 0), values=lambda c, z: 0))
 register_encoder(EncoderSpec("means", _means, cpu_batch_size=1024, trains=False, fills_gaps=False,
-                             costs=EncoderCosts(0.001, 0, 64, 0)))
+                             costs=EncoderCosts(0.001, 0, 64, 0), values=lambda c, z: 0))
 
 
 # --------------------------------------------------------------------------- checkpoints
