@@ -161,12 +161,15 @@ def _tilenet(in_channels: int, z_dim: int) -> Any:
     return TileNet(in_channels, z_dim)
 
 
+LITE_WIDTHS, LITE_STRIDES = (32, 64, 128, 256), (2, 2, 2, 2, 2)  # tilenet-lite's shape, built and counted alike
+
+
 def _tilenet_lite(in_channels: int, z_dim: int) -> Any:
     """TileNet's five stages with a stride-2 stem and first stage and half the widths (the last
     stage still outputs z_dim): each stage works on a quarter of TileNet's pixels, for CPUs."""
     from landtaxa.learning.networks import TileNet
 
-    return TileNet(in_channels, z_dim, widths=(32, 64, 128, 256), strides=(2, 2, 2, 2, 2), stem_stride=2)
+    return TileNet(in_channels, z_dim, widths=LITE_WIDTHS, strides=LITE_STRIDES, stem_stride=2)
 
 
 def _spectral(in_channels: int, z_dim: int) -> Any:
@@ -187,7 +190,7 @@ register_encoder(EncoderSpec("tilenet", _tilenet, cpu_batch_size=8,
                              costs=EncoderCosts(12.0, 21_000_000, 4_000, 16_000), values=tilenet_values))
 register_encoder(EncoderSpec("tilenet-lite", _tilenet_lite, cpu_batch_size=64,
                              costs=EncoderCosts(0.28, 11_200_000, 700, 3_000),
-                             values=lambda c, z: tilenet_values(c, z, (32, 64, 128, 256), (2, 2, 2, 2, 2))))
+                             values=lambda c, z: tilenet_values(c, z, LITE_WIDTHS, LITE_STRIDES)))
 register_encoder(EncoderSpec("spectral", _spectral, cpu_batch_size=1024, trains=False, fills_gaps=False,
                              costs=EncoderCosts(0.001, 0, 64, 0), values=lambda c, z: 0))
 register_encoder(EncoderSpec("means", _means, cpu_batch_size=1024, trains=False, fills_gaps=False,
