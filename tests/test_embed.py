@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -12,9 +13,11 @@ from rasters import write_raster
 
 from landtaxa.inputs.grid import Grid, to_tiles
 from landtaxa.learning.cube import read_embeddings
-from landtaxa.learning.embed import default_batch_size, embed_date, encode, encode_adaptive, fill_invalid
+from landtaxa.learning.embed import default_batch_size, embed_date, encode, encode_adaptive
 from landtaxa.learning.encoders import build_encoder
 from landtaxa.learning.networks import TileNet
+from landtaxa.learning.pixels import baseline_step, fill_invalid
+from landtaxa.params import EmbedParams
 
 CPU = torch.device("cpu")
 TS = 8
@@ -173,6 +176,29 @@ def test_embed_date_rejects_wrong_size(raster, model, tmp_path) -> None:
     with pytest.raises(ValueError, match="does not match the grid"):
         embed_date(model, bigger, path, np.ones((5, 5), np.float32), tmp_path / "x.zarr", MIN_VALID, 4, CPU)
     assert not (tmp_path / "x.zarr").exists()
+
+
+@pytest.mark.parametrize("baseline", ["spectral", "means"])
+def test_a_baseline_job_equals_embedding_with_its_encoder(raster, tmp_path, baseline) -> None:
+    """The baseline job (band statistics in numpy) writes what embedding with the baseline's encoder writes, its
+    missing pixels skipped rather than filled (tests/test_cli.py checks that its step loads no torch)."""
+    grid, path, data, mask, fractions = raster
+    grid.save(tmp_path / "grid.json")
+    np.savez(tmp_path / "valid.npz", fraction=fractions)
+    baseline_step(grid=str(tmp_path / "grid.json"), encoder=baseline, aligned=str(path),
+                  valid=str(tmp_path / "valid.npz"), out=str(tmp_path / "b.zarr"), date="2024-05-01",
+                  params=EmbedParams.from_json(json.dumps({"min_valid": MIN_VALID})))
+    job = read_embeddings(tmp_path / "b.zarr")
+    encoder = build_encoder(baseline, 3, 0)
+    ref = _run(encoder, grid, path, fractions, tmp_path / "e.zarr", window_px=2 * TS, batch_size=3)
+    np.testing.assert_array_equal(job["valid"], ref["valid"])
+    np.testing.assert_allclose(job["embeddings"], ref["embeddings"], rtol=1e-6, atol=1e-7)
+    assert job["embeddings"].shape[1] == {"spectral": 6, "means": 3}[baseline]
+    # tile 12 misses one pixel: its mean skips it (the garbage under the mask would move it)
+    r, c = divmod(12, grid.n_cols)
+    band0 = grid.scale(data[:, r * TS : (r + 1) * TS, c * TS : (c + 1) * TS])[0]
+    assert job["embeddings"][12, 0] == pytest.approx(band0[mask[r * TS : (r + 1) * TS, c * TS : (c + 1) * TS]].mean(),
+                                                     rel=1e-5)
 
 
 def test_encode_batches() -> None:

@@ -154,8 +154,14 @@ def test_embedding_request_is_above_its_peak(tmp_path: Path) -> None:
     sizes = Sizes(n_tiles=grid.n_tiles, n_dates=1, z_dim=512, n_bands=2, tile_size=ts, width=grid.width,
                   height=grid.height)
     estimate = job_needs("embed", sizes, encoder="tilenet-lite").host / MB
-    print({"embed": (round(measured), round(estimate))})
+    # the spectral baseline's band statistics, in a job that loads no torch
+    baseline = peak_mb(["embed_baseline", "--grid", str(tmp_path / "grid.json"), "--encoder", "spectral",
+                        "--aligned", str(tmp_path / "a.tif"), "--valid", str(tmp_path / "valid.npz"),
+                        "--out", str(tmp_path / "b.zarr")], tmp_path)
+    baseline_estimate = job_needs("embed_baseline", dataclasses.replace(sizes, z_dim=4), encoder="spectral").host / MB
+    print({"embed": (round(measured), round(estimate)), "embed_baseline": (round(baseline), round(baseline_estimate))})
     assert measured < estimate < 4 * measured, (measured, estimate)
+    assert baseline < baseline_estimate < min(estimate, 4 * baseline + 400), (baseline, baseline_estimate, estimate)
 
 
 def test_the_representatives_request_covers_its_figure(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ STEPS = {
     "refine": "landtaxa.learning.train:refine_step",
     "untrained": "landtaxa.learning.train:untrained_step",
     "embed": "landtaxa.learning.embed:embed_step",
+    "embed_baseline": "landtaxa.learning.pixels:baseline_step",
     "series": "landtaxa.clustering.series:series_step",
     "truth": "landtaxa.clustering.metrics:truth_step",
     "clusters": "landtaxa.clustering.clusters:clusters_step",

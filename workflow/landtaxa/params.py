@@ -267,7 +267,7 @@ class ComputeParams(StepParams):
 # the parameter object of every step that has settings (steps not listed have none)
 STEP_PARAMS: dict[str, type[StepParams]] = {
     "demo": DemoParams, "grid": GridParams, "align": AlignParams, "train": TrainParams, "refine": RefineParams,
-    "embed": EmbedParams, "series": SeriesParams, "clusters": ClusterParams,
+    "embed": EmbedParams, "embed_baseline": EmbedParams, "series": SeriesParams, "clusters": ClusterParams,
     "consensus": ClusterParams, "truth": TruthParams,
     "coverage": CoverageParams, "analysis": AnalysisParams, "representatives": RepresentativesParams,
     "stability": StabilityParams, "metrics": MetricsParams, "evolution": EvolutionParams,

@@ -420,6 +420,7 @@ class RunPlan:
     def final_outputs(self) -> list[str]:
         r = self.results
         out = [f"{r}/metrics.json", f"{r}/maps/coverage.tif", f"{r}/tiles.parquet", f"{r}/viewer/index.html"]
+        out += [f"{r}/models/{b}.pt" for b in BASELINES]  # no job reads them: their embeddings need no model
         if CONSENSUS in self.models:
             out.append(f"{r}/maps/{CONSENSUS}_confidence.tif")
         for model in self.models:

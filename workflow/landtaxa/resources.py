@@ -280,9 +280,13 @@ def _window_pixels(s: Sizes, window_px: int) -> int:
 # --------------------------------------------------------------------------- the encoder's steps
 
 
+@needs("embed_baseline", step="embed_baseline")
+def _embed_baseline(job: Job) -> Needs:
+    return _embed(job, BASE["numpy"])  # band statistics in numpy: no torch in the job
+
+
 @needs("embed", step="embed", gpu=True)
-@needs("embed_baseline", step="embed")
-def _embed(job: Job) -> Needs:
+def _embed(job: Job, base: int = BASE["torch"]) -> Needs:
     s, p, c, costs = job.sizes, job.params, job.compute, job.costs
     px = s.tile_size * s.tile_size
     batch = p.batch_size or inference_batch(c.gpu, encoder_spec(job.encoder).cpu_batch_size, s.tile_size)
@@ -295,7 +299,7 @@ def _embed(job: Job) -> Needs:
     pixels = 3 * window * (s.itemsize + 12) + gathered * px * s.n_bands * 4 * 2
     rows, _ = chunk_tiles(math.ceil(s.height / s.tile_size), s.n_cols, s.z_dim * s.store_itemsize)
     open_chunks = (math.ceil(side / s.tile_size / rows) + 1) * rows * s.n_cols * s.z_dim * 4
-    host = (BASE["torch"] + p.gdal_cache_mb * MB + pixels + open_chunks + s.n_tiles * 16 + 60 * MB
+    host = (base + p.gdal_cache_mb * MB + pixels + open_chunks + s.n_tiles * 16 + 60 * MB
             + costs.parameters * 4)
     gpu = 0
     if c.gpu:

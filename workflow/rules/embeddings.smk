@@ -34,25 +34,34 @@ rule embed:
         " --params {params.p:q} 2> {log:q}"
 
 
-# The baselines' features come from the pixels alone: no GPU.
-use rule embed as embed_baseline with:
+# The baselines' features are band statistics of the pixels alone: no GPU, no model to load, and no torch
+# (its import would be most of such a job's time). The untrained models (models/<baseline>.pt) record them.
+rule embed_baseline:
     input:
         grid=rules.grid.output.grid,
-        model=f"{R}/models/{{baseline}}.pt",
         aligned=f"{R}/aligned/{{date}}.tif",
         valid=f"{R}/aligned/{{date}}_valid.npz",
     output:
         embeddings=directory(f"{R}/embeddings/{{baseline}}/{{date}}.zarr"),
     wildcard_constraints:
         baseline="|".join(PLAN.baselines),
+    params:
+        encoder=lambda wc: PLAN.encoder_of(wc.baseline),
+        p=p("embed_baseline"),
     log:
         "logs/embed/{baseline}/{date}.log",
     benchmark:
         f"{R}/benchmarks/embed/{{baseline}}/{{date}}.tsv"
+    conda:
+        "../../envs/io.yaml"
     resources:
         mem_mb=mem("embed_baseline"),
         runtime=runtime("embed_baseline"),
         disk_mb=disk("embed_baseline"),
+    shell:
+        "python -m landtaxa embed_baseline --grid {input.grid:q} --encoder {params.encoder} --aligned {input.aligned:q}"
+        " --valid {input.valid:q} --date {wildcards.date} --out {output.embeddings:q} --params {params.p:q}"
+        " 2> {log:q}"
 
 
 rule series:

@@ -1,48 +1,29 @@
 """Embedding every tile of one date with an encoder, in batches.
 
-The aligned raster is read in square windows of whole tiles (:func:`landtaxa.inputs.grid.windows`:
-the pixels held are a window's, whatever the region's width; the store's chunks begun hold one
-window's height of tile rows, 2 KB per tile at D = 512), cut into tiles, scaled to [0, 1] and
-encoded in batches gathered across windows; tiles whose valid fraction is below ``min_valid`` are
-not encoded. A background thread reads and prepares the next windows while the current batch is
-encoded (GDAL and numpy release the interpreter lock), and on CUDA the batches go through pinned
-host memory with asynchronous copies and bf16 autocast, so the GPU is not left waiting on the disk.
-Missing pixels inside a valid tile are set to the tile's per-band mean of valid pixels, so nodata
-does not read as black ground. When the GPU runs out of memory, the batch is halved and the same
-batch retried (with a warning in the log).
+The windows are read and prepared as :mod:`landtaxa.learning.pixels` says (whole tiles, scaled to [0, 1],
+gaps filled, the next windows read in a background thread while a batch is encoded). On CUDA the batches go
+through pinned host memory with asynchronous copies and bf16 autocast, so the GPU is not left waiting on the
+disk. When the GPU runs out of memory, the batch is halved and the same batch retried (with a warning in the
+log).
 """
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Iterator
 
 import numpy as np
-import rasterio
 import torch
 from torch import nn
 
-from landtaxa.inputs.align import read_block
-from landtaxa.inputs.grid import Grid, to_tiles, window_tile_ids, windows
+from landtaxa.inputs.grid import Grid
 from landtaxa.learning.budget import inference_batch, tile_flops
-from landtaxa.learning.cube import embedding_store
 from landtaxa.learning.encoders import encoder_costs, load_checkpoint
 from landtaxa.learning.networks import setup_torch
+from landtaxa.learning.pixels import embed_windows
 from landtaxa.params import EmbedParams
-from landtaxa.storage import get_logger, load_npz, prefetch
+from landtaxa.storage import get_logger, load_npz
 
 log = get_logger()
-
-
-def fill_invalid(tiles: np.ndarray, masks: np.ndarray, fill: bool = True) -> np.ndarray:
-    """Replace invalid pixels of each tile by its per-band mean over valid pixels (NaN with ``fill`` False)."""
-    if not fill:
-        return np.where(masks[:, None], tiles, np.nan).astype(np.float32)
-    m = masks[:, None].astype(np.float32)
-    count = m.sum(axis=(2, 3), keepdims=True)
-    mean = np.where(m > 0, tiles, 0).sum(axis=(2, 3), keepdims=True) / np.maximum(count, 1)  # NaN-safe
-    return np.where(m > 0, tiles, mean).astype(np.float32)
 
 
 def encode(model: nn.Module, tiles: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
@@ -135,54 +116,15 @@ def embed_date(
     z_dim = model.z_dim
     if compile_model:
         model = torch.compile(model)
-    valid = fractions.reshape(-1) >= min_valid
-    todo = int(valid.sum())
-    done, t0 = 0, time.perf_counter()
-    with rasterio.open(aligned) as src:
-        if (src.width, src.height) != (grid.width, grid.height):
-            raise ValueError(f"{aligned}: size {src.width}x{src.height} does not match the grid")
     fill = bool(getattr(model, "fills_gaps", True))
-    attrs = {"date": date} if date else {}
-    with embedding_store(out_path, grid, z_dim, valid, dtype, attrs, fraction=fractions) as store:
-        for ids, tiles in prefetch(_batches(_windows(grid, aligned, valid, window_px, fill), batch_size), depth=2):
-            emb, batch_size = encode_adaptive(model, tiles, batch_size, device)
-            store.put(ids, emb)
-            done += len(tiles)
-            rate = done / max(time.perf_counter() - t0, 1e-9)
-            log.info("embedded %d/%d tiles (%.0f tiles/s)", done, todo, rate)
-    return done, time.perf_counter() - t0
 
+    def encode_batch(tiles: np.ndarray) -> np.ndarray:
+        nonlocal batch_size  # a batch halved for the GPU's memory stays halved
+        emb, batch_size = encode_adaptive(model, tiles, batch_size, device)
+        return emb
 
-def _windows(
-    grid: Grid, aligned: str | os.PathLike, valid: np.ndarray, window_px: int, fill: bool = True
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Tile ids and prepared (scaled, gap-filled) tiles of each window holding valid tiles."""
-    with rasterio.open(aligned) as src:
-        for r0, c0, win in windows(grid, window_px):
-            ids = window_tile_ids(grid, r0, c0, win)
-            keep = valid[ids]
-            if not keep.any():
-                continue
-            data, mask = read_block(src, win)
-            tiles = to_tiles(grid.scale(data), grid.tile_size)[keep]
-            masks = to_tiles(mask[None], grid.tile_size)[keep, 0]
-            yield ids[keep], fill_invalid(tiles, masks, fill)
-
-
-def _batches(parts: Iterator[tuple[np.ndarray, np.ndarray]], size: int
-             ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The windows' (ids, tiles) gathered into runs of at least ``size`` tiles (the last one shorter), so small
-    windows still fill a batch; a window is never split."""
-    ids: list[np.ndarray] = []
-    tiles: list[np.ndarray] = []
-    for i, t in parts:
-        ids.append(i)
-        tiles.append(t)
-        if sum(map(len, ids)) >= size:
-            yield np.concatenate(ids), np.concatenate(tiles)
-            ids, tiles = [], []
-    if ids:
-        yield np.concatenate(ids), np.concatenate(tiles)
+    return embed_windows(encode_batch, z_dim, grid, aligned, fractions, out_path, min_valid, batch_size, window_px,
+                         dtype, date, fill)
 
 
 def embed_step(*, grid: str, model: str, aligned: str, valid: str, out: str, date: str | None = None,

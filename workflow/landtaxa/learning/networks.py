@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from landtaxa.learning.pixels import band_stats
 from landtaxa.storage import get_logger
 
 PAPER_WIDTHS = (64, 128, 256, 512)
@@ -93,15 +94,8 @@ class SpectralStats(nn.Module):
         self.z_dim = (2 if stds else 1) * in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float().flatten(2)
-        ok = ~torch.isnan(x)
-        n = ok.sum(-1).clamp(min=1)
-        v = torch.where(ok, x, torch.zeros((), dtype=x.dtype, device=x.device))
-        mean = v.sum(-1) / n
-        if not self.stds:
-            return mean
-        var = (torch.where(ok, x - mean[..., None], torch.zeros((), dtype=x.dtype, device=x.device)) ** 2).sum(-1) / n
-        return torch.cat([mean, var.sqrt()], dim=1)
+        """The statistics of :func:`landtaxa.learning.pixels.band_stats` (computed there, on the CPU)."""
+        return torch.from_numpy(band_stats(x.detach().float().cpu().numpy(), self.stds)).to(x.device)
 
 
 def triplet_loss(
