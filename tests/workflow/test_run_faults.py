@@ -39,8 +39,10 @@ SPEC = DemoSpec(size=128, n_dates=3)
 MODELS = ("spectral", "means", "geo", "refined")  # configs/faults.yaml: one member
 
 
-# the outputs these tests read (the analysis of a taxonomy plays no part in faults and paths)
-TARGETS = ["results/metrics.json", "results/maps/coverage.tif", *(f"results/maps/{m}_clusters.tif" for m in MODELS)]
+# the outputs these tests read (the analysis of a taxonomy plays no part in faults and paths); the baselines'
+# model files are asked for by name, as no job reads them
+TARGETS = ["results/metrics.json", "results/maps/coverage.tif", *(f"results/maps/{m}_clusters.tif" for m in MODELS),
+           *(f"results/models/{m}.pt" for m in MODELS)]
 
 
 def configs(user_config: Path) -> list[Path]:
