@@ -35,7 +35,8 @@ rule embed:
 
 
 # The baselines' features are band statistics of the pixels alone: no GPU, no model to load, and no torch
-# (its import would be most of such a job's time). The untrained models (models/<baseline>.pt) record them.
+# (its import would be most of such a job's time). Their model files (models/<baseline>.pt, rule untrained)
+# are final outputs of the run that no job reads.
 rule embed_baseline:
     input:
         grid=rules.grid.output.grid,
