@@ -174,14 +174,16 @@ def _tilenet_lite(in_channels: int, z_dim: int) -> Any:
 
 def _spectral(in_channels: int, z_dim: int) -> Any:
     from landtaxa.learning.networks import SpectralStats
+    from landtaxa.learning.pixels import BAND_STATS
 
-    return SpectralStats(in_channels)
+    return SpectralStats(in_channels, stds=BAND_STATS["spectral"])
 
 
 def _means(in_channels: int, z_dim: int) -> Any:
     from landtaxa.learning.networks import SpectralStats
+    from landtaxa.learning.pixels import BAND_STATS
 
-    return SpectralStats(in_channels, stds=False)
+    return SpectralStats(in_channels, stds=BAND_STATS["means"])
 
 
 # Costs: FLOPs and parameters counted (FlopCounterMode, 4 bands, z_dim 512); activations calibrated on

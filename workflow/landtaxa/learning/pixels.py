@@ -31,7 +31,8 @@ from landtaxa.storage import get_logger, load_npz, prefetch
 
 log = get_logger()
 
-BAND_STATS = {"spectral": True, "means": False}  # a baseline encoder -> whether its features hold the stds
+# a baseline encoder -> whether its features hold the stds (the registry builds its torch module from this too)
+BAND_STATS = {"spectral": True, "means": False}
 
 
 def fill_invalid(tiles: np.ndarray, masks: np.ndarray, fill: bool = True) -> np.ndarray:
