@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from landtaxa.clustering.seeding import GRAM_BLOCK_BYTES
 from landtaxa.clustering.series import BLOCK_BYTES, MEMORY_BYTES, SEED_BYTES, SEED_ROWS
 from landtaxa.inputs.grid import window_side
 from landtaxa.learning.budget import (
@@ -226,7 +227,9 @@ def _series_reading(s: Sizes) -> tuple[int, int]:
 
 def _seeding(s: Sizes) -> int:
     rows = min(s.n_tiles, max(s.k, min(SEED_ROWS, SEED_BYTES // (4 * s.features))))
-    return 3 * rows * s.features * 4 + 20 * MB  # the sample, Lloyd's blocks on it, k-means++'s batches
+    # the sample and Lloyd's blocks on it; k-means++'s float64 Gram matrix or copy of the sample (at most twice
+    # the sample: clustering.seeding) and the block it is built from
+    return 3 * rows * s.features * 4 + 8 * rows * min(rows, s.features) + GRAM_BLOCK_BYTES + 20 * MB
 
 
 def _clustering(s: Sizes, p) -> int:

@@ -25,7 +25,8 @@
     series with every centre at O(T^2) per pair, in float64, with a large constant: for small N
     only, and refused above ``max_dtw_tiles`` series.
 
-Seeding: k-means++ (scikit-learn's ``kmeans_plusplus``) on every series up to :data:`SEED_ROWS`
+Seeding: k-means++ (:mod:`landtaxa.clustering.seeding`: scikit-learn's draws, its distances worked out once per
+sample) on every series up to :data:`SEED_ROWS`
 of them (so small regions are seeded exactly as before), else on a sample of that many (at most
 :data:`SEED_BYTES` in float32), drawn once with the seed and shared by the ``n_init`` restarts;
 then, beyond SEED_ROWS, the ``n_init`` restarts run Lloyd's iterations on that sample (in
@@ -64,6 +65,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from landtaxa.clustering.metrics import taxonomy_metrics
+from landtaxa.clustering.seeding import SampleDistances, kmeans_plusplus
 from landtaxa.clustering.series import MEMORY_BYTES, SEED_BYTES, SEED_ROWS, ArraySeries, Series, as_series, sample_rows
 from landtaxa.inputs.grid import Grid
 from landtaxa.params import ClusterParams
@@ -140,8 +142,6 @@ def seeding_sample(src, k: int, rng: np.random.RandomState) -> np.ndarray:
 
 
 def _fit_kmeans(series, k: int, p: ClusterParams, init: np.ndarray | None, tol: float | None) -> Clustering:
-    from sklearn.cluster import kmeans_plusplus  # here: scikit-learn takes about 1 s to load (module docstring)
-
     src = as_series(series)
     rng = np.random.RandomState(p.seed)
 
@@ -154,13 +154,14 @@ def _fit_kmeans(series, k: int, p: ClusterParams, init: np.ndarray | None, tol: 
         runs = [on_all(np.reshape(init, (k, -1)))]
     else:
         sample = seeding_sample(src, k, rng)
+        dist = SampleDistances(sample)  # shared by the restarts' seedings
         if len(sample) == src.n:  # every series: n_init restarts on them all
-            runs = [on_all(kmeans_plusplus(sample, k, random_state=rng)[0]) for _ in range(p.n_init)]
+            runs = [on_all(kmeans_plusplus(sample, k, rng, dist)) for _ in range(p.n_init)]
         else:  # the restarts on the sample; the best of them climbs through larger samples to every series
-            on_sample = [lloyd(sample, kmeans_plusplus(sample, k, random_state=rng)[0], max_iter=p.max_iter,
+            on_sample = [lloyd(sample, kmeans_plusplus(sample, k, rng, dist), max_iter=p.max_iter,
                                tol=tol or 0.0) for _ in range(p.n_init)]
             centers = min(on_sample, key=lambda run: run[2])[1]
-            del sample
+            del sample, dist
             beyond = src.n > p.sample_rows
             for rows in polish_samples(src.n, p.sample_rows, rng) if beyond else []:
                 run = lloyd(src.subset(rows), centers, max_iter=p.max_iter, tol=tol or 0.0, stop_moved=p.stop_moved)
@@ -224,19 +225,18 @@ def _fit_minibatch(series, k: int, p: ClusterParams, init: np.ndarray | None, to
 
 def _minibatch_streamed(src, k: int, p: ClusterParams, init: np.ndarray | None, tol: float) -> tuple[np.ndarray, int]:
     """Centres and passes of mini-batch K-means streamed over a series on disk (module docstring)."""
-    from sklearn.cluster import kmeans_plusplus
-
     rng = np.random.RandomState(p.seed)
     if init is None:
         sample = seeding_sample(src, k, rng)
+        dist = SampleDistances(sample)
         best, best_inertia = None, np.inf
         for _ in range(p.n_init):  # the seeding with the lowest inertia on the sample, as scikit-learn's init
-            cand = kmeans_plusplus(sample, k, random_state=rng)[0]
+            cand = kmeans_plusplus(sample, k, rng, dist)
             inertia = assign_chunked(sample, cand)[1]
             if inertia < best_inertia:
                 best, best_inertia = cand, inertia
         centers = np.array(best, np.float32)
-        del sample
+        del sample, dist
     else:
         centers = np.array(np.reshape(init, (k, -1)), np.float32)
     counts = np.zeros(k, np.float64)
