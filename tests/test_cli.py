@@ -81,8 +81,8 @@ def test_steps_that_draw_products_start_without_scikit_learn_or_torch() -> None:
     import subprocess
     import sys
 
-    light = ["grid", "align", "embed_baseline", "series", "map", "coverage", "confidence", "evolution", "kinds",
-             "tiles", "viewer", "representatives", "analysis", "k_choice"]
+    light = ["grid", "align", "embed_baseline", "series", "clusters", "metrics", "stability", "map", "coverage",
+             "confidence", "evolution", "kinds", "tiles", "viewer", "representatives", "analysis", "k_choice"]
     code = ("import sys; from landtaxa.cli import step_function\n"
             f"for step in {light!r}: step_function(step)\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'torch'}))")

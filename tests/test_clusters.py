@@ -507,3 +507,27 @@ def test_a_method_without_distances_gets_them_from_one_more_pass(monkeypatch) ->
     monkeypatch.setitem(METHODS, "halves", _halves)
     res = kmeans_series(x, 2, method="halves")
     np.testing.assert_allclose(res.distances, _brute_distances(x, res.centroids), rtol=1e-4, atol=1e-4)
+
+
+def test_a_kmeans_clustering_job_never_loads_scikit_learn(tmp_path) -> None:
+    """A clustering job (K-means, its seeding and every metric, truth included) runs without scikit-learn or scipy:
+    their import (scipy.stats, pandas) took about 2 s of each of the demo's 19 clustering jobs."""
+    import json
+    import subprocess
+    import sys
+
+    grid = Grid(crs="EPSG:32631", transform=(10, 0, 500000, 0, -10, 4000000), width=80, height=80, tile_size=8,
+                bands=[1], dtype="uint16", scale_min=[0], scale_max=[1])
+    grid.save(tmp_path / "grid.json")
+    x, truth = blobs([40, 30, 30], 0.5, 4)
+    save_series(tmp_path / "geo.npz", x, np.arange(100), [f"2020-01-{d + 1:02d}" for d in range(T)], grid)
+    np.savez(tmp_path / "truth.npz", classes=truth)
+    args = ["clusters", "--grid", tmp_path / "grid.json", "--series", tmp_path / "geo.npz", "--k", "3", "--model",
+            "geo", "--truth", tmp_path / "truth.npz", "--out", tmp_path / "k3.npz", "--metrics", tmp_path / "k3.json"]
+    code = ("import sys; from landtaxa.cli import main\n"
+            f"rc = main({[str(a) for a in args]!r})\n"
+            "print(rc, sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'torch'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "0 []"
+    metrics = json.loads((tmp_path / "k3.json").read_text())
+    assert metrics["ari"] == 1.0 and metrics["silhouette"] > 0.5

@@ -74,6 +74,44 @@ def test_taxonomy_metrics_against_sklearn(clustering) -> None:
     assert sum(m["cluster_sizes"]) == 120
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_scores_are_scikit_learns(seed: int) -> None:
+    """Each score, on labels that are not 0..k-1 and with a cluster of a single point, equals scikit-learn's."""
+    from sklearn.metrics import silhouette_samples as sk_silhouette_samples
+
+    from landtaxa.clustering.metrics import adjusted_rand, calinski_harabasz, normalized_mutual_info, silhouette_samples
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (90, 6)) + 50  # far from the origin: the norms' cancellation shows
+    labels = rng.choice([3, 7, 11, 20], 90)
+    labels[17] = 42  # a cluster of one point: its silhouette is 0
+    x[labels == 7] += 1.5
+    ours = silhouette_samples(x, labels)
+    np.testing.assert_allclose(ours, sk_silhouette_samples(x, labels), rtol=1e-9, atol=1e-12)
+    assert ours[17] == 0.0
+    assert calinski_harabasz(x, labels) == pytest.approx(calinski_harabasz_score(x, labels), rel=1e-12)
+    other = np.where(rng.random(90) < 0.7, labels, rng.choice([0, 1, 2], 90))
+    assert adjusted_rand(labels, other) == pytest.approx(adjusted_rand_score(labels, other), rel=1e-12)
+    assert normalized_mutual_info(labels, other) == pytest.approx(normalized_mutual_info_score(labels, other),
+                                                                  rel=1e-12)
+    assert adjusted_rand(labels, labels + 1) == 1.0
+    assert normalized_mutual_info(labels, 5 - labels) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_the_scores_edge_cases_match_scikit_learn() -> None:
+    from landtaxa.clustering.metrics import adjusted_rand, calinski_harabasz, normalized_mutual_info, silhouette_samples
+
+    one, two = np.zeros(8, int), np.arange(8) % 2
+    for a, b in [(one, one), (one, two), (two, one), (np.arange(8), np.arange(8)), (np.arange(8), two)]:
+        assert adjusted_rand(a, b) == pytest.approx(adjusted_rand_score(a, b), abs=1e-12)
+        assert normalized_mutual_info(a, b) == pytest.approx(normalized_mutual_info_score(a, b), abs=1e-12)
+    x = np.repeat(np.eye(2), 4, axis=0)  # every cluster a single repeated point: no dispersion inside
+    assert calinski_harabasz(x, two[np.argsort(two, kind="stable")]) == 1.0 == calinski_harabasz_score(
+        x, two[np.argsort(two, kind="stable")])
+    with pytest.raises(ValueError, match="2 to n - 1"):
+        silhouette_samples(x, one)
+
+
 def test_metrics_of_a_series_on_disk_read_only_the_sample(clustering, tmp_path, monkeypatch) -> None:
     """From the cube, the same metrics as from the array; the silhouette reads only its sampled series."""
     from landtaxa.clustering.series import Series, save_series

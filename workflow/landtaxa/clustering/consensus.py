@@ -27,10 +27,9 @@ from collections.abc import Iterator
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score
 
 from landtaxa.clustering.clusters import assign_chunked, cluster_series, flat_blocks
-from landtaxa.clustering.metrics import taxonomy_metrics
+from landtaxa.clustering.metrics import adjusted_rand, taxonomy_metrics
 from landtaxa.clustering.series import BLOCK_BYTES, Series
 from landtaxa.inputs.grid import Grid
 from landtaxa.params import ClusterParams
@@ -97,7 +96,7 @@ def matched(labels: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
 
 def agreement(labels: np.ndarray) -> float:
     """Mean ARI between every pair of the (N, M) members' labels (NaN with one member)."""
-    pairs = [adjusted_rand_score(labels[:, a], labels[:, b])
+    pairs = [adjusted_rand(labels[:, a], labels[:, b])
              for a, b in itertools.combinations(range(labels.shape[1]), 2)]
     return float(np.mean(pairs)) if pairs else float("nan")
 

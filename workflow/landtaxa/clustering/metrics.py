@@ -7,6 +7,11 @@
   (tile row/column), high when clusters form compact, connected regions;
 - ``ari`` and ``nmi``: agreement with a reference class raster taken to tiles by
   majority vote, over the tiles that have a reference class.
+
+The scores are computed here with numpy, with scikit-learn's definitions (its ``silhouette_samples``,
+``calinski_harabasz_score``, ``adjusted_rand_score`` and ``normalized_mutual_info_score`` with the
+arithmetic mean; ``tests/test_metrics.py`` checks them against it): importing scikit-learn loads
+scipy.stats and pandas, about 2 s, which was half of a clustering job on the demo.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from landtaxa.inputs.grid import Grid, tile_areas_km2, window_tile_ids, windows
 from landtaxa.params import MetricsParams, TruthParams
 from landtaxa.storage import atomic_path, get_logger, load_npz, read_json, save_npz, write_json
 
-WORKING_MB = 64  # scikit-learn's working memory for the pairwise distances of the silhouettes (its default: 1 GB)
+WORKING_MB = 64  # the pairwise distances of the silhouettes are worked out this many MB of them at a time
 
 
 def truth_tiles(grid: Grid, truth_path: str | os.PathLike, window_px: int = 1024) -> np.ndarray:
@@ -55,18 +60,50 @@ def truth_tiles(grid: Grid, truth_path: str | os.PathLike, window_px: int = 1024
     return out
 
 
+def _encoded(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """Labels as 0..k-1 (in sorted order of the values) and k."""
+    values, codes = np.unique(np.asarray(labels), return_inverse=True)
+    return codes.reshape(-1), len(values)
+
+
+def silhouette_samples(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Silhouette of every row of (n, F) float64 ``x`` with Euclidean distances: (b - a) / max(a, b), ``a`` its
+    mean distance to the rest of its cluster, ``b`` the smallest mean distance to another cluster; 0 for a row
+    alone in its cluster. Distances as ``sqrt(|a|^2 + |b|^2 - 2 a.b)``, :data:`WORKING_MB` of them at a time."""
+    codes, k = _encoded(labels)
+    n = len(x)
+    if not 2 <= k <= n - 1:
+        raise ValueError(f"the silhouette needs 2 to n - 1 = {n - 1} clusters, got {k}")
+    norms = np.einsum("ij,ij->i", x, x)
+    counts = np.bincount(codes, minlength=k)
+    onehot = np.zeros((n, k), np.float64)
+    onehot[np.arange(n), codes] = 1.0
+    sums = np.empty((n, k), np.float64)  # per row, its summed distance to each cluster
+    step = max(1, (WORKING_MB << 20) // (8 * n))
+    for s0 in range(0, n, step):
+        rows = slice(s0, min(n, s0 + step))
+        d = -2 * (x[rows] @ x.T)
+        d += norms[rows, None]
+        d += norms[None, :]
+        np.maximum(d, 0, out=d)
+        np.sqrt(d, out=d)
+        d[np.arange(rows.stop - s0), np.arange(s0, rows.stop)] = 0.0  # a row's distance to itself
+        sums[rows] = d @ onehot
+    own = counts[codes]
+    a = sums[np.arange(n), codes] / np.maximum(own - 1, 1)
+    sums /= counts
+    sums[np.arange(n), codes] = np.inf
+    b = sums.min(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (b - a) / np.maximum(a, b)
+    out[own == 1] = 0.0
+    return np.nan_to_num(out)
+
+
 def silhouette(series, labels: np.ndarray, sample_size: int, seed: int) -> float:
-    """scikit-learn's ``silhouette_score(flat, labels, sample_size=..., random_state=seed)``, reading only the
-    sampled series (an array or a series on disk).
-
-    The sample goes to scikit-learn in float64 (one copy of the sample, not of the series): its
-    distances are then one matrix product per piece of :data:`WORKING_MB`, where float32 input is
-    upcast in small batches and rounded back to float32, about 3x slower for long series; the values agree
-    to about 1e-7.
-    """
-    from sklearn import config_context
-    from sklearn.metrics import silhouette_samples
-
+    """scikit-learn's ``silhouette_score(flat, labels, sample_size=..., random_state=seed)``: the mean
+    :func:`silhouette_samples` of the series its draw picks, reading only those (an array or a series on disk),
+    in float64 (one copy of the sample, not of the series)."""
     src = as_series(series)
     rows = np.random.RandomState(seed).permutation(src.n)[:sample_size]  # silhouette_score's own draw
     x = np.empty((len(rows), src.n_features), np.float64)
@@ -74,8 +111,68 @@ def silhouette(series, labels: np.ndarray, sample_size: int, seed: int) -> float
     for s0 in range(0, len(rows), 1024):
         part = order[s0:s0 + 1024]
         x[part] = src.take(rows[part]).reshape(len(part), -1)
-    with config_context(working_memory=WORKING_MB):
-        return float(np.mean(silhouette_samples(x, labels[rows])))
+    return float(np.mean(silhouette_samples(x, labels[rows])))
+
+
+def calinski_harabasz(x: np.ndarray, labels: np.ndarray) -> float:
+    """Between-cluster over within-cluster dispersion of (n, F) ``x``, each divided by its degrees of freedom
+    (k - 1 and n - k); 1.0 when every cluster is a single point."""
+    codes, k = _encoded(labels)
+    n = len(x)
+    if not 2 <= k <= n - 1:
+        raise ValueError(f"the Calinski-Harabasz score needs 2 to n - 1 = {n - 1} clusters, got {k}")
+    x = np.asarray(x, np.float64)
+    mean = x.mean(axis=0)
+    between = within = 0.0
+    for c in range(k):
+        members = x[codes == c]
+        centre = members.mean(axis=0)
+        between += len(members) * float(((centre - mean) ** 2).sum())
+        within += float(((members - centre) ** 2).sum())
+    return 1.0 if within == 0.0 else between * (n - k) / (within * (k - 1.0))
+
+
+def _contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ca, ka = _encoded(a)
+    cb, kb = _encoded(b)
+    return np.bincount(ca * kb + cb, minlength=ka * kb).reshape(ka, kb).astype(np.int64)
+
+
+def adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index of two labellings of the same items (1 = the same partition, about 0 = chance),
+    from the pairs of items they put together or apart."""
+    table = _contingency(a, b)
+    n = int(table.sum())
+    together = int((table.astype(object) ** 2).sum()) - n  # ordered pairs together in both
+    rows = int((table.sum(axis=1).astype(object) ** 2).sum()) - n
+    cols = int((table.sum(axis=0).astype(object) ** 2).sum()) - n
+    only_a, only_b = rows - together, cols - together
+    apart = n * n - n - together - only_a - only_b
+    if only_a == only_b == 0:
+        return 1.0
+    return float(2.0 * (together * apart - only_a * only_b)
+                 / ((together + only_a) * (only_a + apart) + (together + only_b) * (only_b + apart)))
+
+
+def _entropy(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def normalized_mutual_info(a: np.ndarray, b: np.ndarray) -> float:
+    """Mutual information of two labellings over the arithmetic mean of their entropies (1 = the same
+    partition, 0 = independent)."""
+    table = _contingency(a, b)
+    if table.shape[0] == table.shape[1] == 1 or table.size == 0:
+        return 1.0
+    n = table.sum()
+    i, j = np.nonzero(table)
+    nij = table[i, j].astype(np.float64)
+    outer = table.sum(axis=1)[i].astype(np.float64) * table.sum(axis=0)[j].astype(np.float64)
+    mi = float(max((nij / n * (np.log(nij) + np.log(n) - np.log(outer))).sum(), 0.0))  # sum p_ij log p_ij/(p_i p_j)
+    if mi == 0:
+        return 0.0
+    return mi / ((_entropy(table.sum(axis=1)) + _entropy(table.sum(axis=0))) / 2)
 
 
 def taxonomy_metrics(
@@ -94,15 +191,6 @@ def taxonomy_metrics(
     silhouette reads only its ``sample_size`` sampled series (exact up to that N); the inertia is
     the clustering's own; the geographic metrics need the tile ids only.
     """
-    # scikit-learn loads scipy.stats (about 1 s): imported where used, so the jobs that never call this start faster
-    from sklearn import config_context
-    from sklearn.metrics import (
-        adjusted_rand_score,
-        calinski_harabasz_score,
-        normalized_mutual_info_score,
-        silhouette_score,
-    )
-
     src = as_series(series)
     n, t = src.n, src.shape[1]
     k = int(labels.max()) + 1
@@ -116,14 +204,13 @@ def taxonomy_metrics(
     }
     rows, cols = grid.tile_rowcol(tile_ids)
     coords = np.stack([rows, cols], axis=1).astype(np.float64)
-    with config_context(working_memory=WORKING_MB):
-        out["geo_silhouette"] = float(silhouette_score(coords, labels, sample_size=sample, random_state=seed))
-    out["calinski_harabasz"] = float(calinski_harabasz_score(coords, labels))
+    out["geo_silhouette"] = silhouette(coords, labels, sample, seed)
+    out["calinski_harabasz"] = calinski_harabasz(coords, labels)
     if truth is not None:
         ref = truth[tile_ids]
         has = ref >= 0
-        out["ari"] = float(adjusted_rand_score(ref[has], labels[has]))
-        out["nmi"] = float(normalized_mutual_info_score(ref[has], labels[has]))
+        out["ari"] = adjusted_rand(ref[has], labels[has])
+        out["nmi"] = normalized_mutual_info(ref[has], labels[has])
         out["n_truth_tiles"] = int(has.sum())
     out["cluster_sizes"] = np.bincount(labels, minlength=k).tolist()
     out["cluster_km2"] = np.bincount(labels, weights=tile_areas_km2(grid, tile_ids), minlength=k).round(4).tolist()
@@ -168,10 +255,8 @@ def gather_metrics(per_model: dict[str, dict]) -> dict[str, dict]:
 
 def seed_agreement(a: dict, b: dict) -> float:
     """ARI between two clusterings (npz contents: tile_ids, labels) over the tiles both hold."""
-    from sklearn.metrics import adjusted_rand_score
-
     common, ia, ib = np.intersect1d(a["tile_ids"], b["tile_ids"], return_indices=True)
-    return float(adjusted_rand_score(a["labels"][ia], b["labels"][ib])) if len(common) else float("nan")
+    return adjusted_rand(a["labels"][ia], b["labels"][ib]) if len(common) else float("nan")
 
 
 def members_agreement(runs: list[dict]) -> float:

@@ -22,6 +22,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from landtaxa.clustering.clusters import cluster_series, flat_blocks, sq_distance_blocks
+from landtaxa.clustering.metrics import adjusted_rand
 from landtaxa.clustering.series import MEMORY_BYTES, ArraySeries, as_series, sample_rows
 from landtaxa.inputs.grid import tile_areas_km2
 from landtaxa.params import AnalysisParams, ClusterParams, RepresentativesParams, StabilityParams
@@ -197,14 +198,12 @@ def stability(series, labels: np.ndarray, k: int, seeds: list[int], params: Clus
     ``jaccard`` (K,): for each cluster, the mean over re-runs of its best Jaccard overlap with
     a cluster of the re-run (1 = found again every time; below about 0.5 = not reproducible).
     """
-    from sklearn.metrics import adjusted_rand_score  # here: scikit-learn takes about 1 s to load
-
     runs = [labels] + [cluster_series(series, k, dataclasses.replace(params, seed=s)).labels for s in seeds]
     r = len(runs)
     ari = np.eye(r)
     for i in range(r):
         for j in range(i + 1, r):
-            ari[i, j] = ari[j, i] = adjusted_rand_score(runs[i], runs[j])
+            ari[i, j] = ari[j, i] = adjusted_rand(runs[i], runs[j])
     jac = np.zeros(k)
     for other in runs[1:]:
         for c in range(k):
