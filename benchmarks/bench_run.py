@@ -58,6 +58,8 @@ def rule_of(step: str, args: list[str]) -> tuple[str, dict]:
     rule = step
     if step == "embed" and wc.get("model") in ("spectral", "means"):
         rule = "embed_baseline"
+    elif step == "embed":  # one job per model of the chain, its first store member 0's: the members embedded in turn
+        wc["family"] = wc.pop("model")
     elif step in ("series", "clusters") and f"results/{step}/train/" in out:
         rule = f"{step}_train"
     elif step == "map" and "/analysis/" in out:

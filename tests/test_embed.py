@@ -201,6 +201,38 @@ def test_a_baseline_job_equals_embedding_with_its_encoder(raster, tmp_path, base
                                                      rel=1e-5)
 
 
+def test_one_job_embeds_with_each_member_as_their_own_jobs_would(raster, tmp_path) -> None:
+    """A model's members share one job per date (one start, torch loaded once): each store equals what a job of
+    that member alone writes."""
+    from landtaxa.learning.embed import embed_step
+    from landtaxa.learning.encoders import save_checkpoint
+
+    grid, path, _, _, fractions = raster
+    grid.save(tmp_path / "grid.json")
+    np.savez(tmp_path / "valid.npz", fraction=fractions)
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(str(tmp_path / f"geo{seed}.pt"))
+        save_checkpoint(models[-1], build_encoder("tilenet-lite", 3, 16),
+                        {"encoder": "tilenet-lite", "in_channels": 3, "z_dim": 16, "tile_size": TS, "kind": "geo"})
+    params = EmbedParams.from_json(json.dumps({"min_valid": MIN_VALID, "device": "cpu"}))
+    common = {"grid": str(tmp_path / "grid.json"), "aligned": str(path), "valid": str(tmp_path / "valid.npz"),
+              "date": "2024-05-01", "params": params}
+    together = [str(tmp_path / f"together{i}.zarr") for i in (0, 1)]
+    embed_step(model=models, out=together, **common)
+    for i, model in enumerate(models):
+        embed_step(model=[model], out=[str(tmp_path / f"alone{i}.zarr")], **common)
+        a, b = read_embeddings(together[i]), read_embeddings(tmp_path / f"alone{i}.zarr")
+        np.testing.assert_array_equal(a["valid"], b["valid"])
+        np.testing.assert_array_equal(a["embeddings"], b["embeddings"])
+    first, second = (read_embeddings(p)["embeddings"] for p in together)
+    assert not np.allclose(first[np.isfinite(first)], second[np.isfinite(second)])  # two members, two encoders
+    with pytest.raises(ValueError, match="2 models .* but 1 output stores"):
+        embed_step(model=models, out=[str(tmp_path / "one.zarr")], **common)
+    assert not (tmp_path / "one.zarr").exists()
+
+
 def test_encode_batches() -> None:
     torch.manual_seed(0)
     net = TileNet(2, z_dim=16, widths=(8, 8, 8, 8)).eval()

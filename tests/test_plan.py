@@ -200,6 +200,19 @@ def test_a_cpu_run_is_told_how_long_it_takes_and_what_to_change(tmp_path: Path) 
     assert not any("that is long" in line for line in small.time_outlook())
 
 
+def test_an_embedding_job_embeds_with_every_member_of_its_model(tmp_path: Path) -> None:
+    """One job per date and model of the chain: the time and disk of its members together, one member's memory."""
+    plan = plan_of(tmp_path, members__count=3)
+    assert plan.member_suffixes == ["", "_m1", "_m2"] and plan.members["refined"][2] == "refined_m2"
+    date = plan.dates[0]
+    one = plan.job_needs("embed", {"model": "geo", "date": date})[1]
+    family = plan.job_needs("embed", {"family": "geo", "date": date})[1]
+    assert family.host == one.host and family.gpu == one.gpu
+    assert family.seconds == pytest.approx(3 * one.seconds) and family.disk == 3 * one.disk
+    embed = [w for rule, w in plan.encoder_jobs() if rule == "embed"]
+    assert len(embed) == len(plan.chain) * len(plan.dates) and {w["family"] for w in embed} == set(plan.chain)
+
+
 def test_compute_gpu_decides_where_the_gpu_rules_run(tmp_path: Path) -> None:
     assert plan_of(tmp_path, compute__gpu=True).compute("embed").gpu
     assert not plan_of(tmp_path, compute__gpu=False, device="cuda").compute("embed").gpu
@@ -217,6 +230,7 @@ def test_only_jobs_estimated_beyond_the_cap_are_named(tmp_path: Path) -> None:
     named = {line.split(":")[0] for line in plan.time_outlook() if "beyond compute.max_hours" in line}
     cap = 24 * 60
     for rule in ("embed_baseline", "embed", "train", "refine"):
-        wildcards = {"baseline": "spectral"} if rule == "embed_baseline" else {"model": "geo", "refined": "refined"}
+        wildcards = ({"baseline": "spectral"} if rule == "embed_baseline"
+                     else {"model": "geo", "family": "refined", "refined": "refined"})
         assert (rule in named) == (plan.resources(rule, {**wildcards, "date": plan.dates[0]})["runtime"] >= cap), rule
     assert plan.resources("embed_baseline", {"baseline": "spectral", "date": plan.dates[0]})["runtime"] < cap / 4

@@ -132,7 +132,8 @@ def test_requests_are_above_the_measured_peaks(tmp_path: Path, rows: int, cols: 
 
 
 def test_embedding_request_is_above_its_peak(tmp_path: Path) -> None:
-    """One date embedded with tilenet-lite on a 2-band region of 48 x 40 tiles of 8 px."""
+    """One date embedded with two members of tilenet-lite (one after the other in the job, its memory that of one)
+    on a 2-band region of 48 x 40 tiles of 8 px."""
     import rasterio
 
     rows, cols, ts = 48, 40, 8
@@ -148,17 +149,20 @@ def test_embedding_request_is_above_its_peak(tmp_path: Path) -> None:
 
     save_checkpoint(tmp_path / "m.pt", build_encoder("tilenet-lite", 2, 512),
                     {"encoder": "tilenet-lite", "in_channels": 2, "z_dim": 512, "tile_size": ts, "kind": "geo"})
-    measured = peak_mb(["embed", "--grid", str(tmp_path / "grid.json"), "--model", str(tmp_path / "m.pt"),
+    measured = peak_mb(["embed", "--grid", str(tmp_path / "grid.json"), "--model", *[str(tmp_path / "m.pt")] * 2,
                         "--aligned", str(tmp_path / "a.tif"), "--valid", str(tmp_path / "valid.npz"),
-                        "--out", str(tmp_path / "e.zarr"), "--params", '{"device": "cpu"}'], tmp_path)
+                        "--out", str(tmp_path / "e.zarr"), str(tmp_path / "e2.zarr"), "--params", '{"device": "cpu"}'],
+                       tmp_path)
+    assert (tmp_path / "e2.zarr").is_dir()
     sizes = Sizes(n_tiles=grid.n_tiles, n_dates=1, z_dim=512, n_bands=2, tile_size=ts, width=grid.width,
-                  height=grid.height)
+                  height=grid.height, members=2)
     estimate = job_needs("embed", sizes, encoder="tilenet-lite").host / MB
     # the spectral baseline's band statistics, in a job that loads no torch
     baseline = peak_mb(["embed_baseline", "--grid", str(tmp_path / "grid.json"), "--encoder", "spectral",
                         "--aligned", str(tmp_path / "a.tif"), "--valid", str(tmp_path / "valid.npz"),
                         "--out", str(tmp_path / "b.zarr")], tmp_path)
-    baseline_estimate = job_needs("embed_baseline", dataclasses.replace(sizes, z_dim=4), encoder="spectral").host / MB
+    baseline_estimate = job_needs("embed_baseline", dataclasses.replace(sizes, z_dim=4, members=1),
+                                  encoder="spectral").host / MB
     print({"embed": (round(measured), round(estimate)), "embed_baseline": (round(baseline), round(baseline_estimate))})
     assert measured < estimate < 4 * measured, (measured, estimate)
     assert baseline < baseline_estimate < min(estimate, 4 * baseline + 400), (baseline, baseline_estimate, estimate)

@@ -175,8 +175,9 @@ def test_finished_run_is_cached(demo_run: Path, snakemake) -> None:
     # the merged classes name the map's categories, the kinds and the viewer's legend
     ({"analysis": {"merge_overlap": 0.3}}, {"evolution": 5, "map": 5, "kinds": 5, "viewer": 1}),
     # a clustering setting: every clustering and what depends on it (each member's refinement learns from its
-    # own geographic clustering: 3 refinements, their 3 x 8 embeddings and series; the consensus of them)
-    ({"cluster": {"n_init": 2}}, {"clusters": 16, "clusters_train": 3, "refine": 3, "embed": 24, "series": 3,
+    # own geographic clustering: 3 refinements, their 8 embedding jobs (the 3 members each) and 3 series; the
+    # consensus of them)
+    ({"cluster": {"n_init": 2}}, {"clusters": 16, "clusters_train": 3, "refine": 3, "embed": 8, "series": 3,
                                   "consensus": 1, "confidence": 1, "map": 5, "metrics": 1, "analysis": 5,
                                   "representatives": 5, "stability": 5, "evolution": 5, "k_choice": 4, "kinds": 5,
                                   "tiles": 1, "viewer": 1}),

@@ -379,6 +379,11 @@ class RunPlan:
         return self.members["geo"]
 
     @property
+    def member_suffixes(self) -> list[str]:
+        """What each member adds to a model's name, member 0 first (""): the same for every model of the chain."""
+        return [m[len("geo"):] for m in self.geo_members]
+
+    @property
     def embedded(self) -> list[str]:
         """The models with embeddings, series and K-means clusterings of their own."""
         return [*BASELINES, *self.trained]
@@ -505,7 +510,7 @@ class RunPlan:
     def job_needs(self, rule: str, wildcards=None) -> tuple[str, Needs]:
         """(the rule as estimated, the needs of one job of ``rule``) for its ``wildcards`` (model or refined, k)."""
         wc = dict(wildcards.items()) if hasattr(wildcards, "items") else dict(wildcards or {})
-        model = (wc.get("model") or wc.get("refined") or wc.get("geo") or wc.get("baseline")
+        model = (wc.get("model") or wc.get("family") or wc.get("refined") or wc.get("geo") or wc.get("baseline")
                  or ("geo" if rule == "train" else self.consensus_of))
         if model == CONSENSUS:  # read through the series of the model whose members it combines
             model = self.consensus_of
@@ -518,6 +523,8 @@ class RunPlan:
         sizes = self.sizes(model, k, dates)
         if rule == "consensus":
             sizes = dataclasses.replace(sizes, members=len(self.members[self.consensus_of]))
+        elif rule == "embed" and "family" in wc:  # an embedding job embeds with each member of the model in turn
+            sizes = dataclasses.replace(sizes, members=len(self.members[wc["family"]]))
         return rule, job_needs(rule, sizes, params, self.encoder_of(model), self.compute(rule))
 
     def resources(self, rule: str, wildcards=None, attempt: int = 1) -> dict[str, int]:
@@ -533,7 +540,7 @@ class RunPlan:
         """The jobs of the GPU rules: (rule, wildcards) of every training, refinement and embedding job."""
         jobs: list[tuple[str, dict]] = [("train", {"geo": g}) for g in self.geo_members]
         jobs += [("refine", {"refined": m}) for m in self.parents]
-        jobs += [("embed", {"model": m, "date": d}) for m in self.trained for d in self.dates]
+        jobs += [("embed", {"family": m, "date": d}) for m in self.chain for d in self.dates]
         return jobs
 
     def time_outlook(self) -> list[str]:
@@ -561,7 +568,7 @@ class RunPlan:
                     "triplets (train.triplets, refine.triplets) or epochs, or a GPU (a cluster: --profile "
                     "workflow/profiles/slurm); train.max_hours and refine.max_hours cap each training")
         limit = self.config["compute"]["max_hours"]
-        largest = {"model": self.main_model, "k": max(self.k_list), "date": self.dates[0],
+        largest = {"model": self.main_model, "family": self.consensus_of, "k": max(self.k_list), "date": self.dates[0],
                    "refined": next(iter(self.parents), "")}
         for rule in sorted(RULES):
             if rule == "refine" and not self.parents or rule == "demo" and not self.demo:

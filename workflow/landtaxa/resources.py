@@ -83,7 +83,7 @@ class Sizes:
     itemsize: int = 2  # bytes per pixel and band of the images
     store_itemsize: int = 4  # bytes per embedding value on disk (embed.dtype)
     k: int = 10  # the job's K (the largest of n_clusters when it has none)
-    members: int = 1  # the members a consensus job combines
+    members: int = 1  # the members a consensus job combines, or an embedding job embeds with (one at a time)
 
     @property
     def n_cols(self) -> int:
@@ -312,7 +312,8 @@ def _embed(job: Job, base: int = BASE["torch"]) -> Needs:
         host += int(batch * px * costs.infer_bytes_px)
     seconds = (embedding_seconds(costs, s.tile_size, s.n_bands, s.n_tiles, c.flops)
                + s.n_tiles * s.z_dim * s.store_itemsize / WRITE_BPS)
-    return Needs(host, seconds, s.n_tiles * (s.z_dim * s.store_itemsize + 5), gpu)
+    # a job embeds with each member of its model in turn (one at a time in memory), one store each
+    return Needs(host, s.members * seconds, s.members * s.n_tiles * (s.z_dim * s.store_itemsize + 5), gpu)
 
 
 @needs("train", gpu=True, threads=2)

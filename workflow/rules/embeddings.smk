@@ -1,25 +1,26 @@
-# Every tile embedded on every date (one job per model and date, written chunk by chunk to a Zarr
-# store), then the series: the cube of the dates (results/embeddings/<model>.zarr: links to the per-date
-# stores, no copy, which xarray opens) and its index (results/series/<model>.npz).
+# Every tile embedded on every date (one job per date and model of the chain, which embeds with each of that
+# model's members in turn: they share the job's start, torch's import most of all, and each writes its own Zarr
+# store, chunk by chunk), then the series: the cube of the dates (results/embeddings/<model>.zarr: links to the
+# per-date stores, no copy, which xarray opens) and its index (results/series/<model>.npz).
 
 
 rule embed:
     input:
         grid=rules.grid.output.grid,
-        model=f"{R}/models/{{model}}.pt",
+        models=lambda wc: [f"{R}/models/{m}.pt" for m in PLAN.members[wc.family]],
         aligned=f"{R}/aligned/{{date}}.tif",
         valid=f"{R}/aligned/{{date}}_valid.npz",
     output:
-        embeddings=directory(f"{R}/embeddings/{{model}}/{{date}}.zarr"),
+        embeddings=directory([f"{R}/embeddings/{{family}}{member}/{{date}}.zarr" for member in PLAN.member_suffixes]),
     wildcard_constraints:
-        model="|".join(PLAN.trained),
+        family="|".join(PLAN.chain),
     params:
         p=p("embed"),
     threads: threads("embed")
     log:
-        "logs/embed/{model}/{date}.log",
+        "logs/embed/{family}/{date}.log",
     benchmark:
-        f"{R}/benchmarks/embed/{{model}}/{{date}}.tsv"
+        f"{R}/benchmarks/embed/{{family}}/{{date}}.tsv"
     conda:
         "../../envs/torch.yaml"
     resources:
@@ -29,7 +30,7 @@ rule embed:
         runtime=runtime("embed"),
         disk_mb=disk("embed"),
     shell:
-        "python -m landtaxa embed --grid {input.grid:q} --model {input.model:q} --aligned {input.aligned:q}"
+        "python -m landtaxa embed --grid {input.grid:q} --model {input.models:q} --aligned {input.aligned:q}"
         " --valid {input.valid:q} --date {wildcards.date} --out {output.embeddings:q} --threads {threads}"
         " --params {params.p:q} 2> {log:q}"
 

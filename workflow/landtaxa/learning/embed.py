@@ -127,16 +127,22 @@ def embed_date(
                          dtype, date, fill)
 
 
-def embed_step(*, grid: str, model: str, aligned: str, valid: str, out: str, date: str | None = None,
+def embed_step(*, grid: str, model: list[str], aligned: str, valid: str, out: list[str], date: str | None = None,
                params: EmbedParams, threads: int = 1) -> None:
-    """Every valid tile of one aligned date embedded with one model, into a Zarr store (``out``, a folder)."""
+    """Every valid tile of one aligned date embedded with each model, into one Zarr store per model (``out``, folders
+    in the order of ``model``): the members of a model share the job, and its start (loading torch)."""
+    if len(model) != len(out):
+        raise ValueError(f"embed: {len(model)} models ({', '.join(model)}) but {len(out)} output stores")
     device = setup_torch(threads, params.device)
-    encoder, meta = load_checkpoint(model, device)
     g = Grid.load(grid)
-    tiles, seconds = embed_date(encoder, g, aligned, load_npz(valid)["fraction"], out, min_valid=params.min_valid,
-                                batch_size=params.batch_size or 0, device=device, window_px=params.window_px,
-                                compile_model=params.compile, dtype=params.dtype, date=date)
-    # the throughput, for the estimates' settings (compute.gpu_tflops / compute.cpu_gflops): reading included
-    flops = tiles * tile_flops(encoder_costs(meta["encoder"]), g.tile_size) / max(seconds, 1e-9)
-    log.info("%d tiles in %.1f s on %s: %.3g GFLOP/s of the encoder, reading and writing included", tiles, seconds,
-             device, flops / 1e9)
+    fractions = load_npz(valid)["fraction"]
+    for path, store in zip(model, out, strict=True):
+        encoder, meta = load_checkpoint(path, device)
+        tiles, seconds = embed_date(encoder, g, aligned, fractions, store, min_valid=params.min_valid,
+                                    batch_size=params.batch_size or 0, device=device, window_px=params.window_px,
+                                    compile_model=params.compile, dtype=params.dtype, date=date)
+        # the throughput, for the estimates' settings (compute.gpu_tflops / compute.cpu_gflops): reading included
+        flops = tiles * tile_flops(encoder_costs(meta["encoder"]), g.tile_size) / max(seconds, 1e-9)
+        log.info("%s: %d tiles in %.1f s on %s: %.3g GFLOP/s of the encoder, reading and writing included", path,
+                 tiles, seconds, device, flops / 1e9)
+        del encoder
