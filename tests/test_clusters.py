@@ -531,3 +531,17 @@ def test_a_kmeans_clustering_job_never_loads_scikit_learn(tmp_path) -> None:
     assert out.strip() == "0 []"
     metrics = json.loads((tmp_path / "k3.json").read_text())
     assert metrics["ari"] == 1.0 and metrics["silhouette"] > 0.5
+
+
+@pytest.mark.parametrize("settings", [{}, {"stop_moved": 0.05}])
+def test_the_inertia_summed_once_equals_the_inertia_summed_at_every_pass(monkeypatch, settings: dict) -> None:
+    """Lloyd sums the inertia over the returned pass only when the series fits in memory, during every pass
+    otherwise (one read each): the same additions in the same order, so the same float."""
+    import landtaxa.clustering.clusters as clusters
+
+    x, _ = blobs([300, 200, 250, 150], 1.5, 6)
+    once = kmeans_series(x, 4, seed=2, n_init=3, **settings)
+    monkeypatch.setattr(clusters, "MEMORY_BYTES", 0)  # every series "larger than memory"
+    every = kmeans_series(x, 4, seed=2, n_init=3, **settings)
+    assert once.n_iter > 2 and once.inertia == every.inertia
+    np.testing.assert_array_equal(once.labels, every.labels)

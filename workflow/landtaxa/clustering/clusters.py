@@ -372,6 +372,9 @@ def lloyd(
     labels = np.full(n, -1, np.int64)
     sums = np.zeros((k, f), np.float64)
     threshold = tol * _mean_variance(src, chunk) if tol > 0 else 0.0
+    # the inertia of a pass matters only for the pass returned: summed during every pass when the series is
+    # larger than memory (one read each), else summed in the same order over the returned pass alone
+    during = src.nbytes > MEMORY_BYTES
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         c_sq = np.einsum("kf,kf->k", centers, centers)
@@ -382,7 +385,8 @@ def lloyd(
             lab = np.argmin(part, axis=1)
             if distances is not None:
                 distances[rows] = np.maximum(part + np.einsum("if,if->i", x, x)[:, None], 0.0)
-            inertia = _sq_sum(x, centers, lab, inertia)
+            if during:
+                inertia = _sq_sum(x, centers, lab, inertia)
             old = labels[rows]
             moved = np.flatnonzero(lab != old)
             if len(moved) == 0:
@@ -397,14 +401,14 @@ def lloyd(
             sums += weights @ x[moved]
             labels[rows] = lab
         if changed == 0:  # the centres are already the means of this very assignment
-            return labels, centers, inertia, n_iter
+            return labels, centers, inertia if during else _pass_inertia(src, centers, labels, chunk), n_iter
         counts = np.bincount(labels, minlength=k)
         new = np.empty_like(centers)
         filled = counts > 0
         new[filled] = (sums[filled] / counts[filled, None]).astype(np.float32)
         if filled.all() and ((n_iter > 1 and changed <= stop_moved * n) or (passes and n_iter >= passes)):
             # few moved: this pass's assignment is kept, with the centres it was made to (one pass fewer)
-            return labels, centers, inertia, n_iter
+            return labels, centers, inertia if during else _pass_inertia(src, centers, labels, chunk), n_iter
         if not filled.all():
             _relocate_empty(src, centers, labels, new, np.flatnonzero(~filled), chunk)
         shift = float(((new.astype(np.float64) - centers) ** 2).sum())
@@ -414,6 +418,14 @@ def lloyd(
     # stopped by tol or max_iter: the final assignment to the final centres
     labels, inertia = assign_chunked(src, centers, distances=distances)
     return labels, centers, inertia, n_iter
+
+
+def _pass_inertia(src, centers: np.ndarray, labels: np.ndarray, chunk: int) -> float:
+    """The inertia a Lloyd pass over ``src`` in ``chunk`` rows sums: the same additions in the same order."""
+    total = 0.0
+    for rows, x in chunked_rows(src, chunk):
+        total = _sq_sum(x, centers, labels[rows], total)
+    return total
 
 
 def _mean_variance(src, chunk: int) -> float:
