@@ -16,6 +16,7 @@ from landtaxa.learning.networks import (
     PAPER_STRIDES,
     PAPER_WIDTHS,
     BasicBlock,
+    Conv2d,
     SpectralStats,
     TileNet,
     triplet_loss,
@@ -91,6 +92,66 @@ def test_structure_matches_paper() -> None:
     assert net.z_dim == 32 and net.in_channels == 4
     # 5 stages x 2 blocks x 2 convs + stem + 4 projection shortcuts
     assert sum(isinstance(m, nn.Conv2d) for m in net.modules()) == 5 * 2 * 2 + 1 + 4
+
+
+@pytest.mark.parametrize(
+    ("in_ch", "out_ch", "kernel", "stride", "padding", "side", "product"),
+    [
+        (64, 48, 3, 1, 1, 1, True),  # a 3 x 3 kernel over a 1 x 1 map: its centre tap
+        (32, 48, 3, 2, 1, 2, True),  # stride 2 over a 2 x 2 map: the kernel's lower-right 2 x 2 taps
+        (32, 48, 1, 1, 0, 1, True),  # a 1 x 1 projection over a 1 x 1 map
+        (32, 48, 1, 2, 0, 2, False),  # one pixel out, but the 1 x 1 kernel meets only one of the four in
+        (8, 16, 3, 1, 1, 4, False),  # more than one pixel out: the convolution itself
+    ],
+)
+def test_a_one_pixel_output_is_the_product_of_the_taps(in_ch, out_ch, kernel, stride, padding, side, product,
+                                                       monkeypatch) -> None:
+    """The same outputs and gradients as torch's own convolution; the product replaces it exactly where the
+    output is one pixel and every input pixel meets the kernel."""
+    torch.manual_seed(0)
+    ours, theirs = (cls(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=True)
+                    for cls in (Conv2d, nn.Conv2d))
+    theirs.load_state_dict(ours.state_dict())
+    convolutions = []
+    conv_forward = nn.Conv2d._conv_forward
+    monkeypatch.setattr(nn.Conv2d, "_conv_forward",
+                        lambda self, *a: convolutions.append(self) or conv_forward(self, *a))
+    x = torch.randn(5, in_ch, side, side)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya = ours(xa)
+    assert (ours in convolutions) != product
+    yb = theirs(xb)
+    torch.testing.assert_close(ya, yb, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(yb)
+    ya.backward(grad)
+    yb.backward(grad)
+    for a, b in ((xa.grad, xb.grad), (ours.weight.grad, theirs.weight.grad), (ours.bias.grad, theirs.bias.grad)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    if product and kernel == 3:  # the taps that only meet padding get no gradient at all
+        assert ours.weight.grad[:, :, 0].abs().sum() == 0
+
+
+@pytest.mark.parametrize("encoder", ["tilenet", "tilenet-lite"])
+def test_small_tiles_reach_the_one_pixel_product_in_the_last_stages(encoder, monkeypatch) -> None:
+    """On 16 px tiles the last stage(s) see one-pixel maps: those convolutions run as products; the output
+    equals the network's with torch's convolutions throughout."""
+    net = build_encoder(encoder, 4, 32).eval()
+    x = torch.rand(3, 4, 16, 16)
+    with torch.no_grad():
+        fast = net(x)
+        convolutions = []
+        conv_forward = nn.Conv2d._conv_forward
+        monkeypatch.setattr(nn.Conv2d, "_conv_forward",
+                            lambda self, *a: convolutions.append(self) or conv_forward(self, *a))
+        net(x)
+        convolved = set(convolutions)
+        monkeypatch.setattr(Conv2d, "_single_pixel_taps", lambda self, h, w: None)
+        slow = net(x)
+    n_conv = sum(isinstance(m, nn.Conv2d) for m in net.modules())
+    assert 0 < len(convolved) < n_conv and len(set(convolutions)) == n_conv
+    last = net.stages[-1][-1]
+    assert last.conv1 not in convolved and last.conv2 not in convolved
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)
 
 
 def test_lite_encoder_is_cheaper_and_downsamples_early() -> None:
