@@ -4,7 +4,7 @@ The tiles of all triplets are read once from the aligned rasters (one pass per d
 windowed reads), scaled to [0, 1] and kept as float16, in memory or, past
 ``cache_mb``, in a memory-mapped scratch file beside the output. Each epoch then
 shuffles the triplets, applies an independent random flip/90-degree rotation to every
-tile, and minimises the triplet loss with Adam. On CUDA the forward pass runs under
+tile, and minimises the triplet loss with Adam (its fused kernel). On CUDA the forward pass runs under
 bf16 autocast; on the CPU in float32.
 
 A training job keeps to its time budget (``train.max_hours``, ``refine.max_hours``): when its epochs
@@ -103,7 +103,8 @@ def train_triplets(
     model.to(device).train()
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
+    # one fused kernel per step instead of about ten passes over every parameter (2x on the CPU)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas, fused=device.type in ("cpu", "cuda"))
     use_amp = device.type == "cuda"
     n = len(tiles)
     history = []
