@@ -5,7 +5,11 @@ twice, with torch at 1 thread and at 2 threads (training, refinement and embeddi
 float reductions, as on another machine, which with about a hundred tiles sends training down another path.
 Per dataset and model this prints the mean and sd over all those runs (10 by default) of the ARI against the
 truth, and the agreement: the mean ARI between every pair of the runs' maps (over the tiles both hold). The
-run's main map (metrics.json's ``main``) is scored the same way, as the row ``main``. A change of setting is
+run's main map (metrics.json's ``main``) is scored the same way, as the row ``main``. On the demo each run also
+says how each model's change maps see the clear-cut: the share of the cut's tiles that change kind on its date
+against the share of the other tiles (the evolution step's per-date kinds, from the run's series and clusters),
+and the number of runs in which the cut stands out (at least half its tiles, and three times the others' share).
+A change of setting is
 an improvement only when its gain exceeds two standard errors of the difference (``--compare`` a previous
 run's benchmarks/out/quality.json to have it said).
 
@@ -52,6 +56,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "workflow"))  # the workflow runner the tests use
 
 from runner import Snakemake  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "workflow"))
+from landtaxa.clustering.series import Series  # noqa: E402
+from landtaxa.inputs.demo.spec import DemoSpec, change_index  # noqa: E402
+from landtaxa.products.evolution import changes, per_date_labels  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"
 SLOVENIA = ROOT.parent / "shared" / "data" / "slovenia-s2-ndvi" / "geotiff"
@@ -127,7 +136,7 @@ def prepare(data: str, extra: dict, folder: Path) -> tuple[Path, dict]:
     return prep, {**config, "_k": k}
 
 
-def one_run(prep: Path, config: dict, seed: int, threads: int, cores: int, work: Path) -> dict:
+def one_run(prep: Path, config: dict, seed: int, threads: int, cores: int, work: Path, demo: bool = False) -> dict:
     """A copy of the prepared folder run to metrics.json with ``seed`` and torch at ``threads``: scores and maps."""
     shutil.copytree(prep, work, symlinks=True)
     run_config = {key: v for key, v in config.items() if not key.startswith("_")}
@@ -141,8 +150,30 @@ def one_run(prep: Path, config: dict, seed: int, threads: int, cores: int, work:
     scores = {m: metrics[m].get("ari", float("nan")) for m in models}
     scores["main"], maps["main"] = scores[main], maps[main]
     agree = {m: metrics[m]["seed_agreement"] for m in models if "seed_agreement" in metrics[m]}
-    return {"seed": seed, "threads": threads, "wall": wall, "ari": scores, "maps": maps, "main": main,
-            "members_agree": agree}
+    run = {"seed": seed, "threads": threads, "wall": wall, "ari": scores, "maps": maps, "main": main,
+           "members_agree": agree}
+    if demo:
+        run["clear_cut"] = {m: clear_cut(work, m, k, "refined") for m in models}
+        run["clear_cut"]["main"] = run["clear_cut"][main]
+    return run
+
+
+def clear_cut(work: Path, model: str, k: int, consensus_of: str) -> list[float]:
+    """The demo's clear-cut (truth class 7) in a model's change maps: [share of the cut's tiles that change kind
+    on its date, share of the other tiles that do] (the evolution step's per-date kinds, default merge_overlap)."""
+    series = Series(work / f"results/series/{consensus_of if model == 'consensus' else model}.npz")
+    with np.load(work / f"results/clusters/{model}/k{k}.npz") as c:
+        tile_ids, labels, centroids = c["tile_ids"], c["labels"], c["centroids"]
+    if not np.array_equal(tile_ids, series.tile_ids):
+        raise RuntimeError(f"{work}: the {model} clusters and their series hold different tiles")
+    with np.load(work / "results/truth_tiles.npz") as t:
+        cut = t["classes"][tile_ids] == 7
+    changed = changes(per_date_labels(series, centroids, labels)[1])[:, change_index(DemoSpec()) - 1]
+    return [float(changed[cut].mean()), float(changed[~cut].mean())]
+
+
+def stands_out(shares: list[float]) -> bool:
+    return shares[0] >= 0.5 and shares[0] >= 3 * shares[1]
 
 
 def labels_of(work: Path, model: str, k: int) -> dict[int, int]:
@@ -188,19 +219,24 @@ def bench(data: str, seeds: list[int], threads: list[int], extra: dict, keep: Pa
             # 1-thread runs two at a time (one core each), 2-thread runs one at a time: the machine's 2 cores
             side = max(1, 2 // t)
             with ThreadPoolExecutor(side) as pool:
-                jobs = [pool.submit(one_run, prep, config, s, t, max(1, 2 // side), folder / f"seed{s}-t{t}")
-                        for s in seeds]
+                jobs = [pool.submit(one_run, prep, config, s, t, max(1, 2 // side), folder / f"seed{s}-t{t}",
+                                    data == "demo") for s in seeds]
                 for job in jobs:
                     r = job.result()
                     runs.append(r)
                     print(f"{data} seed {r['seed']} torch x{r['threads']}: {r['wall']:.0f} s, main {r['main']}, "
                           + "  ".join(f"{m} {v:.3f}" for m, v in r["ari"].items()), flush=True)
+                    if "clear_cut" in r:
+                        print("  clear-cut changes on its date (cut / others): " + "  ".join(
+                            f"{m} {a:.2f}/{b:.2f}" for m, (a, b) in r["clear_cut"].items()), flush=True)
     models = list(runs[0]["ari"])
     out: dict = {"runs": [{k: v for k, v in r.items() if k != "maps"} for r in runs]}
     for m in models:
         values = [r["ari"][m] for r in runs]
         out[m] = {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
                   "n": len(values), "agreement": agreement([r["maps"][m] for r in runs])}
+        if "clear_cut" in runs[0]:
+            out[m]["clear_cut_stands_out"] = sum(stands_out(r["clear_cut"][m]) for r in runs)
     out["wall_seconds"] = statistics.mean(r["wall"] for r in runs)
     return out
 
@@ -241,7 +277,9 @@ def main() -> None:
     for data in args.data:
         for m, r in result[data].items():
             if isinstance(r, dict) and "mean" in r:
-                print(f"{f'{data} {m}':20}{r['mean']:8.3f}{r['sd']:8.3f}{r['agreement']:11.3f}{r['n']:4d}")
+                cut = f"   clear-cut stands out in {r['clear_cut_stands_out']} of {r['n']}" \
+                    if "clear_cut_stands_out" in r else ""
+                print(f"{f'{data} {m}':20}{r['mean']:8.3f}{r['sd']:8.3f}{r['agreement']:11.3f}{r['n']:4d}{cut}")
         print(f"{f'{data} wall s':20}{result[data]['wall_seconds']:8.0f}  (a run from the prepared folder)")
     if args.compare:
         before = json.loads(args.compare.read_text())
