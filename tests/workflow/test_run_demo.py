@@ -126,20 +126,31 @@ def test_coverage_map(demo_run: Path) -> None:
 
 
 def test_clear_cut_stands_out_in_the_change_maps(demo_run: Path) -> None:
-    """The clear-cut (truth class 7) changes kind on its date far more often than the rest of the
-    region, and is most of what the change maps flag as a lasting change on that date."""
+    """The clear-cut (truth class 7) changes kind on its date far more often than the rest of the region.
+
+    In the classic baseline's change maps (no training) it is nearly every tile of the cut, and most of what is
+    flagged as a lasting change on that date (so in all 20 draws of docs/benchmarks.md: seeds 0-4 x torch at 1
+    and 2 threads x two versions of the training code). A trained model's maps are one draw of a chaotic
+    training: in those draws the cut stood out (at least half its tiles, three times the others' share) in geo's
+    maps in 18, in refined's in 17 and in the consensus' in 18 (refinement can pull the cut's later dates back to
+    the forest its cluster holds), and in at least one of the three in every draw: that is what one run asserts."""
     truth = load_npz(demo_run / "results/truth_tiles.npz")["classes"]
     change_index = DemoSpec().n_dates // 2
-    for model in ("geo", "refined"):
-        clusters = load_npz(demo_run / f"results/clusters/{model}/k7.npz")
+
+    def shares(model: str) -> tuple[float, float, float, float]:
+        """(changed kind on the cut's date, first lasting change on that date) over the cut's tiles and the rest."""
+        tile_ids = load_npz(demo_run / f"results/clusters/{model}/k7.npz")["tile_ids"]
         with rasterio.open(demo_run / f"results/evolution/{model}/k7/change.tif") as src:
-            first_lasting = src.read(1).reshape(-1)[clusters["tile_ids"]]
-            changed = src.read(change_index + 1).reshape(-1)[clusters["tile_ids"]]
-        cut = truth[clusters["tile_ids"]] == 7
+            lasting = src.read(1).reshape(-1)[tile_ids] == change_index
+            changed = src.read(change_index + 1).reshape(-1)[tile_ids] == 1
+        cut = truth[tile_ids] == 7
         assert cut.sum() >= 15
-        assert changed[cut].mean() >= 0.75 and changed[cut].mean() >= 3 * changed[~cut].mean(), model
-        lasting = first_lasting == change_index
-        assert lasting[cut].mean() >= 0.4 and lasting[~cut].mean() < 0.02, model
+        return changed[cut].mean(), changed[~cut].mean(), lasting[cut].mean(), lasting[~cut].mean()
+
+    cut, rest, lasting_cut, lasting_rest = shares("means")
+    assert cut >= 0.9 and cut >= 3 * rest and lasting_cut >= 0.6 and lasting_rest < 0.02, (cut, rest, lasting_cut)
+    trained = {model: shares(model) for model in ("geo", "refined", "consensus")}
+    assert any(c >= 0.5 and c >= 3 * r for c, r, _, _ in trained.values()), trained
 
 
 def test_analysis_of_every_model_and_the_k_sweep(demo_run: Path) -> None:
