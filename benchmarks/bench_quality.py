@@ -153,7 +153,8 @@ def one_run(prep: Path, config: dict, seed: int, threads: int, cores: int, work:
     run = {"seed": seed, "threads": threads, "wall": wall, "ari": scores, "maps": maps, "main": main,
            "members_agree": agree}
     if demo:
-        run["clear_cut"] = {m: clear_cut(work, m, k, "refined") for m in models}
+        chain_end = "refined" if "refined" in models else "geo"  # the model whose members the consensus combines
+        run["clear_cut"] = {m: clear_cut(work, m, k, chain_end) for m in models}
         run["clear_cut"]["main"] = run["clear_cut"][main]
     return run
 
