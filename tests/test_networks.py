@@ -94,6 +94,14 @@ def test_structure_matches_paper() -> None:
     assert sum(isinstance(m, nn.Conv2d) for m in net.modules()) == 5 * 2 * 2 + 1 + 4
 
 
+def convolutions_seen(monkeypatch) -> list:
+    """The modules that run torch's own convolution from now on, appended as they do."""
+    seen: list = []
+    conv_forward = nn.Conv2d._conv_forward
+    monkeypatch.setattr(nn.Conv2d, "_conv_forward", lambda self, *a: seen.append(self) or conv_forward(self, *a))
+    return seen
+
+
 @pytest.mark.parametrize(
     ("in_ch", "out_ch", "kernel", "stride", "padding", "side", "product"),
     [
@@ -112,10 +120,7 @@ def test_a_one_pixel_output_is_the_product_of_the_taps(in_ch, out_ch, kernel, st
     ours, theirs = (cls(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=True)
                     for cls in (Conv2d, nn.Conv2d))
     theirs.load_state_dict(ours.state_dict())
-    convolutions = []
-    conv_forward = nn.Conv2d._conv_forward
-    monkeypatch.setattr(nn.Conv2d, "_conv_forward",
-                        lambda self, *a: convolutions.append(self) or conv_forward(self, *a))
+    convolutions = convolutions_seen(monkeypatch)
     x = torch.randn(5, in_ch, side, side)
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     ya = ours(xa)
@@ -139,10 +144,7 @@ def test_small_tiles_reach_the_one_pixel_product_in_the_last_stages(encoder, mon
     x = torch.rand(3, 4, 16, 16)
     with torch.no_grad():
         fast = net(x)
-        convolutions = []
-        conv_forward = nn.Conv2d._conv_forward
-        monkeypatch.setattr(nn.Conv2d, "_conv_forward",
-                            lambda self, *a: convolutions.append(self) or conv_forward(self, *a))
+        convolutions = convolutions_seen(monkeypatch)
         net(x)
         convolved = set(convolutions)
         monkeypatch.setattr(Conv2d, "_single_pixel_taps", lambda self, h, w: None)

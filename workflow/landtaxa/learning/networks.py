@@ -27,7 +27,7 @@ PAPER_STRIDES = (1, 2, 2, 2, 2)
 class Conv2d(nn.Conv2d):
     """A convolution that computes a one-pixel output as the matrix product it is.
 
-    On small tiles TileNet's last stages see 2 x 2 and 1 x 1 feature maps (16 px tiles: stages 4-5).
+    On small tiles the last stages' outputs are one pixel (16 px tiles: TileNet's stage 5, tilenet-lite's 3-5).
     A k x k kernel with zero padding p whose output is one pixel meets the input only through the taps
     ``[p : p + h, p : p + w]``: the output is those taps, flattened, times the flattened input, and every
     other tap meets padding (its gradient is exactly zero either way). The same weights and the same
